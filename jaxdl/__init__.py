@@ -1,0 +1,6 @@
+"""jaxdl: deep-learning reference implementations in JAX and Flax NNX."""
+
+from jaxdl.models.registry import create_model, get_config, list_models
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "get_config", "list_models", "__version__"]

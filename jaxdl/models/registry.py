@@ -1,0 +1,78 @@
+"""Registry of model names -> (family builder, frozen config), DESIGN.md decision 2.
+
+A family is written once; variants are rows (frozen dataclass configs). `create_model` applies
+keyword overrides to the config with `dataclasses.replace`, so an override that is not a field of
+the family's config is an error that lists the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from flax import nnx
+
+from jaxdl.errors import JaxdlError, unknown_name
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nnx.Module]  # builder(config, *, rngs) -> Module
+    config: Any  # a frozen dataclass instance
+    family: str
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, builder, config, *, family: str, description: str = "") -> None:
+    """Register a variant. `config` must be a frozen dataclass instance."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config for {name!r} must be a dataclass instance, got {type(config)}")
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(name, builder, config, family, description)
+
+
+def _ensure_loaded() -> None:
+    # Importing jaxdl.models imports every family module, which registers its variants.
+    import jaxdl.models  # noqa: F401
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted registered names; `pattern` is a shell-style glob (e.g. 'resnet*')."""
+    import fnmatch
+
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise unknown_name("model", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def get_config(name: str, **overrides) -> Any:
+    """The variant's config with `overrides` applied (validated against the config's fields)."""
+    entry = get_entry(name)
+    fields = {f.name for f in dataclasses.fields(entry.config)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise JaxdlError(
+            f"create_model({name!r}): unknown option(s) {', '.join(bad)} for family "
+            f"{entry.family!r}; expected some of: {', '.join(sorted(fields))}"
+        )
+    return dataclasses.replace(entry.config, **overrides) if overrides else entry.config
+
+
+def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides) -> nnx.Module:
+    """Build a registered model: `create_model('resnet50', num_classes=10, rngs=nnx.Rngs(0))`."""
+    entry = get_entry(name)
+    config = get_config(name, **overrides)
+    return entry.builder(config, rngs=rngs if rngs is not None else nnx.Rngs(0))

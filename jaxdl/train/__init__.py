@@ -1,0 +1,18 @@
+"""The training engine: losses, metrics, optimizers, train state, pure steps, fit/evaluate/predict."""
+
+from jaxdl.train.callbacks import Callback, CallbackList, History, LazyLogs, ProgbarLogger
+from jaxdl.train.loop import Trainer, output_shape
+from jaxdl.train.optim import (
+    OPTIMIZERS, SCHEDULES, Regularizer, current_learning_rate, make_optimizer, make_schedule,
+    regularization_penalty, scale_learning_rate,
+)
+from jaxdl.train.state import TrainState
+from jaxdl.train.steps import make_eval_step, make_predict_step, make_train_step
+from jaxdl.train.tasks import ClassificationTask, RegressionTask, Task
+
+__all__ = [
+    "Callback", "CallbackList", "History", "LazyLogs", "ProgbarLogger", "Trainer", "output_shape",
+    "OPTIMIZERS", "SCHEDULES", "Regularizer", "current_learning_rate", "make_optimizer", "make_schedule",
+    "regularization_penalty", "scale_learning_rate", "TrainState", "make_eval_step", "make_predict_step",
+    "make_train_step", "ClassificationTask", "RegressionTask", "Task",
+]

@@ -1,0 +1,150 @@
+"""A task says how outputs and a batch make a loss and metrics.
+
+Metrics are accumulated on the device as sums (loss * weight, weights, a confusion matrix, ...)
+inside the jitted step, and turned into numbers on the host only when someone asks, so a step adds
+no host synchronisation. Batches are dicts with 'x', 'y' and 'weight' (0 on padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.errors import JaxdlError
+from jaxdl.train import losses, metrics
+
+
+class Task:
+    """Base class. Subclasses define `loss` and the metric accumulators."""
+
+    def loss(self, outputs, batch) -> jax.Array:
+        """Per-example loss, the shape of `weights(batch)`."""
+        raise NotImplementedError  # abstract: every task defines its loss
+
+    def weights(self, batch, per_example: jax.Array) -> jax.Array:
+        w = batch.get("weight")
+        if w is None:
+            return jnp.ones(per_example.shape, jnp.float32)
+        w = w.astype(jnp.float32)
+        return w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim))
+
+    def init_metrics(self) -> dict[str, jax.Array]:
+        return {"loss_sum": jnp.zeros((), jnp.float32), "weight_sum": jnp.zeros((), jnp.float32)}
+
+    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
+        wsum = jnp.sum(weights)
+        return {
+            **acc,
+            "loss_sum": acc["loss_sum"] + jnp.sum(per_example * weights) + extra_loss * wsum,
+            "weight_sum": acc["weight_sum"] + wsum,
+        }
+
+    def compute(self, acc) -> dict[str, float]:
+        acc = jax.device_get(acc)
+        return {"loss": float(acc["loss_sum"] / max(float(acc["weight_sum"]), 1e-12))}
+
+    def check_labels(self, y: np.ndarray, *, where: str = "labels") -> None:
+        """Host-side validation of a dataset's labels (before any step runs)."""
+
+
+class ClassificationTask(Task):
+    """Softmax cross-entropy over `num_classes` logits (or binary cross-entropy on one logit).
+
+    Metrics: loss, accuracy, top-k accuracy (k < num_classes), and from the confusion matrix
+    precision / recall / F1 (macro), on request per class (`detailed`)."""
+
+    def __init__(self, num_classes: int, *, top_k: int = 5, label_smoothing: float = 0.0):
+        if num_classes < 1:
+            raise JaxdlError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.binary = num_classes == 1
+        self.top_k = top_k if (not self.binary and top_k and top_k < num_classes) else 0
+        self.label_smoothing = label_smoothing
+
+    @property
+    def cm_size(self) -> int:
+        return 2 if self.binary else self.num_classes
+
+    def loss(self, outputs, batch):
+        y = batch["y"]
+        if self.binary:
+            return losses.binary_cross_entropy(outputs, y.reshape(outputs.shape[:-1]))
+        return losses.categorical_cross_entropy(outputs, y, label_smoothing=self.label_smoothing)
+
+    def predictions(self, outputs):
+        if self.binary:
+            return (outputs[..., 0] > 0).astype(jnp.int32)
+        return jnp.argmax(outputs, axis=-1)
+
+    def labels(self, batch):
+        y = batch["y"]
+        if not self.binary and y.ndim == 2 and y.shape[-1] == self.num_classes:
+            return jnp.argmax(y, axis=-1)  # one-hot labels
+        return y.reshape(y.shape[0]).astype(jnp.int32)
+
+    def init_metrics(self):
+        acc = super().init_metrics()
+        acc["cm"] = jnp.zeros((self.cm_size, self.cm_size), jnp.float32)
+        if self.top_k:
+            acc["topk"] = jnp.zeros((), jnp.float32)
+        return acc
+
+    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
+        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
+        y = self.labels(batch)
+        w = weights.reshape(-1)
+        new["cm"] = acc["cm"] + metrics.confusion_matrix(y, self.predictions(outputs), self.cm_size, w)
+        if self.top_k:
+            new["topk"] = acc["topk"] + jnp.sum(metrics.top_k_correct(outputs, y, self.top_k) * w)
+        return new
+
+    def compute(self, acc, detailed: bool = False) -> dict[str, Any]:
+        acc = jax.device_get(acc)
+        out = super().compute(acc)
+        m = jax.device_get(metrics.classification_metrics(jnp.asarray(acc["cm"])))
+        out["accuracy"] = float(m["accuracy"])
+        if self.top_k:
+            out[f"top{self.top_k}_accuracy"] = float(acc["topk"] / max(float(acc["weight_sum"]), 1e-12))
+        for k in ("precision_macro", "recall_macro", "f1_macro"):
+            out[k] = float(m[k])
+        if detailed:
+            for k, v in m.items():
+                out[k] = np.asarray(v).tolist() if np.ndim(v) else float(v)
+            out["confusion_matrix"] = np.asarray(acc["cm"]).astype(int).tolist()
+        return out
+
+    def check_labels(self, y, *, where="labels"):
+        y = np.asarray(y)
+        if not self.binary and y.ndim == 2 and y.shape[-1] == self.num_classes:
+            return  # one-hot
+        n = self.cm_size
+        if y.size and (y.min() < 0 or y.max() >= n):
+            raise JaxdlError(
+                f"{where} out of range: expected integers in [0, {n - 1}] for a model with "
+                f"{self.num_classes} output(s), got values in [{y.min()}, {y.max()}]"
+            )
+
+
+class RegressionTask(Task):
+    """Mean squared error; reports loss (MSE) and MAE."""
+
+    def loss(self, outputs, batch):
+        return losses.mean_squared_error(outputs, batch["y"])
+
+    def init_metrics(self):
+        return {**super().init_metrics(), "abs_sum": jnp.zeros((), jnp.float32)}
+
+    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
+        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
+        err = jnp.mean(jnp.abs(outputs.astype(jnp.float32) - batch["y"].reshape(outputs.shape)), axis=-1)
+        new["abs_sum"] = acc["abs_sum"] + jnp.sum(err * weights)
+        return new
+
+    def compute(self, acc, detailed: bool = False):
+        acc = jax.device_get(acc)
+        out = super().compute(acc)
+        out["mae"] = float(acc["abs_sum"] / max(float(acc["weight_sum"]), 1e-12))
+        return out
