@@ -3,9 +3,10 @@
 from jaxdl.nn.activations import ACTIVATIONS, Maxout, get_activation, hard_sigmoid, hard_swish, heaviside
 from jaxdl.nn.init import INITIALIZERS, get_initializer
 from jaxdl.nn.regularization import ActivityRegularization
+from jaxdl.nn.sampling import sample_logits
 from jaxdl.nn.shapes import check_input
 
 __all__ = [
     "ACTIVATIONS", "Maxout", "get_activation", "hard_sigmoid", "hard_swish", "heaviside",
-    "INITIALIZERS", "get_initializer", "ActivityRegularization", "check_input",
+    "INITIALIZERS", "get_initializer", "ActivityRegularization", "check_input", "sample_logits",
 ]

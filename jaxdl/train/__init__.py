@@ -8,11 +8,11 @@ from jaxdl.train.optim import (
 )
 from jaxdl.train.state import TrainState
 from jaxdl.train.steps import make_eval_step, make_predict_step, make_train_step
-from jaxdl.train.tasks import ClassificationTask, RegressionTask, Task
+from jaxdl.train.tasks import ClassificationTask, LanguageModelTask, RegressionTask, Task
 
 __all__ = [
     "Callback", "CallbackList", "History", "LazyLogs", "ProgbarLogger", "Trainer", "output_shape",
     "OPTIMIZERS", "SCHEDULES", "Regularizer", "current_learning_rate", "make_optimizer", "make_schedule",
     "regularization_penalty", "scale_learning_rate", "TrainState", "make_eval_step", "make_predict_step",
-    "make_train_step", "ClassificationTask", "RegressionTask", "Task",
+    "make_train_step", "ClassificationTask", "LanguageModelTask", "RegressionTask", "Task",
 ]

@@ -29,7 +29,7 @@ class Task:
         if w is None:
             return jnp.ones(per_example.shape, jnp.float32)
         w = w.astype(jnp.float32)
-        return w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim))
+        return jnp.broadcast_to(w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim)), per_example.shape)
 
     def init_metrics(self) -> dict[str, jax.Array]:
         return {"loss_sum": jnp.zeros((), jnp.float32), "weight_sum": jnp.zeros((), jnp.float32)}
@@ -148,3 +148,46 @@ class RegressionTask(Task):
         out = super().compute(acc)
         out["mae"] = float(acc["abs_sum"] / max(float(acc["weight_sum"]), 1e-12))
         return out
+
+
+class LanguageModelTask(Task):
+    """Next-token prediction: cross-entropy of logits [B, T, V] against targets y [B, T].
+
+    A batch may carry 'mask' [B, T] (1 for real tokens); padded examples have weight 0.
+    Metrics: loss (nats per token), perplexity, bits per token (bits per character for a
+    character vocabulary), token accuracy."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def loss(self, outputs, batch):
+        return losses.categorical_cross_entropy(outputs, batch["y"])
+
+    def weights(self, batch, per_example):
+        w = super().weights(batch, per_example)
+        if "mask" in batch:
+            w = w * batch["mask"].astype(jnp.float32)
+        return w
+
+    def init_metrics(self):
+        return {**super().init_metrics(), "correct": jnp.zeros((), jnp.float32)}
+
+    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
+        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
+        hit = (jnp.argmax(outputs, -1) == batch["y"]).astype(jnp.float32)
+        new["correct"] = acc["correct"] + jnp.sum(hit * weights)
+        return new
+
+    def compute(self, acc, detailed: bool = False):
+        acc = jax.device_get(acc)
+        out = super().compute(acc)
+        out["perplexity"] = float(np.exp(min(out["loss"], 50.0)))
+        out["bits_per_token"] = out["loss"] / float(np.log(2.0))
+        out["accuracy"] = float(acc["correct"] / max(float(acc["weight_sum"]), 1e-12))
+        return out
+
+    def check_labels(self, y, *, where="labels"):
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= self.vocab_size):
+            raise JaxdlError(f"{where} out of range: expected token ids in [0, {self.vocab_size - 1}], "
+                             f"got values in [{y.min()}, {y.max()}]")
