@@ -43,7 +43,9 @@ class Config:
 def mnist(data: str, seed: int):
     folder = Path(data) if data else (shared_data_dir() or Path("../shared/data")) / "mnist"
     if not folder.is_dir():
-        raise JaxdlError(f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA")
+        raise JaxdlError(
+            f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA"
+        )
     return load_dataset(f"mnist_idx:{folder}", seed=seed)
 
 
@@ -51,15 +53,24 @@ def main(cfg: Config) -> dict:
     splits = mnist(cfg.data, cfg.seed)
     train, val, test = splits.train, splits.val, splits.test
     if cfg.smoke:
-        train, val, test = train.subset(slice(0, 256)), val.subset(slice(0, 64)), test.subset(slice(0, 128))
+        train, val, test = (
+            train.subset(slice(0, 256)),
+            val.subset(slice(0, 64)),
+            test.subset(slice(0, 128)),
+        )
     name = {"conv": "conv_autoencoder", "dense": "autoencoder"}.get(cfg.kind)
     if name is None:
         raise JaxdlError(f"--kind must be 'conv' or 'dense', got {cfg.kind!r}")
     model = create_model(name, latent_dim=cfg.latent_dim)
     t = Trainer(model, task=ReconstructionTask("bce"), learning_rate=cfg.lr, seed=cfg.seed)
     t0 = time.perf_counter()
-    h = t.fit(train, epochs=1 if cfg.smoke else cfg.epochs, batch_size=cfg.batch_size,
-              validation_data=val, verbose=1)
+    h = t.fit(
+        train,
+        epochs=1 if cfg.smoke else cfg.epochs,
+        batch_size=cfg.batch_size,
+        validation_data=val,
+        verbose=1,
+    )
     dt = time.perf_counter() - t0
     ev = t.evaluate(test)
 
@@ -67,12 +78,18 @@ def main(cfg: Config) -> dict:
     save_history(h, out / "curves.png", title=f"{name}, latent {cfg.latent_dim}")
     x = test.x[:32]
     recon = np.asarray(t.model.reconstruct(x))
-    pairs = np.concatenate([np.stack([x[i:i + 8], recon[i:i + 8]]) for i in range(0, 32, 8)])
-    save_image_grid(pairs.reshape(-1, 28, 28, 1), out / "reconstructions.png", ncols=8,
-                    title="test digits (odd rows) and their reconstructions")
+    pairs = np.concatenate([np.stack([x[i : i + 8], recon[i : i + 8]]) for i in range(0, 32, 8)])
+    save_image_grid(
+        pairs.reshape(-1, 28, 28, 1),
+        out / "reconstructions.png",
+        ncols=8,
+        title="test digits (odd rows) and their reconstructions",
+    )
     log_image_grid(out / "tb", "reconstructions", pairs.reshape(-1, 28, 28, 1), cfg.epochs)
-    print(f"test bce {ev['loss']:.4f}  pixel mse {ev['pixel_mse']:.4f}  train time {dt:.1f}s  "
-          f"pictures in {out}")
+    print(
+        f"test bce {ev['loss']:.4f}  pixel mse {ev['pixel_mse']:.4f}  train time {dt:.1f}s  "
+        f"pictures in {out}"
+    )
     return {"test_bce": ev["loss"], "test_pixel_mse": ev["pixel_mse"], "train_time_s": dt}
 
 

@@ -47,7 +47,9 @@ class Config:
 def mnist(data: str, seed: int):
     folder = Path(data) if data else (shared_data_dir() or Path("../shared/data")) / "mnist"
     if not folder.is_dir():
-        raise JaxdlError(f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA")
+        raise JaxdlError(
+            f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA"
+        )
     return load_dataset(f"mnist_idx:{folder}", seed=seed)
 
 
@@ -64,30 +66,49 @@ def main(cfg: Config) -> dict:
 
     def show(epoch, logs):
         imgs = gan.generate(fixed, 64)
-        save_image_grid(imgs, out / f"samples_epoch{epoch + 1:03d}.png", ncols=8, value_range=(-1, 1),
-                        title=f"epoch {epoch + 1}: d_loss {logs['d_loss']:.3f}, g_loss {logs['g_loss']:.3f}")
+        save_image_grid(
+            imgs,
+            out / f"samples_epoch{epoch + 1:03d}.png",
+            ncols=8,
+            value_range=(-1, 1),
+            title=f"epoch {epoch + 1}: d_loss {logs['d_loss']:.3f}, g_loss {logs['g_loss']:.3f}",
+        )
         log_image_grid(out / "tb", "samples", imgs, epoch + 1, value_range=(-1, 1))
 
     t0 = time.perf_counter()
     h = gan.fit(train.x * 2.0 - 1.0, epochs=epochs, batch_size=cfg.batch_size, on_epoch_end=show)
     dt = time.perf_counter() - t0
-    save_history(h, out / "curves.png", keys=["d_loss", "g_loss", "d_real", "d_fake"],
-                 title="DCGAN: losses and mean D(x), D(G(z)) per epoch")
+    save_history(
+        h,
+        out / "curves.png",
+        keys=["d_loss", "g_loss", "d_real", "d_fake"],
+        title="DCGAN: losses and mean D(x), D(G(z)) per epoch",
+    )
 
     # the judge: an MLP digit classifier on the same training images
     clf = Trainer(create_model("mlp", input_shape=(28, 28, 1), hidden=(256,)), seed=cfg.seed)
     clf.fit(train, epochs=2 if cfg.smoke else 10, batch_size=128, verbose=0)
     clf_acc = clf.evaluate(test)["accuracy"]
-    fakes = np.concatenate([gan.generate(jax.random.key(i), 500) for i in range(1 if cfg.smoke else 4)])
+    fakes = np.concatenate(
+        [gan.generate(jax.random.key(i), 500) for i in range(1 if cfg.smoke else 4)]
+    )
     probs = lambda x: np.asarray(jax.nn.softmax(clf.predict(x), axis=-1))
     is_fake = inception_score(probs((fakes + 1.0) / 2.0))
     is_real = inception_score(probs(test.x))
     counts = np.bincount(probs((fakes + 1.0) / 2.0).argmax(-1), minlength=10)
-    print(f"MNIST inception score: generated {is_fake:.2f}, real test images {is_real:.2f} "
-          f"(classifier test accuracy {clf_acc:.3f}); digits among the samples {counts.tolist()}; "
-          f"GAN train time {dt:.1f}s; pictures in {out}")
-    return {"inception_score": is_fake, "inception_score_real": is_real, "classifier_accuracy": clf_acc,
-            "d_loss": h.history["d_loss"][-1], "g_loss": h.history["g_loss"][-1], "train_time_s": dt}
+    print(
+        f"MNIST inception score: generated {is_fake:.2f}, real test images {is_real:.2f} "
+        f"(classifier test accuracy {clf_acc:.3f}); digits among the samples {counts.tolist()}; "
+        f"GAN train time {dt:.1f}s; pictures in {out}"
+    )
+    return {
+        "inception_score": is_fake,
+        "inception_score_real": is_real,
+        "classifier_accuracy": clf_acc,
+        "d_loss": h.history["d_loss"][-1],
+        "g_loss": h.history["g_loss"][-1],
+        "train_time_s": dt,
+    }
 
 
 if __name__ == "__main__":

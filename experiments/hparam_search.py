@@ -63,12 +63,18 @@ def main(cfg: Config) -> dict:
     console = Console(highlight=False, width=140)
 
     def build(run: MLPRun, rngs: nnx.Rngs):
-        return create_model("mlp", input_shape=splits.input_shape, hidden=(run.width,) * run.depth,
-                            rngs=rngs)
+        return create_model(
+            "mlp", input_shape=splits.input_shape, hidden=(run.width,) * run.depth, rngs=rngs
+        )
 
     def fit(run: MLPRun, train):
-        t = Trainer(build(run, nnx.Rngs(run.seed)), optimizer=run.optimizer, learning_rate=run.lr,
-                    seed=run.seed, mesh=mesh)
+        t = Trainer(
+            build(run, nnx.Rngs(run.seed)),
+            optimizer=run.optimizer,
+            learning_rate=run.lr,
+            seed=run.seed,
+            mesh=mesh,
+        )
         t.fit(train, epochs=run.epochs, batch_size=run.batch_size, verbose=0)
         return t
 
@@ -81,8 +87,11 @@ def main(cfg: Config) -> dict:
     base = MLPRun(epochs=epochs, seed=cfg.seed)
 
     # 1. grid
-    space = ({"lr": [1e-3, 1e-1], "optimizer": ["adam", "sgd"]} if cfg.smoke else
-             {"lr": [1e-3, 1e-2, 1e-1], "width": [32, 128], "optimizer": ["adam", "sgd"]})
+    space = (
+        {"lr": [1e-3, 1e-1], "optimizer": ["adam", "sgd"]}
+        if cfg.smoke
+        else {"lr": [1e-3, 1e-2, 1e-1], "width": [32, 128], "optimizer": ["adam", "sgd"]}
+    )
     t0 = time.perf_counter()
     g = grid_search(trial, base, space, metric="val_accuracy")
     t_grid = time.perf_counter() - t0
@@ -90,11 +99,22 @@ def main(cfg: Config) -> dict:
     g.plot(out / "grid_search.png")
 
     # 2. random
-    rspace = {"lr": LogUniform(1e-4, 1e-1), "width": [16, 32, 64, 128, 256], "depth": IntUniform(1, 3),
-              "batch_size": [16, 32, 64, 128], "epochs": IntUniform(2, 3) if cfg.smoke else IntUniform(5, 30),
-              "optimizer": ["adam", "sgd", "momentum", "rmsprop"]}
-    r = random_search(trial, base, rspace, 2 if cfg.smoke else cfg.random_trials,
-                      metric="val_accuracy", seed=cfg.seed)
+    rspace = {
+        "lr": LogUniform(1e-4, 1e-1),
+        "width": [16, 32, 64, 128, 256],
+        "depth": IntUniform(1, 3),
+        "batch_size": [16, 32, 64, 128],
+        "epochs": IntUniform(2, 3) if cfg.smoke else IntUniform(5, 30),
+        "optimizer": ["adam", "sgd", "momentum", "rmsprop"],
+    }
+    r = random_search(
+        trial,
+        base,
+        rspace,
+        2 if cfg.smoke else cfg.random_trials,
+        metric="val_accuracy",
+        seed=cfg.seed,
+    )
     console.print(r.table("random search"))
     r.plot(out / "random_search.png")
 
@@ -102,12 +122,21 @@ def main(cfg: Config) -> dict:
     lrs = np.geomspace(1e-4, 1e-1, 2 if cfg.smoke else 7).tolist()
     seeds = [0, 1] if cfg.smoke else [0, 1, 2]
     pairs = list(itertools.product(lrs, seeds))
-    v = train_vmapped(lambda rngs: build(base, rngs), splits.train, learning_rates=[p[0] for p in pairs],
-                      seeds=[p[1] for p in pairs], epochs=epochs, batch_size=base.batch_size,
-                      optimizer=base.optimizer, validation_data=splits.val)
+    v = train_vmapped(
+        lambda rngs: build(base, rngs),
+        splits.train,
+        learning_rates=[p[0] for p in pairs],
+        seeds=[p[1] for p in pairs],
+        epochs=epochs,
+        batch_size=base.batch_size,
+        optimizer=base.optimizer,
+        validation_data=splits.val,
+    )
     vs = v.to_search("val_accuracy")
-    console.print(f"vmapped: {len(pairs)} runs ({len(lrs)} learning rates x {len(seeds)} seeds) of "
-                  f"{epochs} epochs in one compiled program: {v.seconds:.1f}s including compilation")
+    console.print(
+        f"vmapped: {len(pairs)} runs ({len(lrs)} learning rates x {len(seeds)} seeds) of "
+        f"{epochs} epochs in one compiled program: {v.seconds:.1f}s including compilation"
+    )
     for lr in lrs:
         accs = [t.metrics["val_accuracy"] for t in vs.trials if t.overrides["lr"] == lr]
         console.print(f"  lr {lr:.2e}: val accuracy {np.mean(accs):.4f} +- {np.std(accs):.4f}")
@@ -116,15 +145,29 @@ def main(cfg: Config) -> dict:
     # 4. the chosen config: test accuracy, bias and variance
     best = g.best_config
     test_acc = fit(best, splits.train).evaluate(splits.test)["accuracy"]
-    bv = bias_variance(lambda ds, k: fit(best, ds).predict(splits.test.x).argmax(-1), splits.train,
-                       splits.test.y, loss="0-1", rounds=2 if cfg.smoke else cfg.rounds, seed=cfg.seed)
+    bv = bias_variance(
+        lambda ds, k: fit(best, ds).predict(splits.test.x).argmax(-1),
+        splits.train,
+        splits.test.y,
+        loss="0-1",
+        rounds=2 if cfg.smoke else cfg.rounds,
+        seed=cfg.seed,
+    )
     console.print(f"best grid config {best}: test accuracy {test_acc:.4f}")
     console.print(f"bias-variance over {2 if cfg.smoke else cfg.rounds} bootstrap rounds: {bv}")
     console.print(f"pictures in {out}")
-    return {"best_config": best, "best_val_accuracy": g.best.metrics["val_accuracy"], "test_accuracy": test_acc,
-            "random_best_val_accuracy": r.best.metrics["val_accuracy"], "grid_time_s": t_grid,
-            "vmapped_time_s": v.seconds, "vmapped_best": vs.best.overrides, "bias": bv.bias,
-            "variance": bv.variance, "expected_01_loss": bv.expected_loss}
+    return {
+        "best_config": best,
+        "best_val_accuracy": g.best.metrics["val_accuracy"],
+        "test_accuracy": test_acc,
+        "random_best_val_accuracy": r.best.metrics["val_accuracy"],
+        "grid_time_s": t_grid,
+        "vmapped_time_s": v.seconds,
+        "vmapped_best": vs.best.overrides,
+        "bias": bv.bias,
+        "variance": bv.variance,
+        "expected_01_loss": bv.expected_loss,
+    }
 
 
 if __name__ == "__main__":

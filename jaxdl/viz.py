@@ -33,8 +33,9 @@ def _target(path) -> Path:
     return path
 
 
-def image_grid(images, ncols: int | None = None, *, value_range: tuple[float, float] = (0.0, 1.0),
-               pad: int = 1) -> np.ndarray:
+def image_grid(
+    images, ncols: int | None = None, *, value_range: tuple[float, float] = (0.0, 1.0), pad: int = 1
+) -> np.ndarray:
     """images [N, H, W] or [N, H, W, C] (C 1 or 3) -> one uint8 picture [rows*(H+pad)+pad,
     cols*(W+pad)+pad, C], row-major, values mapped from `value_range` to 0..255 (clipped) and
     padding white. ncols defaults to ceil(sqrt(N))."""
@@ -42,8 +43,10 @@ def image_grid(images, ncols: int | None = None, *, value_range: tuple[float, fl
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) == 0:
-        raise JaxdlError(f"image_grid: images must be [N, H, W] or [N, H, W, C] with C 1 or 3 "
-                         f"and N >= 1, got shape {x.shape}")
+        raise JaxdlError(
+            f"image_grid: images must be [N, H, W] or [N, H, W, C] with C 1 or 3 "
+            f"and N >= 1, got shape {x.shape}"
+        )
     lo, hi = value_range
     x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     n, h, w, c = x.shape
@@ -52,12 +55,22 @@ def image_grid(images, ncols: int | None = None, *, value_range: tuple[float, fl
     out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.float32)
     for i in range(n):
         r, q = divmod(i, cols)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+        out[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + q * (w + pad) : pad + q * (w + pad) + w,
+        ] = x[i]
     return (out * 255 + 0.5).astype(np.uint8)
 
 
-def save_image_grid(images, path, ncols: int | None = None, *, value_range=(0.0, 1.0),
-                    title: str | None = None, scale: int = 3) -> Path:
+def save_image_grid(
+    images,
+    path,
+    ncols: int | None = None,
+    *,
+    value_range=(0.0, 1.0),
+    title: str | None = None,
+    scale: int = 3,
+) -> Path:
     """Write `image_grid(images)` as a PNG, each pixel drawn `scale` x `scale`."""
     from PIL import Image
 
@@ -85,7 +98,9 @@ def log_image_grid(logdir, tag: str, images, step: int, *, value_range=(0.0, 1.0
         w.add_image(tag, image_grid(images, value_range=value_range), step, dataformats="HWC")
 
 
-def save_history(history, path, keys: Sequence[str] | None = None, title: str | None = None) -> Path:
+def save_history(
+    history, path, keys: Sequence[str] | None = None, title: str | None = None
+) -> Path:
     """Training curves, one panel per metric, the validation curve (val_KEY) beside the
     training one. `history`: a History or its dict {key: [per-epoch values]}."""
     h: Mapping[str, list] = getattr(history, "history", history)
@@ -113,8 +128,9 @@ def save_history(history, path, keys: Sequence[str] | None = None, title: str | 
     return Path(path)
 
 
-def save_confusion_matrix(cm, path, class_names: Sequence[str] | None = None,
-                          title: str = "confusion matrix") -> Path:
+def save_confusion_matrix(
+    cm, path, class_names: Sequence[str] | None = None, title: str = "confusion matrix"
+) -> Path:
     """cm [C, C] (rows: true class, columns: predicted) as an annotated heat map."""
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -126,8 +142,15 @@ def save_confusion_matrix(cm, path, class_names: Sequence[str] | None = None,
     ax.imshow(cm, cmap="Blues")
     for i in range(len(cm)):
         for j in range(len(cm)):
-            ax.text(j, i, f"{cm[i, j]:g}", ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]:g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xticks(range(len(cm)), names, rotation=45)
     ax.set_yticks(range(len(cm)), names)
     ax.set_xlabel("predicted")
@@ -139,4 +162,10 @@ def save_confusion_matrix(cm, path, class_names: Sequence[str] | None = None,
     return Path(path)
 
 
-__all__ = ["image_grid", "save_image_grid", "log_image_grid", "save_history", "save_confusion_matrix"]
+__all__ = [
+    "image_grid",
+    "save_image_grid",
+    "log_image_grid",
+    "save_history",
+    "save_confusion_matrix",
+]

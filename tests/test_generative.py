@@ -7,14 +7,17 @@ import pytest
 from flax import nnx
 
 from jaxdl import create_model
-from jaxdl.data import ArrayDataset
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import param_counts, pure
 from jaxdl.models.vae import kl_divergence
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_optimizer, make_train_step
 from jaxdl.train.generative import (
-    ELBOTask, GANTrainer, ReconstructionTask, gan_losses, make_gan_step,
+    ELBOTask,
+    GANTrainer,
+    ReconstructionTask,
+    gan_losses,
+    make_gan_step,
 )
 from jaxdl.train.state import TrainState
 
@@ -124,8 +127,9 @@ def test_vae_sampling_deterministic_per_key_and_interpolation_endpoints():
 
 def test_autoencoder_trains_with_trainer_and_reconstruction_task(digits):
     model = create_model("autoencoder", hidden=(32,), latent_dim=8, input_shape=(8, 8, 1))
-    t = Trainer(model, task=ReconstructionTask("bce"), learning_rate=3e-3,
-                mesh=make_mesh(num_devices=1))
+    t = Trainer(
+        model, task=ReconstructionTask("bce"), learning_rate=3e-3, mesh=make_mesh(num_devices=1)
+    )
     before = t.evaluate(digits.val)
     h = t.fit(digits.train, epochs=5, batch_size=64, verbose=0)
     after = t.evaluate(digits.val)
@@ -143,21 +147,38 @@ def test_reconstruction_losses_by_hand():
 
 
 def _small_gan(**kw):
-    return create_model("dcgan", input_shape=(8, 8, 1), latent_dim=4, features=(4, 8),
-                        kernel_size=3, rngs=nnx.Rngs(0), **kw)
+    return create_model(
+        "dcgan",
+        input_shape=(8, 8, 1),
+        latent_dim=4,
+        features=(4, 8),
+        kernel_size=3,
+        rngs=nnx.Rngs(0),
+        **kw,
+    )
 
 
 def test_gan_step_updates_both_networks_and_bn_stats():
     gan = GANTrainer(_small_gan(), seed=0)
     st0 = jax.tree.map(jnp.copy, gan.state)
-    batch = {"x": jax.random.uniform(jax.random.key(0), (16, 8, 8, 1), minval=-1, maxval=1),
-             "weight": jnp.ones(16)}
+    batch = {
+        "x": jax.random.uniform(jax.random.key(0), (16, 8, 8, 1), minval=-1, maxval=1),
+        "weight": jnp.ones(16),
+    }
     gan.state, m = gan.step_fn(gan.state, batch)
     for name in ("g_params", "d_params", "g_state", "d_state"):
-        changed = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(getattr(st0, name)),
-                                                           jax.tree.leaves(getattr(gan.state, name)))]
+        changed = [
+            not np.allclose(a, b)
+            for a, b in zip(
+                jax.tree.leaves(getattr(st0, name)), jax.tree.leaves(getattr(gan.state, name))
+            )
+        ]
         assert all(changed) if name.endswith("params") else any(changed), name
-    assert int(gan.state.step) == 1 and np.isfinite(float(m["d_loss"])) and np.isfinite(float(m["g_loss"]))
+    assert (
+        int(gan.state.step) == 1
+        and np.isfinite(float(m["d_loss"]))
+        and np.isfinite(float(m["g_loss"]))
+    )
 
 
 def test_gan_step_gradients_match_the_losses():
@@ -175,11 +196,14 @@ def test_gan_step_gradients_match_the_losses():
 
     def d_loss(dp):
         fake = g_apply(g_params, g_state, z_d)[0]
-        return gan_losses(d_apply(dp, d_state, real)[0], d_apply(dp, d_state, fake)[0],
-                          jnp.ones(6))[0]
+        return gan_losses(
+            d_apply(dp, d_state, real)[0], d_apply(dp, d_state, fake)[0], jnp.ones(6)
+        )[0]
 
     d_new = jax.tree.map(lambda p, g: p - 0.1 * g, d_params, jax.grad(d_loss)(d_params))
-    g_loss = lambda gp: jnp.mean(jax.nn.softplus(-d_apply(d_new, d_state, g_apply(gp, g_state, z_g)[0])[0]))
+    g_loss = lambda gp: jnp.mean(
+        jax.nn.softplus(-d_apply(d_new, d_state, g_apply(gp, g_state, z_g)[0])[0])
+    )
     g_new = jax.tree.map(lambda p, g: p - 0.1 * g, g_params, jax.grad(g_loss)(g_params))
     for a, b in zip(jax.tree.leaves(st.d_params), jax.tree.leaves(d_new)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -204,6 +228,7 @@ def test_gan_fit_and_deterministic_generation(digits):
 
 # ---- bad input ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("latent", [0, -2])
 def test_vae_latent_size_zero_is_an_error(latent):
     with pytest.raises(JaxdlError, match="vae: latent_dim must be a positive integer, got"):
@@ -212,17 +237,27 @@ def test_vae_latent_size_zero_is_an_error(latent):
 
 def test_generator_output_shape_must_match_the_data():
     gan = GANTrainer(_small_gan())
-    with pytest.raises(JaxdlError, match=r"examples have shape \(28, 28, 1\), but the generator "
-                                         r"makes images of shape \(8, 8, 1\)"):
+    with pytest.raises(
+        JaxdlError,
+        match=r"examples have shape \(28, 28, 1\), but the generator "
+        r"makes images of shape \(8, 8, 1\)",
+    ):
         gan.fit(np.zeros((4, 28, 28, 1), np.float32), epochs=1, batch_size=4, verbose=0)
 
 
-@pytest.mark.parametrize("name,kw,message", [
-    ("conv_autoencoder", dict(input_shape=(30, 30, 1)), "divisible by 2\\^len\\(features\\) = 4"),
-    ("autoencoder", dict(kind="recurrent"), "kind must be one of"),
-    ("dcgan", dict(input_shape=(784,)), "needs input_shape \\(H, W, C\\)"),
-    ("autoencoder", dict(latent_dim=0), "latent_dim must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "name,kw,message",
+    [
+        (
+            "conv_autoencoder",
+            dict(input_shape=(30, 30, 1)),
+            "divisible by 2\\^len\\(features\\) = 4",
+        ),
+        ("autoencoder", dict(kind="recurrent"), "kind must be one of"),
+        ("dcgan", dict(input_shape=(784,)), "needs input_shape \\(H, W, C\\)"),
+        ("autoencoder", dict(latent_dim=0), "latent_dim must be >= 1"),
+    ],
+)
 def test_bad_configs(name, kw, message):
     with pytest.raises(JaxdlError, match=message):
         create_model(name, **kw)

@@ -6,7 +6,13 @@ from PIL import Image
 
 from jaxdl.errors import JaxdlError
 from jaxdl.train import History
-from jaxdl.viz import image_grid, log_image_grid, save_confusion_matrix, save_history, save_image_grid
+from jaxdl.viz import (
+    image_grid,
+    log_image_grid,
+    save_confusion_matrix,
+    save_history,
+    save_image_grid,
+)
 
 
 def test_image_grid_layout_and_scaling():
@@ -21,13 +27,17 @@ def test_image_grid_layout_and_scaling():
 
 
 def test_pictures_are_written(tmp_path):
-    p = save_image_grid(np.random.default_rng(0).uniform(size=(10, 8, 8, 1)), tmp_path / "a/grid.png",
-                        ncols=5, scale=2)
+    p = save_image_grid(
+        np.random.default_rng(0).uniform(size=(10, 8, 8, 1)),
+        tmp_path / "a/grid.png",
+        ncols=5,
+        scale=2,
+    )
     with Image.open(p) as im:
         assert im.size == ((5 * 9 + 1) * 2, (2 * 9 + 1) * 2)
     h = History()
-    for e, (l, vl) in enumerate([(1.0, 1.2), (0.5, 0.9)]):
-        h.on_epoch_end(e, {"loss": l, "val_loss": vl, "lr": 0.1})
+    for e, (loss, val_loss) in enumerate([(1.0, 1.2), (0.5, 0.9)]):
+        h.on_epoch_end(e, {"loss": loss, "val_loss": val_loss, "lr": 0.1})
     with Image.open(save_history(h, tmp_path / "curves.png")) as im:
         assert im.size == (400, 320)  # one panel: loss (val beside it, lr skipped)
     with Image.open(save_confusion_matrix(np.eye(3) * 5, tmp_path / "cm.png")) as im:

@@ -15,7 +15,14 @@ from jaxdl.errors import JaxdlError
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer
 from jaxdl.train.hparam import (
-    IntUniform, LogUniform, Uniform, grid, grid_search, random_points, random_search, train_vmapped,
+    IntUniform,
+    LogUniform,
+    Uniform,
+    grid,
+    grid_search,
+    random_points,
+    random_search,
+    train_vmapped,
 )
 
 
@@ -29,7 +36,9 @@ class Toy:
 
 def toy_score(cfg: Toy) -> dict:
     """A known landscape: best at lr = 1e-2, depth = 3, adam."""
-    score = -abs(np.log10(cfg.lr) + 2) - abs(cfg.depth - 3) + (0.5 if cfg.optimizer == "adam" else 0)
+    score = (
+        -abs(np.log10(cfg.lr) + 2) - abs(cfg.depth - 3) + (0.5 if cfg.optimizer == "adam" else 0)
+    )
     return {"score": score, "loss": -score}
 
 
@@ -39,7 +48,10 @@ def test_grid_search_finds_the_known_best_and_reports(tmp_path):
     assert len(res.trials) == 18
     assert res.best.overrides == {"lr": 1e-2, "depth": 3, "optimizer": "adam"}
     assert res.best_config == Toy(lr=1e-2, depth=3, optimizer="adam")
-    assert grid_search(toy_score, Toy(), space, metric="loss", mode="min", verbose=False).best.index == res.best.index
+    assert (
+        grid_search(toy_score, Toy(), space, metric="loss", mode="min", verbose=False).best.index
+        == res.best.index
+    )
     console = Console(record=True, width=150)
     console.print(res.table())
     text = console.export_text()
@@ -51,16 +63,27 @@ def test_grid_search_finds_the_known_best_and_reports(tmp_path):
 
 def test_grid_order_and_random_points_are_seeded_and_in_range():
     assert grid({"a": [1, 2], "b": ["x", "y"]}) == [
-        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
-    space = {"lr": LogUniform(1e-4, 1e-1), "depth": IntUniform(1, 4), "x": Uniform(0, 1),
-             "optimizer": ["sgd", "adam"]}
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+    space = {
+        "lr": LogUniform(1e-4, 1e-1),
+        "depth": IntUniform(1, 4),
+        "x": Uniform(0, 1),
+        "optimizer": ["sgd", "adam"],
+    }
     a, b = random_points(space, 50, seed=3), random_points(space, 50, seed=3)
     assert a == b and a != random_points(space, 50, seed=4)
     assert all(1e-4 <= p["lr"] <= 1e-1 and 1 <= p["depth"] <= 4 for p in a)
-    assert {p["depth"] for p in a} == {1, 2, 3, 4} and {p["optimizer"] for p in a} == {"sgd", "adam"}
+    assert {p["depth"] for p in a} == {1, 2, 3, 4} and {p["optimizer"] for p in a} == {
+        "sgd",
+        "adam",
+    }
     # log-uniform: about half the draws fall below the geometric midpoint 10^-2.5
     lrs = np.array([p["lr"] for p in random_points({"lr": LogUniform(1e-4, 1e-1)}, 2000, seed=0)])
-    assert 0.45 < np.mean(lrs < 10 ** -2.5) < 0.55
+    assert 0.45 < np.mean(lrs < 10**-2.5) < 0.55
 
 
 def test_random_search_over_config():
@@ -71,12 +94,15 @@ def test_random_search_over_config():
     assert res.best_config.depth == 3 and res.best_config.optimizer == "adam"
 
 
-@pytest.mark.parametrize("space,message", [
-    ({}, "search space is empty"),
-    ({"lrr": [0.1]}, "unknown field of Toy in the search space 'lrr'. Did you mean: lr"),
-    ({"lr": []}, r"search space\['lr'\] is an empty list"),
-    ({"optimizer": "adam"}, r"search space\['optimizer'\] must be a list of values"),
-])
+@pytest.mark.parametrize(
+    "space,message",
+    [
+        ({}, "search space is empty"),
+        ({"lrr": [0.1]}, "unknown field of Toy in the search space 'lrr'. Did you mean: lr"),
+        ({"lr": []}, r"search space\['lr'\] is an empty list"),
+        ({"optimizer": "adam"}, r"search space\['optimizer'\] must be a list of values"),
+    ],
+)
 def test_bad_search_spaces(space, message):
     with pytest.raises(JaxdlError, match=message):
         grid_search(toy_score, Toy(), space, metric="score", verbose=False)
@@ -101,12 +127,23 @@ def _mlp(rngs, **kw):
 
 def test_vmapped_search_equals_k_separate_trainer_runs(digits):
     lrs, seeds = zip(*itertools.product([3e-3, 3e-2], [0, 1]))
-    res = train_vmapped(lambda rngs: _mlp(rngs, dropout=0.2), digits.train, learning_rates=lrs,
-                        seeds=seeds, epochs=2, batch_size=128, validation_data=digits.val)
+    res = train_vmapped(
+        lambda rngs: _mlp(rngs, dropout=0.2),
+        digits.train,
+        learning_rates=lrs,
+        seeds=seeds,
+        epochs=2,
+        batch_size=128,
+        validation_data=digits.val,
+    )
     assert len(res.history) == 4 and len(res.history[0]["loss"]) == 2
     for k, (lr, seed) in enumerate(zip(lrs, seeds)):
-        t = Trainer(_mlp(nnx.Rngs(seed), dropout=0.2), learning_rate=lr,
-                    seed=seed, mesh=make_mesh(num_devices=1))
+        t = Trainer(
+            _mlp(nnx.Rngs(seed), dropout=0.2),
+            learning_rate=lr,
+            seed=seed,
+            mesh=make_mesh(num_devices=1),
+        )
         h = t.fit(digits.train, epochs=2, batch_size=128, verbose=0)
         for a, b in zip(jax.tree.leaves(res.params(k)), jax.tree.leaves(t.state.params)):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)

@@ -57,7 +57,9 @@ def test_zero_one_decomposition_by_hand():
     assert bv.bias == pytest.approx(2 / 3) and bv.variance == pytest.approx(0.25)
     # losses 1/4, 3/4, 3/4
     assert bv.expected_loss == pytest.approx(7 / 12)
-    assert bv.variance_unbiased == pytest.approx(1 / 12) and bv.variance_biased == pytest.approx(2 / 12)
+    assert bv.variance_unbiased == pytest.approx(1 / 12) and bv.variance_biased == pytest.approx(
+        2 / 12
+    )
     # Domingos, two classes: E[L] = B + V_unbiased - V_biased
     assert bv.expected_loss == pytest.approx(bv.bias + bv.variance_unbiased - bv.variance_biased)
     assert bv.net_variance == pytest.approx(bv.expected_loss - bv.bias)
@@ -75,10 +77,14 @@ def test_zero_one_deterministic_classifier_has_no_variance():
 
 def test_bad_input():
     with pytest.raises(JaxdlError, match="unknown bias-variance loss 'hinge'"):
-        bias_variance(lambda ds, r: ds.y, ArrayDataset(np.zeros(2), np.zeros(2)), np.zeros(2), loss="hinge")
+        bias_variance(
+            lambda ds, r: ds.y, ArrayDataset(np.zeros(2), np.zeros(2)), np.zeros(2), loss="hinge"
+        )
     with pytest.raises(JaxdlError, match="predictions must be"):
         decompose_mse(np.zeros((3, 4)), np.zeros(5))
     with pytest.raises(JaxdlError, match="rounds must be a positive integer"):
-        bias_variance(lambda ds, r: ds.y, ArrayDataset(np.zeros(2), np.zeros(2)), np.zeros(2), rounds=0)
+        bias_variance(
+            lambda ds, r: ds.y, ArrayDataset(np.zeros(2), np.zeros(2)), np.zeros(2), rounds=0
+        )
     with pytest.raises(JaxdlError, match="training data is empty"):
         bias_variance(lambda ds, r: ds.y, ArrayDataset(np.zeros(0), np.zeros(0)), np.zeros(2))

@@ -46,23 +46,36 @@ def check_body(model: str, kind: str, input_shape, hidden, features) -> None:
         if len(input_shape) != 3:
             raise JaxdlError(f"{model}: kind='conv' needs input_shape (H, W, C), got {input_shape}")
         if not features or any(f < 1 for f in features):
-            raise JaxdlError(f"{model}: features must be a non-empty tuple of channel counts >= 1, "
-                             f"got {features}")
+            raise JaxdlError(
+                f"{model}: features must be a non-empty tuple of channel counts >= 1, "
+                f"got {features}"
+            )
         div = 2 ** len(features)
         h, w, _ = input_shape
         if h % div or w % div:
             raise JaxdlError(
-                f"{model}: input_shape {input_shape} must have H and W divisible by 2^len(features) "
-                f"= {div} ({len(features)} stride-2 layers); got H={h}, W={w}")
+                f"{model}: input_shape {input_shape} must have H and W divisible by "
+                f"2^len(features) = {div} ({len(features)} stride-2 layers); got H={h}, W={w}"
+            )
 
 
 class Encoder(nnx.Module):
     """x: [B, *input_shape] -> [B, out_dim]. `kind` 'dense' (widths `hidden`) or 'conv' (one
     stride-2 conv per entry of `features`); batch norm, when on, after every layer but the first."""
 
-    def __init__(self, input_shape, out_dim: int, *, kind: str = "dense", hidden=(256,),
-                 features=(32, 64), kernel_size: int = 3, activation: str = "relu",
-                 batch_norm: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        input_shape,
+        out_dim: int,
+        *,
+        kind: str = "dense",
+        hidden=(256,),
+        features=(32, 64),
+        kernel_size: int = 3,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        rngs: nnx.Rngs,
+    ):
         self.kind = kind
         self.act = get_activation(activation)
         layers, norms = [], []
@@ -75,8 +88,9 @@ class Encoder(nnx.Module):
         else:
             c = input_shape[-1]
             for i, f in enumerate(features):
-                layers.append(nnx.Conv(c, f, (kernel_size, kernel_size), strides=2, padding="SAME",
-                                       rngs=rngs))
+                layers.append(
+                    nnx.Conv(c, f, (kernel_size, kernel_size), strides=2, padding="SAME", rngs=rngs)
+                )
                 norms.append(_batch_norm(f, rngs) if batch_norm and i > 0 else None)
                 c = f
             n = c * prod(input_shape[:2]) // 4 ** len(features)
@@ -100,10 +114,20 @@ class Decoder(nnx.Module):
     stride-2 transposed convolutions through features reversed to the output channels. The last
     layer is linear, then `output_activation` (None: logits)."""
 
-    def __init__(self, latent_dim: int, output_shape, *, kind: str = "dense", hidden=(256,),
-                 features=(32, 64), kernel_size: int = 3, activation: str = "relu",
-                 batch_norm: bool = False, output_activation: str | None = None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        latent_dim: int,
+        output_shape,
+        *,
+        kind: str = "dense",
+        hidden=(256,),
+        features=(32, 64),
+        kernel_size: int = 3,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        output_activation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
         self.kind = kind
         self.output_shape = tuple(output_shape)
         self.act = get_activation(activation)
@@ -124,11 +148,25 @@ class Decoder(nnx.Module):
             self.project_norm = _batch_norm(features[-1], rngs) if batch_norm else None
             chans = list(reversed(features))
             for c_in, c_out in zip(chans[:-1], chans[1:]):
-                layers.append(nnx.ConvTranspose(c_in, c_out, (kernel_size, kernel_size), strides=2,
-                                                padding="SAME", rngs=rngs))
+                layers.append(
+                    nnx.ConvTranspose(
+                        c_in,
+                        c_out,
+                        (kernel_size, kernel_size),
+                        strides=2,
+                        padding="SAME",
+                        rngs=rngs,
+                    )
+                )
                 norms.append(_batch_norm(c_out, rngs) if batch_norm else None)
-            self.out = nnx.ConvTranspose(chans[-1], output_shape[-1], (kernel_size, kernel_size),
-                                         strides=2, padding="SAME", rngs=rngs)
+            self.out = nnx.ConvTranspose(
+                chans[-1],
+                output_shape[-1],
+                (kernel_size, kernel_size),
+                strides=2,
+                padding="SAME",
+                rngs=rngs,
+            )
         self.layers = nnx.List(layers)
         self.norms = nnx.List(norms)
 
@@ -149,9 +187,14 @@ class Decoder(nnx.Module):
 
 def body_kwargs(config) -> dict:
     """The Encoder/Decoder arguments a generative config carries."""
-    return dict(kind=config.kind, hidden=config.hidden, features=config.features,
-                kernel_size=config.kernel_size, activation=config.activation,
-                batch_norm=config.batch_norm)
+    return dict(
+        kind=config.kind,
+        hidden=config.hidden,
+        features=config.features,
+        kernel_size=config.kernel_size,
+        activation=config.activation,
+        batch_norm=config.batch_norm,
+    )
 
 
 @dataclass(frozen=True)
@@ -195,11 +238,27 @@ class Autoencoder(nnx.Module):
         return jax.nn.sigmoid(self(x))
 
 
-register("autoencoder", Autoencoder, AutoencoderConfig(), family="autoencoder",
-         description="dense autoencoder 784-256-128-32 (mirrored decoder)")
-register("conv_autoencoder", Autoencoder, AutoencoderConfig(kind="conv", latent_dim=16),
-         family="autoencoder",
-         description="convolutional autoencoder: 2 stride-2 3x3 convs, stride-2 transposed decoder")
+register(
+    "autoencoder",
+    Autoencoder,
+    AutoencoderConfig(),
+    family="autoencoder",
+    description="dense autoencoder 784-256-128-32 (mirrored decoder)",
+)
+register(
+    "conv_autoencoder",
+    Autoencoder,
+    AutoencoderConfig(kind="conv", latent_dim=16),
+    family="autoencoder",
+    description="convolutional autoencoder: 2 stride-2 3x3 convs, stride-2 transposed decoder",
+)
 
-__all__ = ["Autoencoder", "AutoencoderConfig", "Encoder", "Decoder", "KINDS", "body_kwargs",
-           "check_body"]
+__all__ = [
+    "Autoencoder",
+    "AutoencoderConfig",
+    "Encoder",
+    "Decoder",
+    "KINDS",
+    "body_kwargs",
+    "check_body",
+]

@@ -41,10 +41,17 @@ class Generator(nnx.Module):
 
     def __init__(self, config: DCGANConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.net = Decoder(config.latent_dim, config.input_shape, kind="conv",
-                           features=config.features, kernel_size=config.kernel_size,
-                           activation="relu", batch_norm=config.batch_norm,
-                           output_activation="tanh", rngs=rngs)
+        self.net = Decoder(
+            config.latent_dim,
+            config.input_shape,
+            kind="conv",
+            features=config.features,
+            kernel_size=config.kernel_size,
+            activation="relu",
+            batch_norm=config.batch_norm,
+            output_activation="tanh",
+            rngs=rngs,
+        )
 
     def __call__(self, z, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(z, (self.config.latent_dim,), model="dcgan generator", what="noise z")
@@ -56,9 +63,16 @@ class Discriminator(nnx.Module):
 
     def __init__(self, config: DCGANConfig, *, rngs: nnx.Rngs):
         self.config = config
-        self.net = Encoder(config.input_shape, 1, kind="conv", features=config.features,
-                           kernel_size=config.kernel_size, activation="leaky_relu",
-                           batch_norm=config.batch_norm, rngs=rngs)
+        self.net = Encoder(
+            config.input_shape,
+            1,
+            kind="conv",
+            features=config.features,
+            kernel_size=config.kernel_size,
+            activation="leaky_relu",
+            batch_norm=config.batch_norm,
+            rngs=rngs,
+        )
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(x, self.config.input_shape, model="dcgan discriminator")
@@ -86,7 +100,12 @@ class DCGAN(nnx.Module):
         return self.generator(jax.random.normal(key, (n, self.config.latent_dim)))
 
 
-register("dcgan", DCGAN, DCGANConfig(), family="gan",
-         description="DCGAN for 28x28x1 (G: z100 -> 7x7x128 -> 14x14x64 -> 28x28x1, tanh; D mirrors)")
+register(
+    "dcgan",
+    DCGAN,
+    DCGANConfig(),
+    family="gan",
+    description="DCGAN for 28x28x1 (G: z100 -> 7x7x128 -> 14x14x64 -> 28x28x1, tanh; D mirrors)",
+)
 
 __all__ = ["DCGAN", "DCGANConfig", "Generator", "Discriminator"]

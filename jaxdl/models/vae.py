@@ -99,9 +99,19 @@ def kl_divergence(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mean) - jnp.exp(logvar), axis=-1)
 
 
-register("vae", VAE, VAEConfig(), family="vae",
-         description="variational autoencoder, dense 784-512-256, 16-d Gaussian code")
-register("conv_vae", VAE, VAEConfig(kind="conv", latent_dim=16), family="vae",
-         description="variational autoencoder with the convolutional body")
+register(
+    "vae",
+    VAE,
+    VAEConfig(),
+    family="vae",
+    description="variational autoencoder, dense 784-512-256, 16-d Gaussian code",
+)
+register(
+    "conv_vae",
+    VAE,
+    VAEConfig(kind="conv", latent_dim=16),
+    family="vae",
+    description="variational autoencoder with the convolutional body",
+)
 
 __all__ = ["VAE", "VAEConfig", "kl_divergence"]

@@ -53,11 +53,15 @@ class BiasVariance:
 
     def __str__(self) -> str:
         b = "bias^2" if self.loss == "mse" else "bias"
-        s = (f"{self.loss} loss: expected {self.expected_loss:.4f} = {b} {self.bias:.4f} + "
-             f"{'variance' if self.loss == 'mse' else 'net variance'} {self.net_variance:.4f}")
+        s = (
+            f"{self.loss} loss: expected {self.expected_loss:.4f} = {b} {self.bias:.4f} + "
+            f"{'variance' if self.loss == 'mse' else 'net variance'} {self.net_variance:.4f}"
+        )
         if self.loss == "0-1":
-            s += (f" (variance {self.variance:.4f}: {self.variance_unbiased:.4f} on unbiased points, "
-                  f"{self.variance_biased:.4f} on biased)")
+            s += (
+                f" (variance {self.variance:.4f}: {self.variance_unbiased:.4f} on unbiased points, "
+                f"{self.variance_biased:.4f} on biased)"
+            )
         return s
 
 
@@ -66,14 +70,17 @@ def decompose_mse(predictions, targets) -> BiasVariance:
     p = np.asarray(predictions, np.float64)
     t = np.asarray(targets, np.float64)
     if p.ndim < 2 or p.shape[1:] != t.shape:
-        raise JaxdlError(f"decompose_mse: predictions must be [M, *targets.shape] = [M, {t.shape}], "
-                         f"got {p.shape}")
+        raise JaxdlError(
+            f"decompose_mse: predictions must be [M, *targets.shape] = [M, {t.shape}], "
+            f"got {p.shape}"
+        )
     main = p.mean(axis=0)
     per_model = ((p - t) ** 2).reshape(p.shape[0], p.shape[1], -1).sum(-1)  # [M, N]
     bias2 = ((main - t) ** 2).reshape(len(t), -1).sum(-1)
     var = ((p - main) ** 2).reshape(p.shape[0], p.shape[1], -1).sum(-1).mean(0)
-    return BiasVariance("mse", float(per_model.mean()), float(bias2.mean()), float(var.mean()),
-                        float(var.mean()))
+    return BiasVariance(
+        "mse", float(per_model.mean()), float(bias2.mean()), float(var.mean()), float(var.mean())
+    )
 
 
 def decompose_01(predictions, targets) -> BiasVariance:
@@ -83,8 +90,10 @@ def decompose_01(predictions, targets) -> BiasVariance:
         p = p.argmax(-1)
     t = np.asarray(targets).astype(np.int64)
     if p.ndim != 2 or p.shape[1] != len(t) or t.ndim != 1:
-        raise JaxdlError(f"decompose_01: predictions must be [M, N] labels with N = len(targets) = "
-                         f"{len(t)}, got {p.shape}")
+        raise JaxdlError(
+            f"decompose_01: predictions must be [M, N] labels with N = len(targets) = "
+            f"{len(t)}, got {p.shape}"
+        )
     p = p.astype(np.int64)
     n_cls = int(max(p.max(), t.max())) + 1
     counts = np.stack([np.bincount(col, minlength=n_cls) for col in p.T])  # [N, C]
@@ -92,13 +101,23 @@ def decompose_01(predictions, targets) -> BiasVariance:
     bias = (main != t).astype(np.float64)
     var = (p != main).mean(0)
     loss = (p != t).mean(0)
-    return BiasVariance("0-1", float(loss.mean()), float(bias.mean()), float(var.mean()),
-                        float(loss.mean() - bias.mean()), float((var * (1 - bias)).mean()),
-                        float((var * bias).mean()))
+    return BiasVariance(
+        "0-1",
+        float(loss.mean()),
+        float(bias.mean()),
+        float(var.mean()),
+        float(loss.mean() - bias.mean()),
+        float((var * (1 - bias)).mean()),
+        float((var * bias).mean()),
+    )
 
 
-def bootstrap_predictions(fit_predict: Callable[[ArrayDataset, int], np.ndarray],
-                          train: ArrayDataset, rounds: int = 20, seed: int = 0) -> np.ndarray:
+def bootstrap_predictions(
+    fit_predict: Callable[[ArrayDataset, int], np.ndarray],
+    train: ArrayDataset,
+    rounds: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
     """[rounds, ...]: fit_predict(resample, r) for r in range(rounds), each resample N draws
     with replacement from `train` (seeded by `seed`); fit_predict trains a fresh model (seed r)
     and returns its predictions on the test inputs."""
@@ -113,15 +132,30 @@ def bootstrap_predictions(fit_predict: Callable[[ArrayDataset, int], np.ndarray]
     return np.stack(out)
 
 
-def bias_variance(fit_predict: Callable[[ArrayDataset, int], np.ndarray], train: ArrayDataset,
-                  test_targets, *, loss: str = "mse", rounds: int = 20, seed: int = 0) -> BiasVariance:
+def bias_variance(
+    fit_predict: Callable[[ArrayDataset, int], np.ndarray],
+    train: ArrayDataset,
+    test_targets,
+    *,
+    loss: str = "mse",
+    rounds: int = 20,
+    seed: int = 0,
+) -> BiasVariance:
     """The bootstrap estimate: `rounds` models on resamples of `train`, decomposed on the test
     targets with the squared-error ('mse') or zero-one ('0-1') decomposition."""
     if loss not in LOSSES:
         raise unknown_name("bias-variance loss", loss, LOSSES)
     preds = bootstrap_predictions(fit_predict, train, rounds, seed)
-    return decompose_mse(preds, test_targets) if loss == "mse" else decompose_01(preds, test_targets)
+    return (
+        decompose_mse(preds, test_targets) if loss == "mse" else decompose_01(preds, test_targets)
+    )
 
 
-__all__ = ["BiasVariance", "decompose_mse", "decompose_01", "bootstrap_predictions", "bias_variance",
-           "LOSSES"]
+__all__ = [
+    "BiasVariance",
+    "decompose_mse",
+    "decompose_01",
+    "bootstrap_predictions",
+    "bias_variance",
+    "LOSSES",
+]

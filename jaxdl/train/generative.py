@@ -83,8 +83,9 @@ class ELBOTask(Task):
 
     def terms(self, outputs, batch) -> tuple[jax.Array, jax.Array]:
         """(reconstruction nats [B], KL nats [B])."""
-        rec = jnp.sum(optax.sigmoid_binary_cross_entropy(_flat(outputs["logits"]),
-                                                          _flat(batch["x"])), axis=-1)
+        rec = jnp.sum(
+            optax.sigmoid_binary_cross_entropy(_flat(outputs["logits"]), _flat(batch["x"])), axis=-1
+        )
         return rec, kl_divergence(outputs["mean"], outputs["logvar"])
 
     def loss(self, outputs, batch):
@@ -93,8 +94,11 @@ class ELBOTask(Task):
 
     def init_metrics(self):
         # distinct buffers: the Trainer donates the accumulators
-        return {**super().init_metrics(), "rec_sum": jnp.zeros((), jnp.float32),
-                "kl_sum": jnp.zeros((), jnp.float32)}
+        return {
+            **super().init_metrics(),
+            "rec_sum": jnp.zeros((), jnp.float32),
+            "kl_sum": jnp.zeros((), jnp.float32),
+        }
 
     def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
         new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
@@ -157,8 +161,13 @@ def gan_losses(real_logits, fake_logits, weights) -> tuple[jax.Array, jax.Array]
     return d_loss, g_loss
 
 
-def make_gan_step(g_apply: Callable, d_apply: Callable, g_tx: optax.GradientTransformation,
-                  d_tx: optax.GradientTransformation, latent_dim: int):
+def make_gan_step(
+    g_apply: Callable,
+    d_apply: Callable,
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+    latent_dim: int,
+):
     """gan_step(state, batch) -> (state, metrics): one discriminator update on a real batch
     batch['x'] [B, ...] (in the generator's range) and B fakes, then one generator update on
     fresh noise against the updated discriminator. Metrics: d_loss, g_loss, and the mean
@@ -179,7 +188,8 @@ def make_gan_step(g_apply: Callable, d_apply: Callable, g_tx: optax.GradientTran
             return d_loss, (d_state, real_logits, fake_logits)
 
         (d_loss, (d_state, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-            d_loss_fn, has_aux=True)(st.d_params)
+            d_loss_fn, has_aux=True
+        )(st.d_params)
         d_updates, d_opt = d_tx.update(d_grads, st.d_opt, st.d_params)
         d_params = optax.apply_updates(st.d_params, d_updates)
 
@@ -203,8 +213,15 @@ def make_gan_step(g_apply: Callable, d_apply: Callable, g_tx: optax.GradientTran
             "d_real": jnp.sum(jax.nn.sigmoid(real_logits[:, 0]) * w) / wsum,
             "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits[:, 0])),
         }
-        st = st.replace(step=st.step + 1, g_params=g_params, g_state=g_state, d_params=d_params,
-                        d_state=d_state, g_opt=g_opt, d_opt=d_opt)
+        st = st.replace(
+            step=st.step + 1,
+            g_params=g_params,
+            g_state=g_state,
+            d_params=d_params,
+            d_state=d_state,
+            g_opt=g_opt,
+            d_opt=d_opt,
+        )
         return st, metrics
 
     return gan_step
@@ -216,7 +233,8 @@ def check_gan_data(model, x_shape: tuple[int, ...]) -> None:
     if tuple(x_shape) != g_shape:
         raise JaxdlError(
             f"GAN data: examples have shape {tuple(x_shape)}, but the generator makes images of "
-            f"shape {g_shape}; set the model's input_shape to the data's")
+            f"shape {g_shape}; set the model's input_shape to the data's"
+        )
 
 
 class GANTrainer:
@@ -224,9 +242,16 @@ class GANTrainer:
     `config.input_shape`): two optimizers, Adam(2e-4, beta1 0.5) by default as in Radford et
     al., one jitted step. Data: images scaled to the generator's range ([-1, 1] for tanh)."""
 
-    def __init__(self, model: nnx.Module, *, g_tx: optax.GradientTransformation | None = None,
-                 d_tx: optax.GradientTransformation | None = None, learning_rate: float = 2e-4,
-                 b1: float = 0.5, seed: int = 0):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        g_tx: optax.GradientTransformation | None = None,
+        d_tx: optax.GradientTransformation | None = None,
+        learning_rate: float = 2e-4,
+        b1: float = 0.5,
+        seed: int = 0,
+    ):
         self.config = model.config
         self.g_def, g_params, g_state = split(model.generator)
         self.d_def, d_params, d_state = split(model.discriminator)
@@ -234,12 +259,25 @@ class GANTrainer:
         self.d_tx = d_tx or make_optimizer("adam", learning_rate, b1=b1)
         self.seed = seed
         self.state = GANState(
-            step=jnp.zeros((), jnp.int32), g_params=g_params, g_state=g_state, d_params=d_params,
-            d_state=d_state, g_opt=self.g_tx.init(g_params), d_opt=self.d_tx.init(d_params),
-            rng=jax.random.PRNGKey(seed))
-        self.step_fn = jax.jit(make_gan_step(make_apply(self.g_def), make_apply(self.d_def),
-                                             self.g_tx, self.d_tx, self.config.latent_dim),
-                               donate_argnums=(0,))
+            step=jnp.zeros((), jnp.int32),
+            g_params=g_params,
+            g_state=g_state,
+            d_params=d_params,
+            d_state=d_state,
+            g_opt=self.g_tx.init(g_params),
+            d_opt=self.d_tx.init(d_params),
+            rng=jax.random.PRNGKey(seed),
+        )
+        self.step_fn = jax.jit(
+            make_gan_step(
+                make_apply(self.g_def),
+                make_apply(self.d_def),
+                self.g_tx,
+                self.d_tx,
+                self.config.latent_dim,
+            ),
+            donate_argnums=(0,),
+        )
 
     @property
     def generator(self) -> nnx.Module:
@@ -255,13 +293,23 @@ class GANTrainer:
         z = jax.random.normal(key, (n, self.config.latent_dim))
         return np.asarray(self.generator(z))
 
-    def fit(self, data: ArrayDataset | np.ndarray, *, epochs: int = 1, batch_size: int = 64,
-            verbose: int = 1, on_epoch_end: Callable[[int, dict], None] | None = None) -> History:
+    def fit(
+        self,
+        data: ArrayDataset | np.ndarray,
+        *,
+        epochs: int = 1,
+        batch_size: int = 64,
+        verbose: int = 1,
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+    ) -> History:
         """Train for `epochs`; per-epoch means of the step metrics land in the History."""
         check_positive("epochs", epochs, integer=True)
         check_positive("batch_size", batch_size, integer=True)
-        ds = data if isinstance(data, ArrayDataset) else ArrayDataset(
-            np.asarray(data), np.zeros(len(data), np.int32))
+        ds = (
+            data
+            if isinstance(data, ArrayDataset)
+            else ArrayDataset(np.asarray(data), np.zeros(len(data), np.int32))
+        )
         if len(ds) == 0:
             raise JaxdlError("GAN data is empty")
         check_gan_data(self, ds.x.shape[1:])
@@ -276,12 +324,23 @@ class GANTrainer:
             logs = {k: float(v) / n for k, v in sums.items()}
             history.on_epoch_end(epoch, logs)
             if verbose:
-                print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()),
-                      flush=True)
+                print(
+                    f"epoch {epoch + 1}/{epochs}  "
+                    + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()),
+                    flush=True,
+                )
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
         return history
 
 
-__all__ = ["ReconstructionTask", "ELBOTask", "inception_score", "GANState", "gan_losses", "make_gan_step",
-           "check_gan_data", "GANTrainer"]
+__all__ = [
+    "ReconstructionTask",
+    "ELBOTask",
+    "inception_score",
+    "GANState",
+    "gan_losses",
+    "make_gan_step",
+    "check_gan_data",
+    "GANTrainer",
+]

@@ -67,7 +67,9 @@ class LogUniform:
 
     def __post_init__(self):
         if not 0 < self.low <= self.high:
-            raise JaxdlError(f"LogUniform needs 0 < low <= high, got low={self.low}, high={self.high}")
+            raise JaxdlError(
+                f"LogUniform needs 0 < low <= high, got low={self.low}, high={self.high}"
+            )
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
@@ -91,10 +93,14 @@ def check_space(space: Mapping[str, Any], base) -> None:
     """Raise a clear error unless `space` maps fields of the dataclass `base` to non-empty value
     lists or distributions."""
     if not dataclasses.is_dataclass(base):
-        raise JaxdlError(f"search: base config must be a dataclass instance, got {type(base).__name__}")
+        raise JaxdlError(
+            f"search: base config must be a dataclass instance, got {type(base).__name__}"
+        )
     if not space:
-        raise JaxdlError("search space is empty: give at least one field and its values, "
-                         "e.g. {'lr': [1e-3, 1e-2]}")
+        raise JaxdlError(
+            "search space is empty: give at least one field and its values, "
+            "e.g. {'lr': [1e-3, 1e-2]}"
+        )
     fields = [f.name for f in dataclasses.fields(base)]
     for name, values in space.items():
         if name not in fields:
@@ -102,8 +108,10 @@ def check_space(space: Mapping[str, Any], base) -> None:
         if isinstance(values, Distribution):
             continue
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-            raise JaxdlError(f"search space[{name!r}] must be a list of values or a distribution "
-                             f"(Uniform, LogUniform, IntUniform), got {values!r}")
+            raise JaxdlError(
+                f"search space[{name!r}] must be a list of values or a distribution "
+                f"(Uniform, LogUniform, IntUniform), got {values!r}"
+            )
         if len(values) == 0:
             raise JaxdlError(f"search space[{name!r}] is an empty list: give at least one value")
 
@@ -112,8 +120,10 @@ def grid(space: Mapping[str, Sequence]) -> list[dict[str, Any]]:
     """Every combination of the listed values, in order (the last field varies fastest)."""
     for name, values in space.items():
         if isinstance(values, Distribution):
-            raise JaxdlError(f"grid search needs a list of values for {name!r}, got the distribution "
-                             f"{values}; use random_search for distributions")
+            raise JaxdlError(
+                f"grid search needs a list of values for {name!r}, got the distribution "
+                f"{values}; use random_search for distributions"
+            )
     names = list(space)
     return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
 
@@ -174,12 +184,16 @@ class SearchResult:
         from rich.table import Table
 
         metric_keys = list(self.trials[0].metrics) if self.trials else []
-        t = Table(title=title or f"{len(self.trials)} trials, ranked by {self.metric} ({self.mode})")
+        t = Table(
+            title=title or f"{len(self.trials)} trials, ranked by {self.metric} ({self.mode})"
+        )
         for col in ("rank", *self.searched, *metric_keys, "time (s)"):
             t.add_column(col, justify="right")
         for rank, tr in enumerate(self.ranked(), 1):
             vals = [_fmt(tr.overrides[k]) for k in self.searched]
-            t.add_row(str(rank), *vals, *(_fmt(tr.metrics[k]) for k in metric_keys), f"{tr.seconds:.1f}")
+            t.add_row(
+                str(rank), *vals, *(_fmt(tr.metrics[k]) for k in metric_keys), f"{tr.seconds:.1f}"
+            )
         return t
 
     def plot(self, path: str | Path) -> Path:
@@ -208,7 +222,9 @@ class SearchResult:
                 ax.set_xticks(range(len(labels)), labels, rotation=20)
             ax.scatter(x, y, alpha=0.7)
             bx = x[self.trials.index(best)]
-            ax.scatter([bx], [best.metrics[self.metric]], color="red", marker="*", s=150, label="best")
+            ax.scatter(
+                [bx], [best.metrics[self.metric]], color="red", marker="*", s=150, label="best"
+            )
             ax.set_xlabel(name)
             ax.set_ylabel(self.metric)
             ax.grid(alpha=0.3)
@@ -235,24 +251,43 @@ def _run_trials(train_fn, base, points, metric, mode, verbose) -> SearchResult:
         metrics = dict(train_fn(cfg))
         dt = time.perf_counter() - t0
         if metric not in metrics:
-            raise JaxdlError(f"search: train_fn returned no {metric!r}; it returned {sorted(metrics)}")
+            raise JaxdlError(
+                f"search: train_fn returned no {metric!r}; it returned {sorted(metrics)}"
+            )
         trials.append(Trial(i, point, {k: float(v) for k, v in metrics.items()}, dt))
         if verbose:
-            print(f"trial {i + 1}/{len(points)} {point}: {metric} {metrics[metric]:.4g} ({dt:.1f}s)",
-                  flush=True)
+            print(
+                f"trial {i + 1}/{len(points)} {point}: {metric} {metrics[metric]:.4g} ({dt:.1f}s)",
+                flush=True,
+            )
     return SearchResult(base, trials, metric, mode, tuple(points[0]) if points else ())
 
 
-def grid_search(train_fn: Callable[[Any], Mapping[str, float]], base, space: Mapping[str, Sequence],
-                *, metric: str, mode: str = "max", verbose: bool = True) -> SearchResult:
+def grid_search(
+    train_fn: Callable[[Any], Mapping[str, float]],
+    base,
+    space: Mapping[str, Sequence],
+    *,
+    metric: str,
+    mode: str = "max",
+    verbose: bool = True,
+) -> SearchResult:
     """Run `train_fn` on `base` with every combination of `space`'s values."""
     check_space(space, base)
     return _run_trials(train_fn, base, grid(space), metric, mode, verbose)
 
 
-def random_search(train_fn: Callable[[Any], Mapping[str, float]], base, space: Mapping[str, Any],
-                  n_trials: int, *, metric: str, mode: str = "max", seed: int = 0,
-                  verbose: bool = True) -> SearchResult:
+def random_search(
+    train_fn: Callable[[Any], Mapping[str, float]],
+    base,
+    space: Mapping[str, Any],
+    n_trials: int,
+    *,
+    metric: str,
+    mode: str = "max",
+    seed: int = 0,
+    verbose: bool = True,
+) -> SearchResult:
     """Run `train_fn` on `n_trials` random points of `space` (lists or distributions)."""
     check_space(space, base)
     return _run_trials(train_fn, base, random_points(space, n_trials, seed), metric, mode, verbose)
@@ -297,6 +332,11 @@ class VmapResult:
         return SearchResult(_LrSeed(), trials, metric, mode, ("lr", "seed"))
 
 
+def _index(tree, *index):
+    """Every leaf of `tree` indexed by `index` (one run, one epoch of stacked results)."""
+    return jax.tree.map(lambda a: a[index], tree)
+
+
 def _index_batches(n: int, batch_size: int, *, epochs: int, seed: int, shuffle: bool):
     """Example indices [E, S, B] and weights [E, S, B] of the Trainer's batches for `seed`
     (the same pipeline, applied to the indices 0..n-1)."""
@@ -333,8 +373,10 @@ def train_vmapped(
     if not lrs:
         raise JaxdlError("train_vmapped: learning_rates is empty; give at least one")
     if len(lrs) != len(seeds):
-        raise JaxdlError(f"train_vmapped: learning_rates and seeds must pair up; got {len(lrs)} "
-                         f"learning rates and {len(seeds)} seeds")
+        raise JaxdlError(
+            f"train_vmapped: learning_rates and seeds must pair up; got {len(lrs)} "
+            f"learning rates and {len(seeds)} seeds"
+        )
     for lr in lrs:
         check_positive("learning_rate", lr)
     check_positive("epochs", epochs, integer=True)
@@ -349,20 +391,30 @@ def train_vmapped(
         if graphdef is None:
             graphdef = gd
         elif gd != graphdef:
-            raise JaxdlError("train_vmapped: make_model must build the same architecture for every seed")
+            raise JaxdlError(
+                "train_vmapped: make_model must build the same architecture for every seed"
+            )
         states.append(TrainState.create(params, model_state, make_optimizer(optimizer, lr), seed))
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
     apply = make_apply(graphdef)
     if task is None:
-        out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], states[0].params,
-                             states[0].model_state, jax.ShapeDtypeStruct((1, *train.x.shape[1:]), train.x.dtype))
+        out = jax.eval_shape(
+            lambda p, s, x: apply(p, s, x)[0],
+            states[0].params,
+            states[0].model_state,
+            jax.ShapeDtypeStruct((1, *train.x.shape[1:]), train.x.dtype),
+        )
         task = ClassificationTask(out.shape[-1])
     task.check_labels(train.y, where="training labels")
     # the learning rate is read from each run's optimizer state, so one transformation serves all
     step = make_train_step(apply, make_optimizer(optimizer, lrs[0]), task)
     x_all, y_all = jnp.asarray(train.x), jnp.asarray(train.y)
-    idx, w = zip(*(_index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
-                   for s in seeds))
+    idx, w = zip(
+        *(
+            _index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
+            for s in seeds
+        )
+    )
     idx, w = jnp.asarray(np.stack(idx)), jnp.asarray(np.stack(w))
 
     def one_run(ts, idx, w):  # idx, w: [E, S, B]
@@ -382,19 +434,38 @@ def train_vmapped(
     seconds = time.perf_counter() - t0
     history = []
     for k in range(len(lrs)):
-        logs = [task.compute(jax.tree.map(lambda a: a[k, e], accs)) for e in range(epochs)]
+        logs = [task.compute(_index(accs, k, e)) for e in range(epochs)]
         history.append({n: [lg[n] for lg in logs] for n in logs[0]})
     val = []
     if validation_data is not None:
-        v = validation_data if isinstance(validation_data, ArrayDataset) else ArrayDataset(
-            *map(np.asarray, validation_data))
+        v = (
+            validation_data
+            if isinstance(validation_data, ArrayDataset)
+            else ArrayDataset(*map(np.asarray, validation_data))
+        )
         eval_step = make_eval_step(apply, task)
-        batch = {"x": jnp.asarray(v.x), "y": jnp.asarray(v.y), "weight": jnp.ones(len(v), jnp.float32)}
+        batch = {
+            "x": jnp.asarray(v.x),
+            "y": jnp.asarray(v.y),
+            "weight": jnp.ones(len(v), jnp.float32),
+        }
         run_eval = jax.jit(jax.vmap(lambda p, s: eval_step(p, s, task.init_metrics(), batch)))
         vacc = jax.device_get(run_eval(final.params, final.model_state))
-        val = [task.compute(jax.tree.map(lambda a: a[k], vacc)) for k in range(len(lrs))]
+        val = [task.compute(_index(vacc, k)) for k in range(len(lrs))]
     return VmapResult(lrs, seeds, history, val, final, seconds)
 
 
-__all__ = ["Uniform", "LogUniform", "IntUniform", "check_space", "grid", "random_points", "Trial",
-           "SearchResult", "grid_search", "random_search", "VmapResult", "train_vmapped"]
+__all__ = [
+    "Uniform",
+    "LogUniform",
+    "IntUniform",
+    "check_space",
+    "grid",
+    "random_points",
+    "Trial",
+    "SearchResult",
+    "grid_search",
+    "random_search",
+    "VmapResult",
+    "train_vmapped",
+]
