@@ -9,7 +9,8 @@ download), in three forms, then the bias and variance of the chosen model:
    bootstrap resamples of the training set, on the test set.
 
 Ranked by validation accuracy; the test set is used once, for the chosen config. Writes a
-results table to the terminal and one PNG per search to --out.
+results table to the terminal, one PNG per search, and the chosen config's training curves and
+test confusion matrix to --out.
 
     python experiments/hparam_search.py [--epochs 20] [--random-trials 8] [--rounds 10] [--smoke]
 """
@@ -32,6 +33,7 @@ from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer
 from jaxdl.train.bias_variance import bias_variance
 from jaxdl.train.hparam import IntUniform, LogUniform, grid_search, random_search, train_vmapped
+from jaxdl.viz import save_confusion_matrix, save_history
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,15 @@ def main(cfg: Config) -> dict:
 
     # 4. the chosen config: test accuracy, bias and variance
     best = g.best_config
-    test_acc = fit(best, splits.train).evaluate(splits.test)["accuracy"]
+    chosen = fit(best, splits.train)
+    ev = chosen.evaluate(splits.test, detailed=True)
+    test_acc = ev["accuracy"]
+    save_history(chosen.history, out / "best_curves.png", title=f"best grid config: {best}")
+    save_confusion_matrix(
+        ev["confusion_matrix"],
+        out / "best_confusion.png",
+        title=f"best grid config, test accuracy {test_acc:.4f}",
+    )
     bv = bias_variance(
         lambda ds, k: fit(best, ds).predict(splits.test.x).argmax(-1),
         splits.train,

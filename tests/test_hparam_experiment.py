@@ -27,6 +27,12 @@ def test_hparam_search_smoke(tmp_path):
         "0-1 loss: expected",
     ):
         assert text in r.stdout, text
-    for name in ("grid_search.png", "random_search.png", "vmapped_lr_seed.png"):
+    for name in (
+        "grid_search.png",
+        "random_search.png",
+        "vmapped_lr_seed.png",
+        "best_curves.png",
+        "best_confusion.png",
+    ):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG"
