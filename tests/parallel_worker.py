@@ -1,0 +1,60 @@
+"""One process of the multi-process test (tests/test_parallel_multiprocess.py), run as a script:
+
+    python tests/parallel_worker.py OUT.npz --devices 4 [--coordinator H:P --num-processes 2
+        --process-id I] [--fsdp]
+
+Simulates `--devices` CPU devices in this process, joins the run through
+`jaxdl.parallel.initialize_distributed`, trains a batch-normalised MLP on digits on a mesh over
+every device of every process, and writes the final parameters (gathered whole) and test metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--devices", type=int, required=True)
+    ap.add_argument("--coordinator")
+    ap.add_argument("--num-processes", type=int)
+    ap.add_argument("--process-id", type=int)
+    ap.add_argument("--fsdp", action="store_true")
+    args = ap.parse_args(argv)
+    # before jax is imported: the simulated devices of this process
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
+    import jax
+    import numpy as np
+    from jax.experimental.multihost_utils import process_allgather
+
+    from jaxdl.data import load_digits
+    from jaxdl.functional import named_leaves
+    from jaxdl.models import create_model
+    from jaxdl.parallel import initialize_distributed, make_mesh
+    from jaxdl.train import Trainer
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id, timeout=60)
+    splits = load_digits(seed=0)
+    model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True)
+    trainer = Trainer(model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(),
+                      fsdp=args.fsdp)
+    trainer.fit(splits.train, epochs=2, batch_size=64, verbose=0)
+    test = trainer.evaluate(splits.test)
+    arrays = {}
+    for part in ("params", "model_state"):  # whole arrays on every process, FSDP shards joined
+        whole = process_allgather(getattr(trainer.state, part), tiled=True)
+        arrays.update({f"{part}/{k}": np.asarray(v) for k, v in named_leaves(whole).items()})
+    arrays.update({f"metric/{k}": np.asarray(v) for k, v in test.items()})
+    arrays["devices"] = np.asarray(jax.device_count())
+    arrays["processes"] = np.asarray(jax.process_count())
+    np.savez(args.out, **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
