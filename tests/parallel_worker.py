@@ -1,11 +1,12 @@
 """One process of the multi-process test (tests/test_parallel_multiprocess.py), run as a script:
 
     python tests/parallel_worker.py OUT.npz --devices 4 [--coordinator H:P --num-processes 2
-        --process-id I] [--fsdp]
+        --process-id I]
 
 Simulates `--devices` CPU devices in this process, joins the run through
 `jaxdl.parallel.initialize_distributed`, trains a batch-normalised MLP on digits on a mesh over
-every device of every process, and writes the final parameters (gathered whole) and test metrics.
+every device of every process, data parallel and then FSDP, and writes for each the final
+parameters and BatchNorm statistics (gathered whole) and the test metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ def main(argv=None) -> int:
     ap.add_argument("--coordinator")
     ap.add_argument("--num-processes", type=int)
     ap.add_argument("--process-id", type=int)
-    ap.add_argument("--fsdp", action="store_true")
     args = ap.parse_args(argv)
     # before jax is imported: the simulated devices of this process
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -40,16 +40,18 @@ def main(argv=None) -> int:
 
     initialize_distributed(args.coordinator, args.num_processes, args.process_id, timeout=60)
     splits = load_digits(seed=0)
-    model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True)
-    trainer = Trainer(model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(),
-                      fsdp=args.fsdp)
-    trainer.fit(splits.train, epochs=2, batch_size=64, verbose=0)
-    test = trainer.evaluate(splits.test)
     arrays = {}
-    for part in ("params", "model_state"):  # whole arrays on every process, FSDP shards joined
-        whole = process_allgather(getattr(trainer.state, part), tiled=True)
-        arrays.update({f"{part}/{k}": np.asarray(v) for k, v in named_leaves(whole).items()})
-    arrays.update({f"metric/{k}": np.asarray(v) for k, v in test.items()})
+    for mode in ("dp", "fsdp"):
+        model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True)
+        trainer = Trainer(model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(),
+                          fsdp=mode == "fsdp")
+        trainer.fit(splits.train, epochs=2, batch_size=64, verbose=0)
+        for part in ("params", "model_state"):  # whole arrays on every process, shards joined
+            whole = process_allgather(getattr(trainer.state, part), tiled=True)
+            arrays.update({f"{mode}/{part}/{k}": np.asarray(v)
+                           for k, v in named_leaves(whole).items()})
+        arrays.update({f"{mode}/metric/{k}": np.asarray(v)
+                       for k, v in trainer.evaluate(splits.test).items()})
     arrays["devices"] = np.asarray(jax.device_count())
     arrays["processes"] = np.asarray(jax.process_count())
     np.savez(args.out, **arrays)
