@@ -1,7 +1,10 @@
 """Meshes, FSDP / data-parallel shardings, synchronised BatchNorm, per-host batch rows, restoring
 onto another mesh, and the multi-host start's checks, on the 8 simulated CPU devices."""
 
+import importlib.util
+import json
 import socket
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
+
+from conftest import ROOT
 
 from jaxdl import create_model
 from jaxdl.data import ArrayDataset, batches
@@ -215,3 +220,32 @@ def test_unreachable_coordinator_fails_within_the_timeout():
         initialize_distributed(f"127.0.0.1:{port}", 2, 1, timeout=1, environ={})
     with pytest.raises(JaxdlError, match="no cluster detected"):
         initialize_distributed(f"127.0.0.1:{port}", None, 1, environ={})
+
+
+# ---- CLI and benchmark ----------------------------------------------------------------------
+def test_cli_train_fsdp_on_a_2x4_mesh_and_errors(capsys):
+    from jaxdl.cli import main
+
+    assert main(["train", "mlp", "--epochs", "1", "--batch-size", "64", "--fsdp", "--mesh", "2x4",
+                 "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] > 0.3
+    assert main(["train", "mlp", "--epochs", "1", "--devices", "4", "--mesh", "data=8"]) == 2
+    assert "mesh data=8 has 8 devices but 4 are used (num_devices=4)" in capsys.readouterr().err
+    assert main(["train", "mlp", "--num-processes", "2", "--process-id", "2"]) == 2
+    assert "process_id 2 (from argument) is out of range" in capsys.readouterr().err
+
+
+def test_scaling_benchmark_smoke_and_allreduce_cost():
+    spec = importlib.util.spec_from_file_location("scaling", ROOT / "benchmarks" / "scaling.py")
+    scaling = sys.modules["scaling"] = importlib.util.module_from_spec(spec)  # for dataclasses
+    spec.loader.exec_module(scaling)
+    allreduce_cost = scaling.allreduce_cost
+
+    out = scaling.main(scaling.Config(smoke=True, devices=(1, 8)))
+    assert [(r["devices"], r["mode"]) for r in out["rows"]] == [
+        (1, "dp"), (8, "dp"), (1, "fsdp"), (8, "fsdp")]
+    assert all(r["max_diff_vs_1"] < 1e-5 for r in out["rows"])
+    # ring all-reduce: 2 (N-1)/N x 4 bytes x 25,557,032 params on 8 GPUs at 450 GB/s
+    c = allreduce_cost(25_557_032)
+    assert c["moved_MB"] == pytest.approx(2 * 7 / 8 * 4 * 25_557_032 / 1e6)
+    assert c["ms"] == pytest.approx(178.899224 / 450e3 * 1e3)
