@@ -146,10 +146,9 @@ class Train:
     """Model config overrides KEY=VALUE, e.g. --set hidden=(256,128) activation=tanh."""
 
     def run(self) -> int:
+        import jax
         from rich.console import Console
         from rich.table import Table
-
-        import jax
 
         from jaxdl.data import load_dataset, num_batches
         from jaxdl.errors import check_positive

@@ -7,21 +7,27 @@ import socket
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
-
 from conftest import ROOT
+from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from jaxdl import create_model
 from jaxdl.data import ArrayDataset, batches
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import make_apply, named_leaves, split
 from jaxdl.parallel import (
-    abstract_state, array_spec, bytes_per_device, initialize_distributed, local_rows, make_mesh,
-    parse_mesh_spec, place_state, shard_batch, state_shardings,
+    abstract_state,
+    array_spec,
+    bytes_per_device,
+    initialize_distributed,
+    local_rows,
+    make_mesh,
+    parse_mesh_spec,
+    place_state,
+    shard_batch,
+    state_shardings,
 )
 from jaxdl.parallel.distributed import resolve
 from jaxdl.train import Trainer
@@ -123,7 +129,8 @@ def test_fsdp_equals_data_parallel_equals_one_device(digits):
     ref, ref_loss = runs.pop("dp")
     assert not np.allclose(ref[0]["head"]["kernel"], init["head"]["kernel"], atol=1e-3)
     for name, (tree, loss) in runs.items():
-        for (k, a), b in zip(named_leaves(tree).items(), named_leaves(ref).values()):
+        for (k, a), b in zip(named_leaves(tree).items(), named_leaves(ref).values(),
+                                strict=True):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f"{name} {k}")
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-4, err_msg=name)
 
@@ -167,7 +174,7 @@ def test_state_restores_onto_other_meshes(tmp_path):
         restored = ckptr.restore(tmp_path / "ckpt", target)
         want = state_shardings(t.state, mesh, fsdp=fsdp)
         for a, b, s in zip(jax.tree.leaves(restored), jax.tree.leaves(t.state),
-                           jax.tree.leaves(want)):
+                           jax.tree.leaves(want), strict=True):
             assert a.sharding.is_equivalent_to(s, a.ndim)
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     kernel = restored.params["layers"][0]["kernel"]  # on 2x4: [64, 64] over data and model
@@ -180,7 +187,7 @@ def test_local_rows_and_batch_rows():
     ds = ArrayDataset(np.arange(10, dtype=np.float32)[:, None], np.arange(10))
     full = list(batches(ds, 4, seed=0))
     part = list(batches(ds, 4, seed=0, rows=slice(2, 4)))
-    for f, p in zip(full, part):
+    for f, p in zip(full, part, strict=True):
         for k in f:
             np.testing.assert_array_equal(p[k], f[k][2:4])
     assert part[-1]["weight"].tolist() == [0.0, 0.0]  # the padding stays weighted 0
@@ -203,7 +210,8 @@ def test_distributed_settings_from_arguments_and_environment():
     ((None, None, None), {"JAXDL_NUM_PROCESSES": "2", "JAXDL_PROCESS_ID": "-1"},
      r"process_id -1 \(from JAXDL_PROCESS_ID\) is out of range"),
     ((None, 0, None), {}, "num_processes must be >= 1"),
-    ((None, None, None), {"JAX_PROCESS_ID": "one"}, "process_id from JAX_PROCESS_ID must be an int"),
+    ((None, None, None), {"JAX_PROCESS_ID": "one"},
+     "process_id from JAX_PROCESS_ID must be an integer"),
     (("localhost", 2, 1), {}, "coordinator address must be HOST:PORT"),
 ])
 def test_distributed_bad_settings(args, env, match):

@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 WORKER = ROOT / "tests" / "parallel_worker.py"
@@ -44,7 +43,7 @@ def _run(out, *args, procs=1, timeout=180):
     finally:
         for p in ps:
             p.kill()
-    for p, log in zip(ps, logs):
+    for p, log in zip(ps, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
     return [dict(np.load(out / f"p{pid}.npz")) for pid in range(procs)]
 

@@ -21,7 +21,8 @@ import re
 import jax
 import numpy as np
 from jax.experimental import mesh_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxdl.errors import JaxdlError
 
@@ -125,9 +126,12 @@ def local_rows(batch_size: int, mesh: Mesh) -> slice:
     """The rows of a global batch of `batch_size` that this process's devices hold (all rows in a
     single process). Each host reads only these examples (`batches(..., rows=...)`)."""
     idx = data_sharding(mesh).addressable_devices_indices_map((batch_size,)).values()
-    lo = min(i[0].start or 0 for i in idx)
-    hi = max(batch_size if i[0].stop is None else i[0].stop for i in idx)
-    return slice(lo, hi)
+    spans = sorted({i[0].indices(batch_size)[:2] for i in idx})
+    if any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
+        raise JaxdlError(f"process {jax.process_index()} holds the non-contiguous batch rows "
+                         f"{spans} on this mesh; build the mesh with each process's devices "
+                         f"adjacent along the data axis (make_mesh does)")
+    return slice(spans[0][0], spans[-1][1])
 
 
 def shard_batch(batch, mesh: Mesh, *, batch_size: int | None = None):

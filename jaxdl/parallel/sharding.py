@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxdl.parallel.mesh import DATA
 
@@ -73,7 +74,8 @@ def abstract_state(state, mesh: Mesh, *, fsdp: bool = False):
 def bytes_per_device(state, mesh: Mesh, *, fsdp: bool = False) -> int:
     """Bytes of `state` that one device stores under `state_shardings` (shapes only)."""
     total = 0
-    for x, s in zip(jax.tree.leaves(state), jax.tree.leaves(state_shardings(state, mesh, fsdp=fsdp))):
+    shardings = jax.tree.leaves(state_shardings(state, mesh, fsdp=fsdp))
+    for x, s in zip(jax.tree.leaves(state), shardings, strict=True):
         shard = s.shard_shape(tuple(np.shape(x)))
         total += int(np.prod(shard, dtype=np.int64)) * np.dtype(x.dtype).itemsize
     return total

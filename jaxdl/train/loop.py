@@ -29,7 +29,12 @@ from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, merge, split
 from jaxdl.parallel.mesh import (
-    check_batch_size, local_rows, make_mesh, replicate, replicated, shard_batch,
+    check_batch_size,
+    local_rows,
+    make_mesh,
+    replicate,
+    replicated,
+    shard_batch,
 )
 from jaxdl.parallel.sharding import state_shardings
 from jaxdl.train.callbacks import Callback, CallbackList, History, LazyLogs, ProgbarLogger
