@@ -194,7 +194,20 @@ def test_local_rows_and_batch_rows():
 
 
 # ---- multi-host start -----------------------------------------------------------------------
-def test_distributed_settings_from_arguments_and_environment():
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """Hermetic: no cluster environment, and jax.distributed.initialize only records its call."""
+    import jaxdl.parallel.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(dist, "cluster_detected", lambda: None)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    return calls
+
+
+def test_distributed_settings_from_arguments_and_environment(no_cluster, monkeypatch):
+    import jaxdl.parallel.distributed as dist
+
     env = {"JAXDL_COORDINATOR": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3",
            "JAXDL_PROCESS_ID": "2"}
     spec = resolve(environ=env)
@@ -202,7 +215,16 @@ def test_distributed_settings_from_arguments_and_environment():
     spec = resolve("h:99", None, 1, environ=env)  # arguments first
     assert (spec.coordinator, spec.num_processes, spec.process_id) == ("h:99", 4, 1)
     assert resolve(environ={}).empty
-    assert initialize_distributed(environ={}) is False  # nothing set, no cluster: one process
+    assert initialize_distributed(environ={}) is False and no_cluster == []  # one process
+    # process 0 hosts the coordinator: no probe, JAX gets the settings as given
+    assert initialize_distributed(environ={**env, "JAXDL_PROCESS_ID": "0"}, timeout=7) is True
+    assert no_cluster[-1] == (("10.0.0.1:1234", 4, 0), {"initialization_timeout": 7})
+    # on a cluster, whatever is unset is left to JAX's detection
+    monkeypatch.setattr(dist, "cluster_detected", lambda: "SlurmCluster")
+    assert initialize_distributed(environ={}) is True
+    assert no_cluster[-1] == ((), {"initialization_timeout": 300})
+    assert initialize_distributed(None, None, 0, environ={}) is True
+    assert no_cluster[-1] == ((None, None, 0), {"initialization_timeout": 300})
 
 
 @pytest.mark.parametrize("args, env, match", [
@@ -214,12 +236,12 @@ def test_distributed_settings_from_arguments_and_environment():
      "process_id from JAX_PROCESS_ID must be an integer"),
     (("localhost", 2, 1), {}, "coordinator address must be HOST:PORT"),
 ])
-def test_distributed_bad_settings(args, env, match):
+def test_distributed_bad_settings(args, env, match, no_cluster):
     with pytest.raises(JaxdlError, match=match):
         initialize_distributed(*args, environ=env)
 
 
-def test_unreachable_coordinator_fails_within_the_timeout():
+def test_unreachable_coordinator_fails_within_the_timeout(no_cluster):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -228,7 +250,7 @@ def test_unreachable_coordinator_fails_within_the_timeout():
         initialize_distributed(f"127.0.0.1:{port}", 2, 1, timeout=1, environ={})
     with pytest.raises(JaxdlError, match="no cluster detected"):
         initialize_distributed(f"127.0.0.1:{port}", None, 1, environ={})
-
+    assert no_cluster == []  # JAX was never asked
 
 # ---- CLI and benchmark ----------------------------------------------------------------------
 def test_cli_train_fsdp_on_a_2x4_mesh_and_errors(capsys):
