@@ -6,7 +6,8 @@
 Simulates `--devices` CPU devices in this process, joins the run through
 `jaxdl.parallel.initialize_distributed`, trains a batch-normalised MLP on digits on a mesh over
 every device of every process, data parallel and then FSDP, and writes for each the final
-parameters and BatchNorm statistics (gathered whole) and the test metrics.
+parameters and BatchNorm statistics (gathered whole) and the test metrics; with `--ckpt` also an
+Orbax checkpoint of the final FSDP train state.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--coordinator")
     ap.add_argument("--num-processes", type=int)
     ap.add_argument("--process-id", type=int)
+    ap.add_argument("--ckpt", help="write the final FSDP state here, all processes together")
     args = ap.parse_args(argv)
     # before jax is imported: the simulated devices of this process
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
@@ -52,6 +54,12 @@ def main(argv=None) -> int:
                            for k, v in named_leaves(whole).items()})
         arrays.update({f"{mode}/metric/{k}": np.asarray(v)
                        for k, v in trainer.evaluate(splits.test).items()})
+    if args.ckpt:
+        import orbax.checkpoint as ocp
+
+        ckptr = ocp.StandardCheckpointer()  # every process writes its own shards
+        ckptr.save(args.ckpt, trainer.state)
+        ckptr.wait_until_finished()
     arrays["devices"] = np.asarray(jax.device_count())
     arrays["processes"] = np.asarray(jax.process_count())
     np.savez(args.out, **arrays)
