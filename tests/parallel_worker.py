@@ -6,7 +6,8 @@
 Simulates `--devices` CPU devices in this process, joins the run through
 `jaxdl.parallel.initialize_distributed`, trains a batch-normalised MLP on digits on a mesh over
 every device of every process, data parallel and then FSDP, and writes for each the final
-parameters and BatchNorm statistics (gathered whole) and the test metrics; with `--ckpt` also an
+parameters and BatchNorm statistics (gathered whole) and the test metrics, and the FSDP model's
+predictions for the test set; with `--ckpt` also an
 Orbax checkpoint of the final FSDP train state.
 """
 
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
                            for k, v in named_leaves(whole).items()})
         arrays.update({f"{mode}/metric/{k}": np.asarray(v)
                        for k, v in trainer.evaluate(splits.test).items()})
+    arrays["fsdp/predict"] = trainer.predict(splits.test.x)  # every row, from every process
     if args.ckpt:
         import orbax.checkpoint as ocp
 

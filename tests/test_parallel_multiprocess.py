@@ -65,7 +65,8 @@ def test_two_processes_equal_one_process(tmp_path):
     a, b = _run(tmp_path, "--devices", "4", "--ckpt", str(tmp_path / "ckpt"), procs=2)
     assert a["devices"] == 8 and a["processes"] == 2
     assert set(a) == set(ref)
-    for k in (k for k in ref if "/" in k):  # {dp,fsdp}/{params,model_state,metric}/...
+    assert ref["fsdp/predict"].shape == (359, 10)
+    for k in (k for k in ref if "/" in k):  # {dp,fsdp}/{params,model_state,metric}/..., predict
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k}: the processes differ")
         np.testing.assert_allclose(a[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
