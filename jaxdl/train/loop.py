@@ -28,15 +28,8 @@ from jaxdl.data.pipeline import batches, num_batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, merge, split
-from jaxdl.parallel.mesh import (
-    check_batch_size,
-    local_rows,
-    make_mesh,
-    replicate,
-    replicated,
-    shard_batch,
-)
-from jaxdl.parallel.sharding import state_shardings
+from jaxdl.parallel import local_rows, state_shardings
+from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicate, replicated, shard_batch
 from jaxdl.train.callbacks import Callback, CallbackList, History, LazyLogs, ProgbarLogger
 from jaxdl.train.optim import Regularizer, current_learning_rate, make_optimizer
 from jaxdl.train.state import TrainState
