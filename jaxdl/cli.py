@@ -123,7 +123,20 @@ class Train:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     devices: int | None = None
-    """Use the first N devices (default: all)."""
+    """Use the first N devices (default: all, of every process)."""
+    mesh: str | None = None
+    """Mesh axes, e.g. data=8, data=2,model=4 or 2x4 (default: one data axis of all devices)."""
+    fsdp: bool = False
+    """Shard parameters and optimizer state over the data axis (FSDP) instead of replicating."""
+    coordinator: str | None = None
+    """Multi-host: HOST:PORT of process 0 (else JAXDL_COORDINATOR / JAX_COORDINATOR_ADDRESS or
+    the cluster, e.g. Slurm, TPU pod)."""
+    num_processes: int | None = None
+    """Multi-host: number of processes (else JAXDL_NUM_PROCESSES / JAX_NUM_PROCESSES / cluster)."""
+    process_id: int | None = None
+    """Multi-host: this process's id, 0..N-1 (else JAXDL_PROCESS_ID / JAX_PROCESS_ID / cluster)."""
+    init_timeout: int = 300
+    """Multi-host: seconds to wait for the coordinator and the other processes."""
     workdir: str | None = None
     """Where metrics.json (and checkpoints) go."""
     json: bool = False
@@ -133,18 +146,23 @@ class Train:
     """Model config overrides KEY=VALUE, e.g. --set hidden=(256,128) activation=tanh."""
 
     def run(self) -> int:
+        import jax
         from rich.console import Console
         from rich.table import Table
 
         from jaxdl.data import load_dataset, num_batches
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
-        from jaxdl.parallel import make_mesh
+        from jaxdl.parallel import initialize_distributed, make_mesh
         from jaxdl.train import Trainer, make_schedule
 
         check_positive("--epochs", self.epochs, integer=True)
         check_positive("--batch-size", self.batch_size, integer=True)
         check_positive("--lr", self.lr)
+        check_positive("--init-timeout", self.init_timeout, integer=True)
+        # before anything touches a device: a multi-host run sees every process's devices
+        initialize_distributed(self.coordinator, self.num_processes, self.process_id,
+                               timeout=self.init_timeout)
         workdir = Path(self.workdir) if self.workdir else None
         if workdir is not None and workdir.exists() and not workdir.is_dir():
             raise JaxdlError(f"--workdir {workdir} exists and is not a directory")
@@ -156,14 +174,15 @@ class Train:
         model = create_model(self.name, **overrides)
         total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
         lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
-        mesh = make_mesh(num_devices=self.devices)
+        mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
         trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
-                          seed=self.seed, mesh=mesh)
+                          seed=self.seed, mesh=mesh, fsdp=self.fsdp)
         console = Console(highlight=False, stderr=False)
         if not self.quiet:
             console.print(f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
                           f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
-                          f"{mesh.shape['data']} device(s)")
+                          f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
+                          f"{', FSDP' if self.fsdp else ''}")
         t0 = time.perf_counter()
         history = trainer.fit(splits.train, epochs=self.epochs, batch_size=self.batch_size,
                               validation_data=splits.val, verbose=0 if self.quiet else 1)
@@ -181,7 +200,7 @@ class Train:
             table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
         if not self.quiet:
             console.print(table)
-        if workdir is not None:
+        if workdir is not None and jax.process_index() == 0:  # one writer in a multi-host run
             workdir.mkdir(parents=True, exist_ok=True)
             (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
         if self.json:

@@ -36,8 +36,12 @@ def batches(
     epoch: int = 0,
     drop_remainder: bool = False,
     start: int = 0,
+    rows: slice | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows, from batch `start` on."""
+    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows, from batch `start` on.
+
+    `rows` keeps only those rows of every batch (a host of a multi-process run reads just its
+    part of the global batch; see `jaxdl.parallel.local_rows`)."""
     check_positive("batch_size", batch_size, integer=True)
     n = len(ds)
     order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
@@ -47,4 +51,6 @@ def batches(
         if len(idx) < batch_size:
             weight[len(idx):] = 0.0
             idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0] if len(idx) else 0)])
+        if rows is not None:
+            idx, weight = idx[rows], weight[rows]
         yield {"x": ds.x[idx], "y": ds.y[idx], "weight": weight}

@@ -4,8 +4,9 @@
     history = trainer.fit(splits.train, epochs=10, batch_size=64, validation_data=splits.val)
     trainer.evaluate(splits.test)
 
-The steps are jitted once with the train state replicated over the mesh and each batch sharded on
-its `data` axis (all local devices by default), so the same code runs on 1 or N devices. Batch
+The steps are jitted once with the train state replicated over the mesh (or sharded, `fsdp=True`:
+see jaxdl.parallel.sharding) and each batch sharded on its `data` axis (all devices by default,
+each process feeding its own rows), so the same code runs on 1 or N devices and hosts. Batch
 size: the number of examples per step; batch_size = len(train) is full-batch gradient descent,
 1 stochastic, anything between mini-batch (one epoch = ceil(N / batch_size) iterations).
 """
@@ -21,11 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental.multihost_utils import process_allgather
 
 from jaxdl.data.pipeline import batches, num_batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, merge, split
+from jaxdl.parallel import local_rows, state_shardings
 from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicate, replicated, shard_batch
 from jaxdl.train.callbacks import Callback, CallbackList, History, LazyLogs, ProgbarLogger
 from jaxdl.train.optim import Regularizer, current_learning_rate, make_optimizer
@@ -70,6 +73,7 @@ class Trainer:
         regularizers: Sequence[Regularizer] = (),
         seed: int = 0,
         mesh: jax.sharding.Mesh | None = None,
+        fsdp: bool = False,
     ):
         self.graphdef, params, model_state = split(model)
         self.apply = make_apply(self.graphdef)
@@ -86,7 +90,11 @@ class Trainer:
             optimizer, learning_rate, clip_norm=clip_norm, **(optimizer_options or {}))
         self.regularizers = tuple(regularizers)
         self.seed = seed
-        self.state = replicate(TrainState.create(params, model_state, self.tx, seed), self.mesh)
+        # data parallel: state replicated; fsdp: params and optimizer state sharded on 'data'
+        self.fsdp = fsdp
+        state = TrainState.create(params, model_state, self.tx, seed)
+        self.state_sharding = state_shardings(state, self.mesh, fsdp=fsdp)
+        self.state = jax.device_put(state, self.state_sharding)
         self.stop_training = False
         self.epoch = 0
         self.epochs = 0
@@ -98,7 +106,7 @@ class Trainer:
     # ---- jitted steps ---------------------------------------------------------------------
     def _compile(self):
         rep = replicated(self.mesh)
-        state_sh = jax.tree.map(lambda _: rep, self.state)
+        state_sh = self.state_sharding
         self._train_step = jax.jit(
             make_train_step(self.apply, self.tx, self.task, self.regularizers),
             donate_argnums=(0, 1), out_shardings=(state_sh, rep))
@@ -170,10 +178,13 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             acc = self._init_metrics()
             self.samples_seen_epoch = 0
-            for i, batch in enumerate(batches(train, batch_size, shuffle=shuffle, seed=self.seed, epoch=epoch)):
+            rows = local_rows(batch_size, self.mesh)  # this process's part of each batch
+            for i, batch in enumerate(batches(train, batch_size, shuffle=shuffle, seed=self.seed,
+                                              epoch=epoch, rows=rows)):
                 cb.on_train_batch_begin(i)
                 self.samples_seen_epoch += int(batch["weight"].sum())
-                self.state, acc = self._train_step(self.state, acc, shard_batch(batch, self.mesh))
+                self.state, acc = self._train_step(
+                    self.state, acc, shard_batch(batch, self.mesh, batch_size=batch_size))
                 cb.on_train_batch_end(i, LazyLogs(lambda acc=acc: self.task.compute(acc)))
                 if self.stop_training:
                     break
@@ -194,8 +205,9 @@ class Trainer:
         bs = self._eval_batch_size(batch_size, len(ds))
         self._check_data(ds, bs, "evaluation")
         acc = self._init_metrics()
-        for batch in batches(ds, bs, shuffle=False):
-            acc = self._eval_step(self.state.params, self.state.model_state, acc, shard_batch(batch, self.mesh))
+        for batch in batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh)):
+            acc = self._eval_step(self.state.params, self.state.model_state, acc,
+                                  shard_batch(batch, self.mesh, batch_size=bs))
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
@@ -206,8 +218,11 @@ class Trainer:
         check_batch_size(bs, self.mesh)
         outs = []
         for batch in batches(ds, bs, shuffle=False):
-            out = self._predict_step(self.state.params, self.state.model_state, shard_batch(batch["x"], self.mesh))
-            outs.append(np.asarray(out)[batch["weight"] > 0])
+            x_local = batch["x"][local_rows(bs, self.mesh)]
+            out = self._predict_step(self.state.params, self.state.model_state,
+                                     shard_batch(x_local, self.mesh, batch_size=bs))
+            out = process_allgather(out, tiled=True) if jax.process_count() > 1 else np.asarray(out)
+            outs.append(out[batch["weight"] > 0])
         return np.concatenate(outs)
 
     def _eval_batch_size(self, batch_size: int, n: int) -> int:
