@@ -120,7 +120,7 @@ def gpt_reference(config):
     n_layers = _field(config, "num_layers", "n_layer", "n_layers", "depth", "layers")
     heads = _field(config, "num_heads", "n_head", "n_heads", "heads")
     d_ff = _field(config, "mlp_dim", "d_ff", "ff_dim", "hidden_dim", required=False) or 4 * d
-    ctx = _field(config, "max_len", "context_length", "block_size", "n_ctx", "max_seq_len",
+    ctx = _field(config, "context", "max_len", "context_length", "block_size", "n_ctx",
                  required=False) or config.input_shape[0]
 
     class Block(nn.Module):
@@ -200,7 +200,8 @@ def build_reference(name: str, config) -> tuple[Any, str]:
     if name in GPTS:
         return gpt_reference(config), "reference (jaxdl.bench.compare.gpt_reference)"
     if name in RNN_LMS:
-        return rnn_lm_reference(config, RNN_LMS[name]), f"reference (cuDNN nn.{RNN_LMS[name].upper()})"
+        cell = getattr(config, "cell", RNN_LMS[name])
+        return rnn_lm_reference(config, cell), f"reference (cuDNN nn.{cell.upper()})"
     num_classes = getattr(config, "num_classes", 1000)
     shape = tuple(config.input_shape)
     tried = []

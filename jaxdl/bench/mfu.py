@@ -9,8 +9,8 @@
 
 MFU = model FLOPs per step / step time / peak. Which FLOPs the model does is a convention that
 must be stated: the bench uses XLA's count of the jitted step (multiply-add = 2 FLOPs, forward +
-backward + optimizer for a training step, no rematerialisation), and for decoder LMs also the
-PaLM count `decoder_train_flops_per_token` (6 N + 12 L d T per token).
+backward + optimizer for a training step, no rematerialisation); benchmarks/gpt2_mfu.py also
+reports the PaLM count (6 N + 12 L d T per token) for decoder LMs.
 """
 
 from __future__ import annotations
@@ -76,10 +76,3 @@ def mfu(flops_per_step: float | None, step_s: float | None, peak_tflops: float |
         return None
     return flops_per_step / step_s / (peak_tflops * 1e12)
 
-
-def decoder_train_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token of a decoder-only transformer, PaLM's convention (Chowdhery et
-    al. 2022, appendix B): 6 N for the forward and backward matmuls against every parameter plus
-    12 L d T for the attention scores and values (no causal halving). N counts every parameter,
-    the (tied) embedding included, since the output projection does multiply against it."""
-    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len

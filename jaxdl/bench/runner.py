@@ -10,7 +10,7 @@ inference forward or one training step: `jaxdl.train.steps.make_train_step` with
 from the output's shape (softmax cross-entropy over the last axis for classifiers, language
 models and segmentation maps; sigmoid cross-entropy for one logit; mean squared error against the
 input for reconstructions), jitted with the train state donated, as `Trainer` does. bf16 mode
-computes in bf16 over fp32 parameters (jaxdl.bench.precision).
+computes in bf16 over fp32 parameters and statistics (jaxdl.bench.precision).
 
 A row that runs out of device memory is reported with status OOM and the run carries on; any
 other failure of a row is reported as an error in that row. With `isolate`, each row runs in a
@@ -279,7 +279,7 @@ class BenchLoss(Task):
 def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) -> ModelIO:
     from jaxdl.bench.flops import lowered_flops
     from jaxdl.bench.mfu import mfu
-    from jaxdl.bench.precision import DTYPES, cast_floating, mixed_precision
+    from jaxdl.bench.precision import DTYPES, cast_floating, mixed_precision, set_compute_dtype
     from jaxdl.bench.summary import summarize
     from jaxdl.functional import param_counts, pure
     from jaxdl.models.inputs import example_input
@@ -288,6 +288,8 @@ def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) ->
     from jaxdl.train.steps import make_train_step
 
     model = build_model(name, opts)
+    if opts.dtype == "bf16":
+        set_compute_dtype(model, DTYPES["bf16"])
     counts = param_counts(model)
     x_spec = example_input(model.config, batch)
     row.update(params_trainable=counts["trainable"], params_total=counts["total"],
@@ -307,8 +309,8 @@ def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) ->
     integer_input = jnp.issubdtype(x_spec.dtype, jnp.integer)
 
     if opts.mode == "infer":
-        if opts.dtype == "bf16":  # inference needs no fp32 master copy
-            params, mstate = cast_floating(params, dtype), cast_floating(mstate, dtype)
+        if opts.dtype == "bf16":  # inference needs no fp32 master copy (statistics stay fp32)
+            params = cast_floating(params, dtype)
             if not integer_input:
                 x_spec = jax.ShapeDtypeStruct(x_spec.shape, dtype)
         fwd = jax.jit(lambda p, s, x: apply(p, s, x, train=False)[0])
