@@ -163,7 +163,8 @@ def empty_row(name: str, opts: BenchOptions, batch: int) -> dict[str, Any]:
     return row
 
 
-def _failure(err: BaseException) -> str:
+def failure_status(err: BaseException) -> str:
+    """A row's status for an exception: 'OOM' or 'error: ...' (its first line)."""
     if timing.is_out_of_memory(err):
         return "OOM"
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
@@ -183,7 +184,7 @@ def run_one(name: str, opts: BenchOptions, batch: int, peaks: Peaks,
             info = _bench_jax(name, opts, batch, peaks, row)
             row["status"] = "ok"
         except Exception as e:  # noqa: BLE001 - a failing row is reported, and the run carries on
-            row["status"] = _failure(e)
+            row["status"] = failure_status(e)
         finally:
             gc.collect()
     if opts.compare == "torch" and "torch" in parts:
@@ -366,7 +367,7 @@ def _bench_torch(name: str, opts: BenchOptions, batch: int, row: dict, io: Model
             label_shape=io.label_shape, num_labels=io.num_labels, optimizer=opts.optimizer,
             lr=opts.lr, warmup=opts.warmup, steps=opts.steps, compile=opts.torch_compile)
     except Exception as e:  # noqa: BLE001 - reported in the row; the run carries on
-        row["torch_status"] = _failure(e)
+        row["torch_status"] = failure_status(e)
         return
     step_s = r.times.median_s
     row.update(torch_source=r.source, torch_params=r.params, torch_compile_s=r.first_step_s,
@@ -380,8 +381,8 @@ def _bench_torch(name: str, opts: BenchOptions, batch: int, row: dict, io: Model
 # ---- many rows ----------------------------------------------------------------------------
 
 
-def run(names: list[str], opts: BenchOptions, *, progress=None) -> tuple[list[dict], Peaks]:
-    """Every (model, batch) row, in order. `progress(row)` is called after each row."""
+def prepare(opts: BenchOptions) -> None:
+    """Check the options, and PyTorch where asked for, before anything touches the device."""
     opts.validate()
     if opts.compare == "torch":
         from jaxdl.bench.compare import require_torch
@@ -391,8 +392,20 @@ def run(names: list[str], opts: BenchOptions, *, progress=None) -> tuple[list[di
             # both frameworks share the device in this process: JAX must not reserve 75% of its
             # memory up front (read when JAX first touches the GPU, which has not happened yet)
             os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    peaks = _subprocess({"kind": "peaks"}) if opts.isolate else dataclasses.asdict(measure_peaks())
-    peaks = Peaks(**peaks)
+
+
+def get_peaks(opts: BenchOptions) -> Peaks:
+    """The device's peaks, measured in a fresh process under `opts.isolate` (the parent process
+    must then leave the accelerator alone)."""
+    prepare(opts)
+    return Peaks(**(_subprocess({"kind": "peaks"}) if opts.isolate else dataclasses.asdict(measure_peaks())))
+
+
+def run(names: list[str], opts: BenchOptions, *, peaks: Peaks | None = None,
+        progress=None) -> tuple[list[dict], Peaks]:
+    """Every (model, batch) row, in order. `progress(row)` is called after each row."""
+    prepare(opts)
+    peaks = peaks or get_peaks(opts)
     rows = []
     for name in names:
         for batch in opts.batches:
@@ -436,12 +449,12 @@ def _run_isolated(name: str, opts: BenchOptions, batch: int, peaks: Peaks) -> di
         row = _subprocess({**job, "part": "jax"})
     except (RuntimeError, json.JSONDecodeError) as e:  # the worker died (e.g. killed for memory)
         row = empty_row(name, opts, batch)
-        row["status"] = _failure(e)
+        row["status"] = failure_status(e)
     if opts.compare == "torch":
         try:
             t = _subprocess({**job, "part": "torch"}, env={"JAX_PLATFORMS": "cpu"})
         except (RuntimeError, json.JSONDecodeError) as e:
-            row["torch_status"] = _failure(e)
+            row["torch_status"] = failure_status(e)
         else:
             row.update({k: v for k, v in t.items() if k.startswith("torch_")})
             if row["throughput"] and row["torch_throughput"]:
@@ -517,15 +530,19 @@ def render(rows: list[dict], peaks: Peaks, opts: BenchOptions, console=None) -> 
 
 def write_outputs(rows: list[dict], out_dir, tag: str, meta: dict, *, plot: bool = False) -> list[Path]:
     """DIR/TAG.csv (every column, 'n/a' for unknown), DIR/TAG.json (environment, column
-    meanings, rows) and with `plot` DIR/TAG.png (throughput against batch size)."""
+    meanings, rows) and with `plot` DIR/TAG.png (throughput against batch size). Rewritten
+    whole, so a script may call it after every row."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / f"{tag}.csv", out / f"{tag}.json"
+    # columns a benchmark script adds (e.g. a second MFU convention) follow the standard ones
+    extra = [k for r in rows for k in r if k not in COLUMNS]
+    columns = list(COLUMNS) + list(dict.fromkeys(extra))
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(COLUMNS)
+        w.writerow(columns)
         for r in rows:
-            w.writerow(["n/a" if r[c] is None else r[c] for c in COLUMNS])
+            w.writerow(["n/a" if r.get(c) is None else r[c] for c in columns])
     json_path.write_text(json.dumps({"environment": meta, "columns": COLUMN_DOC, "rows": rows}, indent=1))
     paths = [csv_path, json_path]
     if plot:
