@@ -33,9 +33,18 @@ def _key(row: dict) -> tuple:
     return row["model"], row["mode"], row["dtype"], row["batch"], row.get("variant")
 
 
-def bench(names, opts: runner.BenchOptions, tag: str, *, out: Path = RESULTS, resume: bool = True,
-          plot: bool = False, variant: str | None = None, rows: list[dict] | None = None,
-          extra=None) -> list[dict]:
+def bench(
+    names,
+    opts: runner.BenchOptions,
+    tag: str,
+    *,
+    out: Path = RESULTS,
+    resume: bool = True,
+    plot: bool = False,
+    variant: str | None = None,
+    rows: list[dict] | None = None,
+    extra=None,
+) -> list[dict]:
     """Run `names` x `opts.batches`, writing OUT/TAG.* after each row; returns every row of TAG.
 
     `variant` labels rows of one model run with different overrides (e.g. 'scan'); `rows` are
@@ -52,8 +61,11 @@ def bench(names, opts: runner.BenchOptions, tag: str, *, out: Path = RESULTS, re
         for batch in opts.batches:
             key = (name, opts.mode, opts.dtype, batch, variant)
             if key in done:
-                console.print(f"{name} {opts.mode} {opts.dtype} batch {batch} {variant or ''}: "
-                              "already measured (--no-resume to measure again)", style="dim")
+                console.print(
+                    f"{name} {opts.mode} {opts.dtype} batch {batch} {variant or ''}: "
+                    "already measured (--no-resume to measure again)",
+                    style="dim",
+                )
                 continue
             peaks = peaks or runner.get_peaks(opts)
             (row,), _ = runner.run([name], dataclasses.replace(opts, batches=(batch,)), peaks=peaks)
@@ -61,11 +73,16 @@ def bench(names, opts: runner.BenchOptions, tag: str, *, out: Path = RESULTS, re
             if extra is not None and row["status"] == "ok":
                 row.update(extra(row))
             rows.append(row)
-            console.print(f"{name} {opts.mode} {opts.dtype} batch {batch} {variant or ''}: "
-                          f"{row['status']} {runner.fmt(row['throughput'])} {row['unit'] or ''}"
-                          + (f", torch {runner.fmt(row['torch_throughput'])} "
-                             f"({row['torch_status']}), ratio {runner.fmt(row['ratio_vs_torch'], 'ratio')}"
-                             if opts.compare else ""))
+            console.print(
+                f"{name} {opts.mode} {opts.dtype} batch {batch} {variant or ''}: "
+                f"{row['status']} {runner.fmt(row['throughput'])} {row['unit'] or ''}"
+                + (
+                    f", torch {runner.fmt(row['torch_throughput'])} "
+                    f"({row['torch_status']}), ratio {runner.fmt(row['ratio_vs_torch'], 'ratio')}"
+                    if opts.compare
+                    else ""
+                )
+            )
             meta = runner.environment(peaks)
             runner.write_outputs(rows, out, tag, meta, plot=plot)
     return rows

@@ -40,10 +40,13 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for variant in ("loop", "scan"):
-        pts = sorted((r["depth"], r["lower_s"] + r["compile_s"]) for r in rows
-                     if r["status"] == "ok" and r.get("variant", "").startswith(variant))
+        pts = sorted(
+            (r["depth"], r["lower_s"] + r["compile_s"])
+            for r in rows
+            if r["status"] == "ok" and r.get("variant", "").startswith(variant)
+        )
         if pts:
-            ax.plot(*zip(*pts), "-o", label=f"{variant}: trace + lower + compile")
+            ax.plot(*zip(*pts, strict=False), "-o", label=f"{variant}: trace + lower + compile")
     ax.set_xlabel("layers")
     ax.set_ylabel("seconds")
     ax.set_title(title)
@@ -64,15 +67,29 @@ def main(cfg: Config) -> list[dict]:
     for scan in (False, True):
         for depth in depths:
             overrides = (("num_layers", depth), ("scan_layers", scan), ("dropout", 0.0))
-            kw = dict(mode="train", dtype="bf16", batches=(2 if cfg.smoke else cfg.batch,),
-                      input=16 if cfg.smoke else cfg.seq_len, overrides=overrides)
+            kw = dict(
+                mode="train",
+                dtype="bf16",
+                batches=(2 if cfg.smoke else cfg.batch,),
+                input=16 if cfg.smoke else cfg.seq_len,
+                overrides=overrides,
+            )
             opts = smoke_options(**kw) if cfg.smoke else BenchOptions(**kw, isolate=True, steps=5)
-            rows = bench([name], opts, "compile_vs_depth", out=cfg.out, resume=cfg.resume,
-                         variant=f"{'scan' if scan else 'loop'} {depth}", rows=rows,
-                         extra=lambda r, d=depth: {"depth": d})
+            rows = bench(
+                [name],
+                opts,
+                "compile_vs_depth",
+                out=cfg.out,
+                resume=cfg.resume,
+                variant=f"{'scan' if scan else 'loop'} {depth}",
+                rows=rows,
+                extra=lambda r, d=depth: {"depth": d},
+            )
     for r in rows:
-        console.print(f"{r['variant']:>10}: lower {r['lower_s'] or 0:.1f} s + compile "
-                      f"{r['compile_s'] or 0:.1f} s, step {r['step_ms'] or 0:.1f} ms ({r['status']})")
+        console.print(
+            f"{r['variant']:>10}: lower {r['lower_s'] or 0:.1f} s + compile "
+            f"{r['compile_s'] or 0:.1f} s, step {r['step_ms'] or 0:.1f} ms ({r['status']})"
+        )
     plot(rows, Path(cfg.out) / "compile_vs_depth.png", f"{name} train step, bf16")
     return rows
 

@@ -31,19 +31,25 @@ def palm_columns(name: str, overrides: dict):
     try:
         from jaxdl.bench.flops import transformer_training_flops
     except ImportError:  # the transformer issue's helper is not in this checkout
-        console.print("[yellow]no jaxdl.bench.flops.transformer_training_flops: PaLM MFU skipped[/]")
+        console.print(
+            "[yellow]no jaxdl.bench.flops.transformer_training_flops: PaLM MFU skipped[/]"
+        )
         return None
     c = get_config(name, **overrides)
 
     def extra(row):
         t = int(row["input_shape"])
         positions = c.context * c.d_model if getattr(c, "positions", "learned") == "learned" else 0
-        flops = transformer_training_flops(row["params_trainable"] - positions, c.num_layers,
-                                           c.d_model, t, tokens=row["batch"] * t)
+        flops = transformer_training_flops(
+            row["params_trainable"] - positions, c.num_layers, c.d_model, t, tokens=row["batch"] * t
+        )
         scale = flops / (row["gflops_step_xla"] * 1e9)
-        return {"palm_gflops_step": flops / 1e9, "palm_tflops": row["tflops"] * scale,
-                "palm_mfu_measured": row["mfu_measured"] and row["mfu_measured"] * scale,
-                "palm_mfu_spec": row["mfu_spec"] and row["mfu_spec"] * scale}
+        return {
+            "palm_gflops_step": flops / 1e9,
+            "palm_tflops": row["tflops"] * scale,
+            "palm_mfu_measured": row["mfu_measured"] and row["mfu_measured"] * scale,
+            "palm_mfu_spec": row["mfu_spec"] and row["mfu_spec"] * scale,
+        }
 
     return extra
 
@@ -73,19 +79,31 @@ def main(cfg: Config) -> list[dict]:
         variants.append(("scan", (cfg.scan_batch,), {"scan_layers": True}))
     for variant, batches, more in variants:
         ov = {**overrides, **more}
-        opts = (smoke_options(**kw, batches=(2,), torch_compile=False, overrides=tuple(ov.items()))
-                if cfg.smoke else BenchOptions(**kw, batches=batches, isolate=True,
-                                               overrides=tuple(ov.items())))
+        opts = (
+            smoke_options(**kw, batches=(2,), torch_compile=False, overrides=tuple(ov.items()))
+            if cfg.smoke
+            else BenchOptions(**kw, batches=batches, isolate=True, overrides=tuple(ov.items()))
+        )
         palm = palm_columns(name, ov) if name != "mlp" else None
-        rows = bench([name], opts, tag, out=cfg.out, resume=cfg.resume, variant=variant, rows=rows,
-                     extra=palm)
+        rows = bench(
+            [name],
+            opts,
+            tag,
+            out=cfg.out,
+            resume=cfg.resume,
+            variant=variant,
+            rows=rows,
+            extra=palm,
+        )
     for r in rows:
         if r["status"] == "ok" and not cfg.smoke:
-            console.print(f"batch {r['batch']} {r.get('variant') or ''}: MFU (XLA count) "
-                          f"{fmt(r['mfu_spec'], 'mfu')} of spec, {fmt(r['mfu_measured'], 'mfu')} of "
-                          f"measured; PaLM count {fmt(r.get('palm_mfu_spec'), 'mfu')} of spec "
-                          f"(target >= {TARGET_MFU_SPEC:.0%}); jaxdl/torch "
-                          f"{fmt(r['ratio_vs_torch'], 'ratio')}")
+            console.print(
+                f"batch {r['batch']} {r.get('variant') or ''}: MFU (XLA count) "
+                f"{fmt(r['mfu_spec'], 'mfu')} of spec, {fmt(r['mfu_measured'], 'mfu')} of "
+                f"measured; PaLM count {fmt(r.get('palm_mfu_spec'), 'mfu')} of spec "
+                f"(target >= {TARGET_MFU_SPEC:.0%}); jaxdl/torch "
+                f"{fmt(r['ratio_vs_torch'], 'ratio')}"
+            )
     return rows
 
 

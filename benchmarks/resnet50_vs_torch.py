@@ -32,20 +32,31 @@ class Config:
 
 def main(cfg: Config) -> list[dict]:
     if cfg.smoke:
-        names, opts = ["mlp"], smoke_options(mode="train", batches=(8, 16), compare="torch",
-                                             torch_compile=False)
+        names, opts = (
+            ["mlp"],
+            smoke_options(mode="train", batches=(8, 16), compare="torch", torch_compile=False),
+        )
     else:
         names = registered([cfg.model])
-        opts = BenchOptions(mode="train", dtype="bf16", batches=cfg.batches, compare="torch",
-                            optimizer="momentum", lr=0.1, isolate=True)
+        opts = BenchOptions(
+            mode="train",
+            dtype="bf16",
+            batches=cfg.batches,
+            compare="torch",
+            optimizer="momentum",
+            lr=0.1,
+            isolate=True,
+        )
     rows = bench(names, opts, "resnet50_train_vs_torch", out=cfg.out, resume=cfg.resume, plot=True)
     ok = [r for r in rows if r["status"] == "ok"]
     if ok and not cfg.smoke:
         best = max(ok, key=lambda r: r["throughput"])
-        console.print(f"best: {fmt(best['throughput'])} images/s at batch {best['batch']} "
-                      f"(target {TARGET_IMAGES_PER_S:,.0f}: "
-                      f"{'met' if best['throughput'] >= TARGET_IMAGES_PER_S else 'NOT met'}); "
-                      f"jaxdl/torch {fmt(best['ratio_vs_torch'], 'ratio')} (target >= 1.00x)")
+        console.print(
+            f"best: {fmt(best['throughput'])} images/s at batch {best['batch']} "
+            f"(target {TARGET_IMAGES_PER_S:,.0f}: "
+            f"{'met' if best['throughput'] >= TARGET_IMAGES_PER_S else 'NOT met'}); "
+            f"jaxdl/torch {fmt(best['ratio_vs_torch'], 'ratio')} (target >= 1.00x)"
+        )
     return rows
 
 

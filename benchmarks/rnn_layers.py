@@ -91,12 +91,21 @@ def bench_jax(cfg: Config, cell: str, dtype: str, row: dict, peaks: runner.Peaks
 
     t = timing.time_steps(step, warmup=cfg.warmup, steps=cfg.steps)
     flops = lowered_flops(ct.lowered)
-    row.update(lower_s=ct.lower_s, compile_s=ct.compile_s, step_ms=1e3 * t.median_s,
-               step_ms_min=1e3 * t.min_s, step_ms_pipelined=1e3 * t.pipelined_s,
-               throughput=cfg.batch * cfg.seq_len / t.median_s, gflops_step_xla=flops / 1e9,
-               tflops=flops / t.median_s / 1e12, peak_mem_gib=_gib(timing.peak_memory_bytes()),
-               xla_mem_gib=_gib(ct.memory_bytes), mfu_measured=mfu(flops, t.median_s, peaks.measured),
-               mfu_spec=mfu(flops, t.median_s, peaks.spec), status="ok")
+    row.update(
+        lower_s=ct.lower_s,
+        compile_s=ct.compile_s,
+        step_ms=1e3 * t.median_s,
+        step_ms_min=1e3 * t.min_s,
+        step_ms_pipelined=1e3 * t.pipelined_s,
+        throughput=cfg.batch * cfg.seq_len / t.median_s,
+        gflops_step_xla=flops / 1e9,
+        tflops=flops / t.median_s / 1e12,
+        peak_mem_gib=_gib(timing.peak_memory_bytes()),
+        xla_mem_gib=_gib(ct.memory_bytes),
+        mfu_measured=mfu(flops, t.median_s, peaks.measured),
+        mfu_spec=mfu(flops, t.median_s, peaks.spec),
+        status="ok",
+    )
 
 
 def bench_torch(cfg: Config, cell: str, dtype: str, row: dict) -> None:
@@ -107,13 +116,28 @@ def bench_torch(cfg: Config, cell: str, dtype: str, row: dict) -> None:
     layer = compare.rnn_layer_reference(cell, cfg.hidden, cfg.hidden)
     x = torch.randn(cfg.batch, cfg.seq_len, cfg.hidden, device=device)
     # cuDNN's RNN is one fused kernel already: torch.compile would only wrap it
-    r = compare.bench_module(layer, x, mode="train", dtype=dtype, optimizer="adam", lr=1e-3,
-                             loss_fn=lambda y: y.float().square().mean(), warmup=cfg.warmup,
-                             steps=cfg.steps, compile=False, source=f"torch.nn.{cell.upper()} (cuDNN)")
-    row.update(torch_source=r.source, torch_params=r.params, torch_compile_s=r.first_step_s,
-               torch_step_ms=1e3 * r.times.median_s,
-               torch_throughput=cfg.batch * cfg.seq_len / r.times.median_s,
-               torch_peak_mem_gib=_gib(r.peak_memory_bytes), torch_status="ok")
+    r = compare.bench_module(
+        layer,
+        x,
+        mode="train",
+        dtype=dtype,
+        optimizer="adam",
+        lr=1e-3,
+        loss_fn=lambda y: y.float().square().mean(),
+        warmup=cfg.warmup,
+        steps=cfg.steps,
+        compile=False,
+        source=f"torch.nn.{cell.upper()} (cuDNN)",
+    )
+    row.update(
+        torch_source=r.source,
+        torch_params=r.params,
+        torch_compile_s=r.first_step_s,
+        torch_step_ms=1e3 * r.times.median_s,
+        torch_throughput=cfg.batch * cfg.seq_len / r.times.median_s,
+        torch_peak_mem_gib=_gib(r.peak_memory_bytes),
+        torch_status="ok",
+    )
 
 
 def _gib(n):
@@ -122,8 +146,18 @@ def _gib(n):
 
 def main(cfg: Config) -> list[dict]:
     if cfg.smoke:
-        cfg = Config(cells=cfg.cells, hidden=32, batch=4, seq_len=16, dtypes=("fp32",), steps=2,
-                     warmup=1, compare=cfg.compare, out=cfg.out, smoke=True)
+        cfg = Config(
+            cells=cfg.cells,
+            hidden=32,
+            batch=4,
+            seq_len=16,
+            dtypes=("fp32",),
+            steps=2,
+            warmup=1,
+            compare=cfg.compare,
+            out=cfg.out,
+            smoke=True,
+        )
     if cfg.compare:  # both frameworks in this process: JAX must not reserve 75% of the GPU
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     opts = runner.BenchOptions(mode="train", warmup=cfg.warmup, steps=cfg.steps)
@@ -132,8 +166,13 @@ def main(cfg: Config) -> list[dict]:
     for cell in cfg.cells:
         for dtype in cfg.dtypes:
             row = runner.empty_row(f"{cell}_layer", opts, cfg.batch)
-            row.update(dtype=dtype, unit="tokens/s", device=peaks.device,
-                       input_shape=f"{cfg.seq_len}x{cfg.hidden}", variant=f"hidden {cfg.hidden}")
+            row.update(
+                dtype=dtype,
+                unit="tokens/s",
+                device=peaks.device,
+                input_shape=f"{cfg.seq_len}x{cfg.hidden}",
+                variant=f"hidden {cfg.hidden}",
+            )
             t0 = time.perf_counter()
             try:
                 bench_jax(cfg, cell, dtype, row, peaks)
@@ -147,16 +186,20 @@ def main(cfg: Config) -> list[dict]:
             if row["throughput"] and row["torch_throughput"]:
                 row["ratio_vs_torch"] = row["throughput"] / row["torch_throughput"]
             rows.append(row)
-            console.print(f"{cell} {dtype}: jaxdl {row['status']} {runner.fmt(row['throughput'])} "
-                          f"tokens/s; torch {row['torch_status']} {runner.fmt(row['torch_throughput'])}"
-                          f"; ratio {runner.fmt(row['ratio_vs_torch'], 'ratio')} "
-                          f"({time.perf_counter() - t0:.0f} s)")
+            console.print(
+                f"{cell} {dtype}: jaxdl {row['status']} {runner.fmt(row['throughput'])} "
+                f"tokens/s; torch {row['torch_status']} {runner.fmt(row['torch_throughput'])}"
+                f"; ratio {runner.fmt(row['ratio_vs_torch'], 'ratio')} "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
             runner.write_outputs(rows, cfg.out, "rnn_layers_train", runner.environment(peaks))
     lstm = [r for r in rows if r["model"] == "lstm_layer" and r["ratio_vs_torch"]]
     if lstm and not cfg.smoke:
         best = max(r["ratio_vs_torch"] for r in lstm)
-        console.print(f"LSTM jaxdl/cuDNN best {best:.2f}x (target >= {TARGET_LSTM_RATIO}x: "
-                      f"{'met' if best >= TARGET_LSTM_RATIO else 'NOT met'})")
+        console.print(
+            f"LSTM jaxdl/cuDNN best {best:.2f}x (target >= {TARGET_LSTM_RATIO}x: "
+            f"{'met' if best >= TARGET_LSTM_RATIO else 'NOT met'})"
+        )
     return rows
 
 

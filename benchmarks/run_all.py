@@ -20,8 +20,15 @@ from pathlib import Path
 import tyro
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("resnet50_vs_torch", "gpt2_mfu", "vit_b16_vs_torch", "rnn_layers", "compile_vs_depth",
-           "throughput_vs_batch", "cnn_zoo")
+SCRIPTS = (
+    "resnet50_vs_torch",
+    "gpt2_mfu",
+    "vit_b16_vs_torch",
+    "rnn_layers",
+    "compile_vs_depth",
+    "throughput_vs_batch",
+    "cnn_zoo",
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,10 @@ class Config:
 def main(cfg: Config) -> int:
     bad = sorted(set(cfg.only) - set(SCRIPTS))
     if bad:
-        print(f"unknown benchmark(s) {', '.join(bad)}; expected some of {', '.join(SCRIPTS)}",
-              file=sys.stderr)
+        print(
+            f"unknown benchmark(s) {', '.join(bad)}; expected some of {', '.join(SCRIPTS)}",
+            file=sys.stderr,
+        )
         return 2
     failed = []
     for name in cfg.only:

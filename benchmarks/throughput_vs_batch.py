@@ -36,11 +36,18 @@ def main(cfg: Config) -> dict:
         tag = f"throughput_vs_batch_{mode}"
         rows = None
         for name in names:
-            for batch in ((4, 8) if cfg.smoke else cfg.batches):
-                kw = dict(mode=mode, dtype="bf16", batches=(batch,),
-                          compare="torch" if cfg.compare else None)
-                opts = (smoke_options(**kw, torch_compile=False) if cfg.smoke else
-                        BenchOptions(**kw, isolate=True, optimizer="momentum", lr=0.1))
+            for batch in (4, 8) if cfg.smoke else cfg.batches:
+                kw = dict(
+                    mode=mode,
+                    dtype="bf16",
+                    batches=(batch,),
+                    compare="torch" if cfg.compare else None,
+                )
+                opts = (
+                    smoke_options(**kw, torch_compile=False)
+                    if cfg.smoke
+                    else BenchOptions(**kw, isolate=True, optimizer="momentum", lr=0.1)
+                )
                 rows = bench([name], opts, tag, out=cfg.out, resume=cfg.resume, rows=rows)
                 if rows[-1]["model"] == name and rows[-1]["status"] == "OOM":
                     break  # larger batches will not fit either

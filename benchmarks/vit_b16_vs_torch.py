@@ -30,19 +30,37 @@ class Config:
 
 def main(cfg: Config) -> list[dict]:
     if cfg.smoke:
-        names, opts = ["mlp"], smoke_options(mode="train", batches=(8,), compare="torch",
-                                             torch_compile=False)
+        names, opts = (
+            ["mlp"],
+            smoke_options(mode="train", batches=(8,), compare="torch", torch_compile=False),
+        )
     else:
         names = registered(["vit_b16"])
-        opts = BenchOptions(mode="train", dtype="bf16", batches=cfg.batches, compare="torch",
-                            optimizer="adamw", lr=1e-3, isolate=True,
-                            overrides=(("scan_layers", cfg.scan_layers),))
-    rows = bench(names, opts, "vit_b16_train_vs_torch", out=cfg.out, resume=cfg.resume, plot=True,
-                 variant="scan" if cfg.scan_layers and not cfg.smoke else None)
+        opts = BenchOptions(
+            mode="train",
+            dtype="bf16",
+            batches=cfg.batches,
+            compare="torch",
+            optimizer="adamw",
+            lr=1e-3,
+            isolate=True,
+            overrides=(("scan_layers", cfg.scan_layers),),
+        )
+    rows = bench(
+        names,
+        opts,
+        "vit_b16_train_vs_torch",
+        out=cfg.out,
+        resume=cfg.resume,
+        plot=True,
+        variant="scan" if cfg.scan_layers and not cfg.smoke else None,
+    )
     for r in rows:
         if r["status"] == "ok" and not cfg.smoke:
-            console.print(f"batch {r['batch']}: jaxdl/torch {fmt(r['ratio_vs_torch'], 'ratio')} "
-                          "(target >= 1.00x)")
+            console.print(
+                f"batch {r['batch']}: jaxdl/torch {fmt(r['ratio_vs_torch'], 'ratio')} "
+                "(target >= 1.00x)"
+            )
     return rows
 
 

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxdl import cli
 from jaxdl.bench import mfu as M
@@ -52,7 +51,9 @@ def test_compile_timed_gives_the_executable_and_its_memory():
 
 
 def test_out_of_memory_is_recognised():
-    assert timing.is_out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes"))
+    assert timing.is_out_of_memory(
+        RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes")
+    )
     assert timing.is_out_of_memory(MemoryError())
     assert not timing.is_out_of_memory(ValueError("shapes do not match"))
 
@@ -60,11 +61,21 @@ def test_out_of_memory_is_recognised():
 # ---- MFU ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind,peak", [
-    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
-    ("NVIDIA H200", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
-    ("NVIDIA L4", 121.0), ("TPU v5 lite", 197.0), ("TPU v5p", 459.0), ("cpu", None),
-])
+@pytest.mark.parametrize(
+    "kind,peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("TPU v5 lite", 197.0),
+        ("TPU v5p", 459.0),
+        ("cpu", None),
+    ],
+)
 def test_spec_peaks(kind, peak):
     assert M.spec_peak_tflops(kind) == peak
 
@@ -84,7 +95,8 @@ def test_measured_matmul_peak_is_positive():
 def test_mixed_precision_computes_in_bf16_and_keeps_fp32_params_and_state():
     x = jax.random.normal(jax.random.key(0), (16, 64))
     ref, ref_state = pure(create_model("mlp", batch_norm=True, hidden=(32,)))[0](
-        *pure(create_model("mlp", batch_norm=True, hidden=(32,)))[1:], x, train=True)
+        *pure(create_model("mlp", batch_norm=True, hidden=(32,)))[1:], x, train=True
+    )
     model = set_compute_dtype(create_model("mlp", batch_norm=True, hidden=(32,)), jnp.bfloat16)
     apply, params, state = pure(model)
     mp = mixed_precision(apply)
@@ -98,7 +110,7 @@ def test_mixed_precision_computes_in_bf16_and_keeps_fp32_params_and_state():
     assert y.dtype == jnp.float32
     assert jax.tree.map(lambda a: a.dtype, new_state) == jax.tree.map(lambda a: a.dtype, state)
     np.testing.assert_allclose(y, ref, rtol=0.05, atol=0.05)
-    for new, old in zip(jax.tree.leaves(new_state), jax.tree.leaves(ref_state)):
+    for new, old in zip(jax.tree.leaves(new_state), jax.tree.leaves(ref_state), strict=True):
         np.testing.assert_allclose(new, old, rtol=0.02, atol=0.02)  # statistics updated in fp32
     grads = jax.grad(lambda p: mp(p, state, x, train=True)[0].sum())(params)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
@@ -156,12 +168,15 @@ def test_a_failing_row_is_reported_with_its_error(monkeypatch):
     assert row["status"] == "error: RuntimeError: INTERNAL: something went wrong in the compiler"
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(mode="fit"), "--mode must be 'infer' or 'train', got 'fit'"),
-    (dict(dtype="fp16"), "--dtype must be 'fp32' or 'bf16', got 'fp16'"),
-    (dict(batches=(0,)), "--batch must be a positive integer, got 0"),
-    (dict(compare="tf"), "--compare must be 'torch', got 'tf'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(mode="fit"), "--mode must be 'infer' or 'train', got 'fit'"),
+        (dict(dtype="fp16"), "--dtype must be 'fp32' or 'bf16', got 'fp16'"),
+        (dict(batches=(0,)), "--batch must be a positive integer, got 0"),
+        (dict(compare="tf"), "--compare must be 'torch', got 'tf'"),
+    ],
+)
 def test_bad_options(kwargs, message):
     with pytest.raises(JaxdlError, match=message.replace("(", "\\(")):
         runner.BenchOptions(**kwargs).validate()
@@ -242,8 +257,11 @@ def test_torch_references_match_jaxdl_counts_and_shapes():
     with torch.device("meta"):
         gpt2 = compare.gpt_reference(GPTConfig())
     assert sum(p.numel() for p in gpt2.parameters()) == 124_439_808  # REFERENCE.md, GPT-2 124M
-    small = compare.gpt_reference(GPTConfig(input_shape=(16,), vocab_size=50, context=16,
-                                            d_model=32, num_heads=4, num_layers=2))
+    small = compare.gpt_reference(
+        GPTConfig(
+            input_shape=(16,), vocab_size=50, context=16, d_model=32, num_heads=4, num_layers=2
+        )
+    )
     assert small(torch.randint(0, 50, (2, 16))).shape == (2, 16, 50)
 
     lstm = compare.rnn_layer_reference("lstm", 32, 64)
@@ -256,9 +274,14 @@ def test_torch_references_match_jaxdl_counts_and_shapes():
 
 def test_compare_torch_row():
     pytest.importorskip("torch")
-    opts = runner.BenchOptions(mode="train", batches=(8,), compare="torch", torch_compile=False, **FAST)
+    opts = runner.BenchOptions(
+        mode="train", batches=(8,), compare="torch", torch_compile=False, **FAST
+    )
     (row,), _ = runner.run(["mlp"], opts)
-    assert row["status"] == "ok" and row["torch_status"] == "ok", (row["status"], row["torch_status"])
+    assert row["status"] == "ok" and row["torch_status"] == "ok", (
+        row["status"],
+        row["torch_status"],
+    )
     assert row["torch_params"] == row["params_trainable"]
     assert row["ratio_vs_torch"] == pytest.approx(row["throughput"] / row["torch_throughput"])
 
@@ -267,7 +290,10 @@ def test_compare_torch_without_a_reference():
     pytest.importorskip("torch")
     opts = runner.BenchOptions(batches=(2,), compare="torch", torch_compile=False, **FAST)
     (row,), _ = runner.run(["perceptron"], opts)
-    assert row["status"] == "ok" and row["torch_status"] == "error: no PyTorch reference for 'perceptron'"
+    assert (
+        row["status"] == "ok"
+        and row["torch_status"] == "error: no PyTorch reference for 'perceptron'"
+    )
 
 
 def test_cli_bench_smoke(tmp_path):
@@ -277,16 +303,81 @@ def test_cli_bench_smoke(tmp_path):
 
     from conftest import ROOT
 
-    r = subprocess.run([sys.executable, "-m", "jaxdl.cli", "bench", "mlp", "--mode", "train",
-                        "--batch", "8", "--steps", "3", "--out", str(tmp_path), "--tag", "smoke"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "XLA_FLAGS": ""})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxdl.cli",
+            "bench",
+            "mlp",
+            "--mode",
+            "train",
+            "--batch",
+            "8",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "smoke",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "XLA_FLAGS": ""},
+    )
     assert r.returncode == 0, r.stderr
-    for heading in ("GMACs fwd", "GFLOPs/step", "compile s", "step ms", "throughput",
-                    "peak mem", "MFU", "status", "samples/s"):
+    for heading in (
+        "GMACs fwd",
+        "GFLOPs/step",
+        "compile s",
+        "step ms",
+        "throughput",
+        "peak mem",
+        "MFU",
+        "status",
+        "samples/s",
+    ):
         assert heading in r.stdout, heading
     table = list(csv.DictReader((tmp_path / "smoke.csv").open()))
     assert tuple(table[0]) == runner.COLUMNS and table[0]["status"] == "ok"
     data = json.loads((tmp_path / "smoke.json").read_text())
     assert set(data["rows"][0]) == set(runner.COLUMNS)
     assert data["environment"]["jax"] == jax.__version__
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke_and_resume(tmp_path):
+    """A benchmark script writes its results and, run again, measures only what is missing."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    def script():
+        return subprocess.run(
+            [
+                sys.executable,
+                "benchmarks/cnn_zoo.py",
+                "--smoke",
+                "--mode",
+                "infer",
+                "--out",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)},
+        )
+
+    r = script()
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "cnn_zoo_infer_bf16.json").read_text())["rows"]
+    assert [(x["model"], x["status"]) for x in rows] == [("mlp", "ok")]
+    assert (tmp_path / "cnn_zoo_infer_bf16.png").exists()
+    r = script()
+    assert r.returncode == 0 and "already measured" in r.stdout
+    assert json.loads((tmp_path / "cnn_zoo_infer_bf16.json").read_text())["rows"] == rows

@@ -31,13 +31,16 @@ def test_conv_flops_match_analytic(padding, stride):
     x, k = S((2, 32, 32, 16), f32), S((3, 3, 16, 24), f32)
 
     def conv(x, k):
-        return jax.lax.conv_general_dilated(x, k, (stride, stride), padding,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.lax.conv_general_dilated(
+            x, k, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
 
     out = jax.eval_shape(conv, x, k)
     side = 32 // stride if padding == "SAME" else (32 - 3) // stride + 1
     assert out.shape == (2, side, side, 24)
-    analytic = 2 * conv_macs(out.shape, k.shape)  # every tap, padding included (fvcore, torchvision)
+    analytic = 2 * conv_macs(
+        out.shape, k.shape
+    )  # every tap, padding included (fvcore, torchvision)
     flops = xla_flops(conv, x, k)
     # XLA counts only the taps that land on the input: equal for VALID, fewer for SAME
     exact = 2 * 2 * 24 * 16 * _taps_in_bounds(32, 3, stride, padding) ** 2
@@ -52,8 +55,9 @@ def test_grouped_conv_flops():
     x, k = S((2, 16, 16, 32), f32), S((3, 3, 8, 32), f32)  # 4 groups of 8 channels
 
     def conv(x, k):
-        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", feature_group_count=4,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", feature_group_count=4, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
 
     assert xla_flops(conv, x, k) == 2 * 2 * 32 * 8 * _taps_in_bounds(16, 3, 1, "SAME") ** 2
 
@@ -61,7 +65,9 @@ def test_grouped_conv_flops():
 def test_attention_flops_match_analytic():
     b, t, h, d = 2, 128, 4, 64
     q = S((b, t, h, d), f32)
-    flops = xla_flops(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True), q, q, q)
+    flops = xla_flops(
+        lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True), q, q, q
+    )
     analytic = 2 * attention_macs(b, h, t, t, d)
     # the causal mask is applied, not skipped, so the full T x T is counted; scaling, masking and
     # the softmax (max, subtract, exp, sum, divide) add under 8 FLOPs per score to the 4 d of the

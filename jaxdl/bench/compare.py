@@ -23,18 +23,42 @@ from typing import Any
 from jaxdl.bench.timing import StepTimes, time_steps
 from jaxdl.errors import JaxdlError
 
-TORCH_MISSING = ("--compare torch needs PyTorch, which is not installed in this environment "
-                 "(pip install torch, and torchvision / timm for the CNN and ViT references)")
+TORCH_MISSING = (
+    "--compare torch needs PyTorch, which is not installed in this environment "
+    "(pip install torch, and torchvision / timm for the CNN and ViT references)"
+)
 
 # jaxdl name -> (torchvision.models builder, keyword options). Options keep the architecture the
 # one jaxdl registers: GoogLeNet's auxiliary heads are active in training (as in jaxdl),
 # Inception-v3's is not (REFERENCE.md counts it without).
 TORCHVISION: dict[str, tuple[str, dict]] = {
-    **{n: (n, {}) for n in ("alexnet", "resnet18", "resnet34", "resnet50", "resnet101",
-                            "resnet152", "resnext50_32x4d", "resnext101_32x8d", "vgg11", "vgg13",
-                            "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
-                            "densenet121", "densenet169", "densenet201", "mobilenet_v2",
-                            "mobilenet_v3_small", "mobilenet_v3_large")},
+    **{
+        n: (n, {})
+        for n in (
+            "alexnet",
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "resnext50_32x4d",
+            "resnext101_32x8d",
+            "vgg11",
+            "vgg13",
+            "vgg16",
+            "vgg19",
+            "vgg11_bn",
+            "vgg13_bn",
+            "vgg16_bn",
+            "vgg19_bn",
+            "densenet121",
+            "densenet169",
+            "densenet201",
+            "mobilenet_v2",
+            "mobilenet_v3_small",
+            "mobilenet_v3_large",
+        )
+    },
     **{f"efficientnet_b{i}": (f"efficientnet_b{i}", {}) for i in range(8)},
     "googlenet": ("googlenet", {"aux_logits": True, "init_weights": True}),
     "inception_v3": ("inception_v3", {"aux_logits": False, "init_weights": True}),
@@ -77,8 +101,10 @@ def _field(config, *names, default=None, required: bool = True):
             return getattr(config, n)
     if not required:
         return default
-    raise JaxdlError(f"cannot build the PyTorch reference: {type(config).__name__} has none of the "
-                     f"fields {', '.join(names)}")
+    raise JaxdlError(
+        f"cannot build the PyTorch reference: {type(config).__name__} has none of the "
+        f"fields {', '.join(names)}"
+    )
 
 
 # ---- references written for the benchmark ---------------------------------------------------
@@ -89,9 +115,19 @@ def mlp_reference(config):
     hidden width, Linear head. Keras BN momentum 0.99 is PyTorch momentum 0.01."""
     torch = require_torch()
     nn = torch.nn
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "elu": nn.ELU,
-            "selu": nn.SELU, "silu": nn.SiLU, "swish": nn.SiLU, "linear": nn.Identity,
-            "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus}
+    acts = {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "gelu": nn.GELU,
+        "elu": nn.ELU,
+        "selu": nn.SELU,
+        "silu": nn.SiLU,
+        "swish": nn.SiLU,
+        "linear": nn.Identity,
+        "leaky_relu": nn.LeakyReLU,
+        "softplus": nn.Softplus,
+    }
     if config.activation not in acts:
         raise JaxdlError(f"no PyTorch reference for an MLP with activation {config.activation!r}")
     layers: list = [nn.Flatten()]
@@ -120,8 +156,12 @@ def gpt_reference(config):
     n_layers = _field(config, "num_layers", "n_layer", "n_layers", "depth", "layers")
     heads = _field(config, "num_heads", "n_head", "n_heads", "heads")
     d_ff = _field(config, "mlp_dim", "d_ff", "ff_dim", "hidden_dim", required=False) or 4 * d
-    ctx = _field(config, "context", "max_len", "context_length", "block_size", "n_ctx",
-                 required=False) or config.input_shape[0]
+    ctx = (
+        _field(
+            config, "context", "max_len", "context_length", "block_size", "n_ctx", required=False
+        )
+        or config.input_shape[0]
+    )
 
     class Block(nn.Module):
         def __init__(self):
@@ -174,7 +214,8 @@ def rnn_layer_reference(cell: str, input_size: int, hidden: int, num_layers: int
 
 
 def rnn_lm_reference(config, cell: str):
-    """Embedding -> stacked cuDNN recurrent layer -> Linear to the vocabulary: [B, T] -> [B, T, V]."""
+    """Embedding -> stacked cuDNN recurrent layer -> Linear to the vocabulary:
+    [B, T] -> [B, T, V]."""
     torch = require_torch()
     nn = torch.nn
     vocab = _field(config, "vocab_size", "vocab")
@@ -214,8 +255,10 @@ def build_reference(name: str, config) -> tuple[Any, str]:
             builder, opts = TORCHVISION[name]
             if name.startswith("vit"):
                 opts = {**opts, "image_size": shape[0]}
-            return (getattr(torchvision.models, builder)(num_classes=num_classes, **opts),
-                    f"torchvision.models.{builder}")
+            return (
+                getattr(torchvision.models, builder)(num_classes=num_classes, **opts),
+                f"torchvision.models.{builder}",
+            )
     if name in TIMM:
         try:
             import timm
@@ -223,8 +266,10 @@ def build_reference(name: str, config) -> tuple[Any, str]:
             tried.append("timm (not installed)")
         else:
             opts = {"img_size": shape[0]} if name.startswith("vit") else {}
-            return (timm.create_model(TIMM[name], num_classes=num_classes, **opts),
-                    f"timm {TIMM[name]}")
+            return (
+                timm.create_model(TIMM[name], num_classes=num_classes, **opts),
+                f"timm {TIMM[name]}",
+            )
     where = "; tried " + ", ".join(tried) if tried else ""
     raise JaxdlError(f"no PyTorch reference for {name!r}{where}")
 
@@ -265,7 +310,9 @@ def classification_loss(out, y):
     """Sum of the cross-entropies of every output against y ([B] or [B, T] class ids)."""
     torch = require_torch()
     F = torch.nn.functional
-    return sum(F.cross_entropy(o.float().reshape(-1, o.shape[-1]), y.reshape(-1)) for o in _outputs(out))
+    return sum(
+        F.cross_entropy(o.float().reshape(-1, o.shape[-1]), y.reshape(-1)) for o in _outputs(out)
+    )
 
 
 def make_optimizer(params, name: str, lr: float):
@@ -279,12 +326,25 @@ def make_optimizer(params, name: str, lr: float):
         return torch.optim.Adam(params, lr=lr, eps=1e-7, **fused)
     if name in ("sgd", "momentum"):
         return torch.optim.SGD(params, lr=lr, momentum=0.9 if name == "momentum" else 0.0)
-    raise JaxdlError(f"--compare torch supports the optimizers adamw, adam, sgd, momentum; got {name!r}")
+    raise JaxdlError(
+        f"--compare torch supports the optimizers adamw, adam, sgd, momentum; got {name!r}"
+    )
 
 
-def bench_module(module, x, *, mode: str, dtype: str, loss_fn: Callable | None = None,
-                 optimizer: str = "adamw", lr: float = 1e-4, warmup: int = 3, steps: int = 20,
-                 compile: bool = True, source: str = "") -> TorchResult:
+def bench_module(
+    module,
+    x,
+    *,
+    mode: str,
+    dtype: str,
+    loss_fn: Callable | None = None,
+    optimizer: str = "adamw",
+    lr: float = 1e-4,
+    warmup: int = 3,
+    steps: int = 20,
+    compile: bool = True,
+    source: str = "",
+) -> TorchResult:
     """Time `module` on input `x` (already on its device): an inference forward, or a training
     step (forward, `loss_fn(out)`, backward, optimizer step)."""
     torch = require_torch()
@@ -298,8 +358,11 @@ def bench_module(module, x, *, mode: str, dtype: str, loss_fn: Callable | None =
         module = module.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in module.parameters())
     run = torch.compile(module) if compile else module
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if dtype == "bf16" else (
-        lambda: torch.autocast(device.type, enabled=False))
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if dtype == "bf16"
+        else (lambda: torch.autocast(device.type, enabled=False))
+    )
 
     if mode == "infer":
         module.eval()
@@ -334,8 +397,17 @@ def bench_module(module, x, *, mode: str, dtype: str, loss_fn: Callable | None =
     return TorchResult(source, params, first, times, peak)
 
 
-def bench_registered(name: str, config, *, mode: str, batch: int, dtype: str, label_shape=None,
-                     num_labels: int | None = None, **kwargs) -> TorchResult:
+def bench_registered(
+    name: str,
+    config,
+    *,
+    mode: str,
+    batch: int,
+    dtype: str,
+    label_shape=None,
+    num_labels: int | None = None,
+    **kwargs,
+) -> TorchResult:
     """Build the PyTorch reference for the jaxdl model `name` / `config` and time it like
     `bench_module`. Training uses cross-entropy against random labels of `label_shape`
     (without the batch axis) in [0, num_labels)."""
@@ -349,7 +421,9 @@ def bench_registered(name: str, config, *, mode: str, batch: int, dtype: str, la
         y = torch.randint(0, num_labels or 2, (batch, *(label_shape or ())), device=device)
         loss_fn = lambda out: classification_loss(out, y)
     try:
-        return bench_module(module, x, mode=mode, dtype=dtype, loss_fn=loss_fn, source=source, **kwargs)
+        return bench_module(
+            module, x, mode=mode, dtype=dtype, loss_fn=loss_fn, source=source, **kwargs
+        )
     finally:
         del module, x
         if device.type == "cuda":

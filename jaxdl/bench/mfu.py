@@ -54,8 +54,9 @@ def default_matmul_size(platform: str) -> int:
 
 
 @functools.cache
-def measure_matmul_peak(n: int | None = None, *, dtype: str = "bfloat16", steps: int = 10,
-                        device_id: int = 0) -> float:
+def measure_matmul_peak(
+    n: int | None = None, *, dtype: str = "bfloat16", steps: int = 10, device_id: int = 0
+) -> float:
     """TFLOP/s of an n x n x n matmul in `dtype` on device `device_id` (the best of the blocked
     median and the pipelined mean over `steps` timed calls, after warm-up). Cached per process."""
     from jaxdl.bench.timing import time_steps
@@ -70,9 +71,10 @@ def measure_matmul_peak(n: int | None = None, *, dtype: str = "bfloat16", steps:
     return 2.0 * n**3 / min(t.median_s, t.pipelined_s) / 1e12
 
 
-def mfu(flops_per_step: float | None, step_s: float | None, peak_tflops: float | None) -> float | None:
+def mfu(
+    flops_per_step: float | None, step_s: float | None, peak_tflops: float | None
+) -> float | None:
     """Achieved FLOP/s over the peak, a fraction in [0, 1] (None if any input is unknown)."""
     if not flops_per_step or not step_s or not peak_tflops:
         return None
     return flops_per_step / step_s / (peak_tflops * 1e12)
-

@@ -24,7 +24,8 @@ DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 def cast_floating(tree, dtype):
     """Cast every floating leaf of `tree` to `dtype` (integer leaves, e.g. tokens, untouched)."""
     return jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
 
 
 def set_compute_dtype(model: nnx.Module, dtype) -> nnx.Module:
@@ -43,8 +44,9 @@ def mixed_precision(apply: Callable, compute_dtype=jnp.bfloat16) -> Callable:
     dtypes, y as fp32. Pair with `set_compute_dtype` on the model for Flax layers."""
 
     def mp_apply(params, state, x, **kwargs):
-        y, new_state = apply(cast_floating(params, compute_dtype), state,
-                             cast_floating(x, compute_dtype), **kwargs)
+        y, new_state = apply(
+            cast_floating(params, compute_dtype), state, cast_floating(x, compute_dtype), **kwargs
+        )
         new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, state)
         return cast_floating(y, jnp.float32), new_state
 

@@ -1,8 +1,9 @@
 """The benchmark driver behind `jaxdl bench`: one row per (model, batch) of parameters, MACs and
 FLOPs, compile time, step time, throughput, memory and MFU, optionally beside PyTorch.
 
-    rows = run(resolve_models(["resnet*"]), BenchOptions(mode="train", batches=(64, 128), dtype="bf16"))
-    write_outputs(rows, "benchmarks/results", "resnets", meta)
+    opts = BenchOptions(mode="train", batches=(64, 128), dtype="bf16")
+    rows, peaks = run(resolve_models(["resnet*"]), opts)
+    write_outputs(rows, "benchmarks/results", "resnets", environment(peaks))
 
 Each row builds the registered model, makes synthetic data like `example_input(config, batch)`
 (uniform token ids for integer inputs, standard normals otherwise), and times either the
@@ -29,7 +30,7 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,38 @@ GIB = 1024**3
 
 # Every row has every column (None -> 'n/a' in the table and the CSV, null in the JSON).
 COLUMNS = (
-    "model", "mode", "batch", "dtype", "input_shape", "params_trainable", "params_total",
-    "gmacs_fwd", "gflops_fwd", "gflops_step_xla", "lower_s", "compile_s", "step_ms", "step_ms_min",
-    "step_ms_pipelined", "throughput", "unit", "peak_mem_gib", "xla_mem_gib", "tflops",
-    "mfu_measured", "mfu_spec", "torch_source", "torch_params", "torch_compile_s", "torch_step_ms",
-    "torch_throughput", "torch_peak_mem_gib", "ratio_vs_torch", "torch_status", "status", "notes",
+    "model",
+    "mode",
+    "batch",
+    "dtype",
+    "input_shape",
+    "params_trainable",
+    "params_total",
+    "gmacs_fwd",
+    "gflops_fwd",
+    "gflops_step_xla",
+    "lower_s",
+    "compile_s",
+    "step_ms",
+    "step_ms_min",
+    "step_ms_pipelined",
+    "throughput",
+    "unit",
+    "peak_mem_gib",
+    "xla_mem_gib",
+    "tflops",
+    "mfu_measured",
+    "mfu_spec",
+    "torch_source",
+    "torch_params",
+    "torch_compile_s",
+    "torch_step_ms",
+    "torch_throughput",
+    "torch_peak_mem_gib",
+    "ratio_vs_torch",
+    "torch_status",
+    "status",
+    "notes",
     "device",
 )
 
@@ -59,16 +87,17 @@ COLUMN_DOC = {
     "params_trainable": "nnx.Param scalars",
     "params_total": "trainable + non-trainable (BatchNorm statistics...)",
     "gmacs_fwd": "analytic MACs of one forward pass of the whole batch, multiply-add = 1 "
-                 "(torchvision GFLOPS / timm GMACs convention), from jaxdl.bench.summarize",
+    "(torchvision GFLOPS / timm GMACs convention), from jaxdl.bench.summarize",
     "gflops_fwd": "2 x gmacs_fwd (multiply-add = 2 FLOPs)",
     "gflops_step_xla": "XLA's cost analysis of the lowered step, multiply-add = 2 FLOPs: the "
-                       "forward pass (infer) or forward + backward + optimizer update (train)",
-    "lower_s": "tracing + lowering to StableHLO", "compile_s": "XLA compilation",
+    "forward pass (infer) or forward + backward + optimizer update (train)",
+    "lower_s": "tracing + lowering to StableHLO",
+    "compile_s": "XLA compilation",
     "step_ms": "median of the timed steps after warm-up, each ended by block_until_ready",
     "step_ms_pipelined": "mean over the same number of steps blocked once at the end",
     "throughput": "samples/s or tokens/s from step_ms",
     "peak_mem_gib": "device allocator high-water mark (memory_stats peak_bytes_in_use); "
-                    "per row only with --isolate; n/a on the CPU",
+    "per row only with --isolate; n/a on the CPU",
     "xla_mem_gib": "XLA's static peak estimate for the step's executable",
     "tflops": "gflops_step_xla / step_ms",
     "mfu_measured": "tflops / the measured bf16 matmul peak of this device",
@@ -138,8 +167,10 @@ def resolve_models(patterns) -> list[str]:
         elif any(ch in p for ch in "*?["):
             found = list_models(p)
             if not found:
-                raise JaxdlError(f"no model matches {p!r}; `jaxdl models` lists the "
-                                 f"{len(list_models())} registered names")
+                raise JaxdlError(
+                    f"no model matches {p!r}; `jaxdl models` lists the "
+                    f"{len(list_models())} registered names"
+                )
         else:
             found = [get_entry(p).name]  # raises with the close names
         names += [n for n in found if n not in names]
@@ -150,8 +181,13 @@ def measure_peaks(device=None) -> Peaks:
     from jaxdl.bench.mfu import measure_matmul_peak, spec_peak_tflops
 
     device = device if device is not None else jax.devices()[0]
-    return Peaks(measure_matmul_peak(device_id=device.id), spec_peak_tflops(device.device_kind),
-                 device.device_kind, device.platform, jax.device_count())
+    return Peaks(
+        measure_matmul_peak(device_id=device.id),
+        spec_peak_tflops(device.device_kind),
+        device.device_kind,
+        device.platform,
+        jax.device_count(),
+    )
 
 
 # ---- one row ------------------------------------------------------------------------------
@@ -172,8 +208,13 @@ def failure_status(err: BaseException) -> str:
     return f"error: {prefix}{text[:300]}"
 
 
-def run_one(name: str, opts: BenchOptions, batch: int, peaks: Peaks,
-            parts: tuple[str, ...] = ("jax", "torch")) -> dict[str, Any]:
+def run_one(
+    name: str,
+    opts: BenchOptions,
+    batch: int,
+    peaks: Peaks,
+    parts: tuple[str, ...] = ("jax", "torch"),
+) -> dict[str, Any]:
     """Benchmark `name` at `batch`; the row always comes back (status 'ok', 'OOM' or 'error: ...').
     `parts`: the jaxdl measurement, and with `opts.compare` the PyTorch one."""
     row = empty_row(name, opts, batch)
@@ -235,7 +276,9 @@ def model_io(config, x: jax.ShapeDtypeStruct, out) -> ModelIO:
     tokens = jnp.issubdtype(x.dtype, jnp.integer) and len(x.shape) >= 2
     vocab = getattr(config, "vocab_size", None) or (n if tokens else None)
     items = math.prod(x.shape[1:]) if tokens else 1
-    return ModelIO(config, x, loss, label_shape, n, vocab, items, "tokens/s" if tokens else "samples/s")
+    return ModelIO(
+        config, x, loss, label_shape, n, vocab, items, "tokens/s" if tokens else "samples/s"
+    )
 
 
 def abstract_model_io(name: str, opts: BenchOptions, batch: int) -> ModelIO:
@@ -273,7 +316,9 @@ class BenchLoss(Task):
         if self.kind == "bce":
             return losses.binary_cross_entropy(main, batch["y"].reshape(main.shape[:-1]))
         # every output of the main output's shape counts (GoogLeNet's auxiliary heads in training)
-        per = [losses.categorical_cross_entropy(o, batch["y"]) for o in outs if o.shape == main.shape]
+        per = [
+            losses.categorical_cross_entropy(o, batch["y"]) for o in outs if o.shape == main.shape
+        ]
         return sum(per[1:], per[0])
 
 
@@ -293,8 +338,11 @@ def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) ->
         set_compute_dtype(model, DTYPES["bf16"])
     counts = param_counts(model)
     x_spec = example_input(model.config, batch)
-    row.update(params_trainable=counts["trainable"], params_total=counts["total"],
-               input_shape="x".join(map(str, x_spec.shape[1:])))
+    row.update(
+        params_trainable=counts["trainable"],
+        params_total=counts["total"],
+        input_shape="x".join(map(str, x_spec.shape[1:])),
+    )
     notes = []
     try:
         macs = summarize(model, x_spec, name=name).macs
@@ -302,8 +350,11 @@ def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) ->
     except Exception as e:  # noqa: BLE001 - the timing does not depend on the summary
         notes.append(f"no analytic MACs ({type(e).__name__}: {str(e)[:120]})")
     apply, params, mstate = pure(model)
-    io = model_io(model.config, x_spec, jax.eval_shape(lambda p, s, x: apply(p, s, x)[0],
-                                                       params, mstate, x_spec))
+    io = model_io(
+        model.config,
+        x_spec,
+        jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, mstate, x_spec),
+    )
     del model
     row["unit"] = io.unit
     dtype = DTYPES[opts.dtype]
@@ -346,14 +397,20 @@ def _bench_jax(name, opts: BenchOptions, batch: int, peaks: Peaks, row: dict) ->
     peak = timing.peak_memory_bytes()
     step_s = times.median_s
     row.update(
-        gflops_step_xla=flops / 1e9 if flops else None, lower_s=ct.lower_s, compile_s=ct.compile_s,
-        step_ms=1e3 * step_s, step_ms_min=1e3 * times.min_s,
-        step_ms_pipelined=1e3 * times.pipelined_s, throughput=batch * io.items_per_sample / step_s,
+        gflops_step_xla=flops / 1e9 if flops else None,
+        lower_s=ct.lower_s,
+        compile_s=ct.compile_s,
+        step_ms=1e3 * step_s,
+        step_ms_min=1e3 * times.min_s,
+        step_ms_pipelined=1e3 * times.pipelined_s,
+        throughput=batch * io.items_per_sample / step_s,
         peak_mem_gib=None if peak is None else peak / GIB,
         xla_mem_gib=None if ct.memory_bytes is None else ct.memory_bytes / GIB,
         tflops=flops / step_s / 1e12 if flops else None,
-        mfu_measured=mfu(flops, step_s, peaks.measured), mfu_spec=mfu(flops, step_s, peaks.spec),
-        notes="; ".join(notes) or None)
+        mfu_measured=mfu(flops, step_s, peaks.measured),
+        mfu_spec=mfu(flops, step_s, peaks.spec),
+        notes="; ".join(notes) or None,
+    )
     return io
 
 
@@ -363,17 +420,32 @@ def _bench_torch(name: str, opts: BenchOptions, batch: int, row: dict, io: Model
     try:
         io = io or abstract_model_io(name, opts, batch)
         r = compare.bench_registered(
-            name, io.config, mode=opts.mode, batch=batch, dtype=opts.dtype,
-            label_shape=io.label_shape, num_labels=io.num_labels, optimizer=opts.optimizer,
-            lr=opts.lr, warmup=opts.warmup, steps=opts.steps, compile=opts.torch_compile)
+            name,
+            io.config,
+            mode=opts.mode,
+            batch=batch,
+            dtype=opts.dtype,
+            label_shape=io.label_shape,
+            num_labels=io.num_labels,
+            optimizer=opts.optimizer,
+            lr=opts.lr,
+            warmup=opts.warmup,
+            steps=opts.steps,
+            compile=opts.torch_compile,
+        )
     except Exception as e:  # noqa: BLE001 - reported in the row; the run carries on
         row["torch_status"] = failure_status(e)
         return
     step_s = r.times.median_s
-    row.update(torch_source=r.source, torch_params=r.params, torch_compile_s=r.first_step_s,
-               torch_step_ms=1e3 * step_s, torch_throughput=batch * io.items_per_sample / step_s,
-               torch_peak_mem_gib=None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB,
-               torch_status="ok")
+    row.update(
+        torch_source=r.source,
+        torch_params=r.params,
+        torch_compile_s=r.first_step_s,
+        torch_step_ms=1e3 * step_s,
+        torch_throughput=batch * io.items_per_sample / step_s,
+        torch_peak_mem_gib=None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB,
+        torch_status="ok",
+    )
     if row["throughput"]:
         row["ratio_vs_torch"] = row["throughput"] / row["torch_throughput"]
 
@@ -398,18 +470,25 @@ def get_peaks(opts: BenchOptions) -> Peaks:
     """The device's peaks, measured in a fresh process under `opts.isolate` (the parent process
     must then leave the accelerator alone)."""
     prepare(opts)
-    return Peaks(**(_subprocess({"kind": "peaks"}) if opts.isolate else dataclasses.asdict(measure_peaks())))
+    return Peaks(
+        **(_subprocess({"kind": "peaks"}) if opts.isolate else dataclasses.asdict(measure_peaks()))
+    )
 
 
-def run(names: list[str], opts: BenchOptions, *, peaks: Peaks | None = None,
-        progress=None) -> tuple[list[dict], Peaks]:
+def run(
+    names: list[str], opts: BenchOptions, *, peaks: Peaks | None = None, progress=None
+) -> tuple[list[dict], Peaks]:
     """Every (model, batch) row, in order. `progress(row)` is called after each row."""
     prepare(opts)
     peaks = peaks or get_peaks(opts)
     rows = []
     for name in names:
         for batch in opts.batches:
-            row = _run_isolated(name, opts, batch, peaks) if opts.isolate else run_one(name, opts, batch, peaks)
+            row = (
+                _run_isolated(name, opts, batch, peaks)
+                if opts.isolate
+                else run_one(name, opts, batch, peaks)
+            )
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -423,15 +502,25 @@ def _worker(args: list[str]) -> None:
         print(json.dumps(dataclasses.asdict(measure_peaks())))
         return
     o = job["opts"]
-    opts = BenchOptions(**{**o, "overrides": tuple(map(tuple, o["overrides"])),
-                           "batches": tuple(o["batches"]), "isolate": False})
+    opts = BenchOptions(
+        **{
+            **o,
+            "overrides": tuple(map(tuple, o["overrides"])),
+            "batches": tuple(o["batches"]),
+            "isolate": False,
+        }
+    )
     row = run_one(job["name"], opts, job["batch"], Peaks(**job["peaks"]), parts=(job["part"],))
     print(json.dumps(row))
 
 
 def _subprocess(job: dict, env: dict | None = None) -> dict:
-    r = subprocess.run([sys.executable, "-m", "jaxdl.bench.runner", "--worker", json.dumps(job)],
-                       capture_output=True, text=True, env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxdl.bench.runner", "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     lines = r.stdout.strip().splitlines()
     if r.returncode != 0 or not lines:
         tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
@@ -443,8 +532,13 @@ def _run_isolated(name: str, opts: BenchOptions, batch: int, peaks: Peaks) -> di
     """The jaxdl part in one fresh process; the PyTorch part in another, where JAX only sees the
     CPU (it derives the model's input and output shapes abstractly and must leave the GPU to
     PyTorch)."""
-    job = {"kind": "row", "name": name, "batch": batch, "opts": dataclasses.asdict(opts),
-           "peaks": dataclasses.asdict(peaks)}
+    job = {
+        "kind": "row",
+        "name": name,
+        "batch": batch,
+        "opts": dataclasses.asdict(opts),
+        "peaks": dataclasses.asdict(peaks),
+    }
     try:
         row = _subprocess({**job, "part": "jax"})
     except (RuntimeError, json.JSONDecodeError) as e:  # the worker died (e.g. killed for memory)
@@ -473,11 +567,16 @@ def environment(peaks: Peaks) -> dict[str, Any]:
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": peaks.device, "platform": peaks.platform, "device_count": peaks.device_count,
+        "device": peaks.device,
+        "platform": peaks.platform,
+        "device_count": peaks.device_count,
         "host": platform.node(),
-        "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
         "torch": torch_version(),
-        "peak_tflops_measured_bf16_matmul": peaks.measured, "peak_tflops_spec_bf16": peaks.spec,
+        "peak_tflops_measured_bf16_matmul": peaks.measured,
+        "peak_tflops_spec_bf16": peaks.spec,
         "command": " ".join(sys.argv),
     }
 
@@ -499,12 +598,22 @@ def fmt(value, column: str = "") -> str:
 
 
 TABLE_COLUMNS = (
-    ("model", "model"), ("batch", "batch"), ("dtype", "dtype"), ("params_trainable", "params"),
-    ("gmacs_fwd", "GMACs fwd\n(MAC=1)"), ("gflops_step_xla", "GFLOPs/step\n(XLA, FLOP=2/MAC)"),
-    ("compile_s", "compile s"), ("step_ms", "step ms\n(median)"), ("throughput", "throughput"),
-    ("unit", "unit"), ("peak_mem_gib", "peak mem\nGiB"), ("mfu_measured", "MFU\nmeasured"),
-    ("mfu_spec", "MFU\nspec"), ("torch_throughput", "torch\nthroughput"),
-    ("ratio_vs_torch", "jaxdl /\ntorch"), ("status", "status"),
+    ("model", "model"),
+    ("batch", "batch"),
+    ("dtype", "dtype"),
+    ("params_trainable", "params"),
+    ("gmacs_fwd", "GMACs fwd\n(MAC=1)"),
+    ("gflops_step_xla", "GFLOPs/step\n(XLA, FLOP=2/MAC)"),
+    ("compile_s", "compile s"),
+    ("step_ms", "step ms\n(median)"),
+    ("throughput", "throughput"),
+    ("unit", "unit"),
+    ("peak_mem_gib", "peak mem\nGiB"),
+    ("mfu_measured", "MFU\nmeasured"),
+    ("mfu_spec", "MFU\nspec"),
+    ("torch_throughput", "torch\nthroughput"),
+    ("ratio_vs_torch", "jaxdl /\ntorch"),
+    ("status", "status"),
 )
 
 
@@ -513,22 +622,30 @@ def render(rows: list[dict], peaks: Peaks, opts: BenchOptions, console=None) -> 
     from rich.table import Table
 
     console = console or Console(highlight=False)
-    title = (f"jaxdl bench: {opts.mode}, {opts.dtype}, device {peaks.device}; bf16 matmul peak "
-             f"measured {fmt(peaks.measured)} / spec {fmt(peaks.spec)} TFLOP/s")
+    title = (
+        f"jaxdl bench: {opts.mode}, {opts.dtype}, device {peaks.device}; bf16 matmul peak "
+        f"measured {fmt(peaks.measured)} / spec {fmt(peaks.spec)} TFLOP/s"
+    )
     t = Table(title=title)
     cols = [c for c in TABLE_COLUMNS if opts.compare or not c[0].startswith(("torch", "ratio"))]
     for key, label in cols:
-        t.add_column(label, justify="left" if key in ("model", "unit", "status", "dtype") else "right")
+        t.add_column(
+            label, justify="left" if key in ("model", "unit", "status", "dtype") else "right"
+        )
     for r in rows:
         t.add_row(*(fmt(r[k], k) for k, _ in cols))
     console.print(t)
     for r in rows:
         if r["status"] != "ok" or (opts.compare and r["torch_status"] not in (None, "ok")):
-            console.print(f"{r['model']} batch {r['batch']}: jaxdl {r['status']}"
-                          + (f"; torch {r['torch_status']}" if opts.compare else ""))
+            console.print(
+                f"{r['model']} batch {r['batch']}: jaxdl {r['status']}"
+                + (f"; torch {r['torch_status']}" if opts.compare else "")
+            )
 
 
-def write_outputs(rows: list[dict], out_dir, tag: str, meta: dict, *, plot: bool = False) -> list[Path]:
+def write_outputs(
+    rows: list[dict], out_dir, tag: str, meta: dict, *, plot: bool = False
+) -> list[Path]:
     """DIR/TAG.csv (every column, 'n/a' for unknown), DIR/TAG.json (environment, column
     meanings, rows) and with `plot` DIR/TAG.png (throughput against batch size). Rewritten
     whole, so a script may call it after every row."""
@@ -543,10 +660,14 @@ def write_outputs(rows: list[dict], out_dir, tag: str, meta: dict, *, plot: bool
         w.writerow(columns)
         for r in rows:
             w.writerow(["n/a" if r.get(c) is None else r[c] for c in columns])
-    json_path.write_text(json.dumps({"environment": meta, "columns": COLUMN_DOC, "rows": rows}, indent=1))
+    json_path.write_text(
+        json.dumps({"environment": meta, "columns": COLUMN_DOC, "rows": rows}, indent=1)
+    )
     paths = [csv_path, json_path]
     if plot:
-        paths.append(plot_throughput(rows, out / f"{tag}.png", title=f"{tag}: {meta.get('device', '')}"))
+        paths.append(
+            plot_throughput(rows, out / f"{tag}.png", title=f"{tag}: {meta.get('device', '')}")
+        )
     return paths
 
 
@@ -565,10 +686,13 @@ def plot_throughput(rows: list[dict], path, *, title: str = "") -> Path:
     for (model, mode, dtype), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["batch"])
         units |= {r["unit"] for r in rs if r["unit"]}
-        for key, style, who in (("throughput", "-o", "jaxdl"), ("torch_throughput", "--s", "torch")):
+        for key, style, who in (
+            ("throughput", "-o", "jaxdl"),
+            ("torch_throughput", "--s", "torch"),
+        ):
             pts = [(r["batch"], r[key]) for r in rs if r[key]]
             if pts:
-                ax.plot(*zip(*pts), style, label=f"{model} {mode} {dtype} ({who})")
+                ax.plot(*zip(*pts, strict=False), style, label=f"{model} {mode} {dtype} ({who})")
         for r in rs:
             if r["status"] == "OOM":
                 ax.axvline(r["batch"], color="grey", lw=0.5, ls=":")

@@ -59,8 +59,12 @@ def executable_memory(compiled) -> int | None:
     peak = int(getattr(m, "peak_memory_in_bytes", 0) or 0)
     if peak:
         return peak
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-               - m.alias_size_in_bytes)
+    return int(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,13 @@ class StepTimes:
         return max(self.times_s)
 
 
-def time_steps(step: Callable[[], Any], *, warmup: int = 3, steps: int = 20,
-               block: Callable[[Any], Any] = jax.block_until_ready) -> StepTimes:
+def time_steps(
+    step: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    steps: int = 20,
+    block: Callable[[Any], Any] = jax.block_until_ready,
+) -> StepTimes:
     """Time `step()` (one call runs one step and returns its outputs; a closure that threads a
     donated state through successive calls is the usual form).
 
@@ -136,5 +145,13 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, MemoryError):
         return True
     text = f"{type(err).__name__}: {err}"
-    return any(s in text for s in ("RESOURCE_EXHAUSTED", "OutOfMemoryError", "Out of memory",
-                                   "out of memory", "CUDA out of memory"))
+    return any(
+        s in text
+        for s in (
+            "RESOURCE_EXHAUSTED",
+            "OutOfMemoryError",
+            "Out of memory",
+            "out of memory",
+            "CUDA out of memory",
+        )
+    )
