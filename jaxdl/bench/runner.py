@@ -505,13 +505,18 @@ def _worker(args: list[str]) -> None:
     opts = BenchOptions(
         **{
             **o,
-            "overrides": tuple(map(tuple, o["overrides"])),
+            "overrides": tuple((k, _tuples(v)) for k, v in o["overrides"]),
             "batches": tuple(o["batches"]),
             "isolate": False,
         }
     )
     row = run_one(job["name"], opts, job["batch"], Peaks(**job["peaks"]), parts=(job["part"],))
     print(json.dumps(row))
+
+
+def _tuples(value):
+    """JSON gives lists where the config had tuples (e.g. hidden=(256, 128)): give them back."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _subprocess(job: dict, env: dict | None = None) -> dict:
