@@ -3,6 +3,7 @@
     jaxdl models
     jaxdl summary resnet50 --input 224
     jaxdl train mlp --dataset digits --epochs 30 --batch-size 32 --optimizer adam --lr 1e-3 --json
+    jaxdl bench 'resnet*' --mode train --batch 64 128 --dtype bf16 --compare torch --plot
 
 Each subcommand is a frozen dataclass parsed by tyro (DESIGN.md decision 9); `--set KEY=VALUE`
 overrides a field of the model's config (values are Python literals: `--set hidden=(256,128)`).
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -208,7 +210,64 @@ class Train:
         return 0
 
 
-COMMANDS = {"models": Models, "summary": SummaryCmd, "train": Train}
+@dataclass(frozen=True)
+class Bench:
+    """Parameters, MACs/FLOPs, compile and step time, throughput, memory and MFU of models
+    (optionally beside PyTorch); a table, DIR/TAG.csv and DIR/TAG.json (jaxdl.bench.runner)."""
+
+    models: tyro.conf.Positional[tuple[str, ...]]
+    """Model names, shell patterns ('resnet*') or 'all'."""
+    mode: Literal["infer", "train"] = "infer"
+    batch: tuple[int, ...] = (32,)
+    """One or more batch sizes (a row each): --batch 32 64 128."""
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    """bf16: bf16 compute over fp32 parameters (training) / bf16 weights (inference)."""
+    input: int | None = None
+    """Input size: the spatial side for images (e.g. 224), the length for sequences."""
+    steps: int = 20
+    """Timed steps (median reported), after --warmup untimed ones."""
+    warmup: int = 3
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    compare: Literal["torch"] | None = None
+    """'torch': the same architecture in PyTorch (torchvision / timm / a written reference)."""
+    torch_compile: bool = True
+    """Use torch.compile for the PyTorch side."""
+    isolate: bool = False
+    """Each row in a fresh process (per-row peak memory; a crashed row cannot take the run)."""
+    out: str = "bench_results"
+    """Directory for TAG.csv, TAG.json (and TAG.png)."""
+    tag: str = "bench"
+    plot: bool = False
+    """Also draw throughput against batch size (TAG.png)."""
+    set: tuple[str, ...] = ()
+    """Model config overrides KEY=VALUE."""
+
+    def run(self) -> int:
+        from rich.console import Console
+
+        from jaxdl.bench.runner import BenchOptions, environment, render, resolve_models
+        from jaxdl.bench.runner import run as run_bench
+        from jaxdl.bench.runner import write_outputs
+
+        opts = BenchOptions(mode=self.mode, batches=self.batch, dtype=self.dtype, input=self.input,
+                            overrides=tuple(parse_overrides(self.set).items()), warmup=self.warmup,
+                            steps=self.steps, optimizer=self.optimizer, lr=self.lr,
+                            compare=self.compare, torch_compile=self.torch_compile,
+                            isolate=self.isolate)
+        opts.validate()
+        names = resolve_models(self.models)
+        # a pipe gets the full table rather than 80 columns of ellipses
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
+        progress = lambda r: console.print(f"{r['model']} batch {r['batch']}: {r['status']}", style="dim")
+        rows, peaks = run_bench(names, opts, progress=progress)
+        render(rows, peaks, opts, console=console)
+        paths = write_outputs(rows, self.out, self.tag, environment(peaks), plot=self.plot)
+        console.print("wrote " + ", ".join(map(str, paths)))
+        return 0
+
+
+COMMANDS = {"models": Models, "summary": SummaryCmd, "train": Train, "bench": Bench}
 
 
 def main(argv: list[str] | None = None) -> int:
