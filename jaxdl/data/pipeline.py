@@ -1,50 +1,236 @@
-"""Batching with deterministic shuffling by (seed, epoch).
+"""Input pipelines on Grain (DESIGN.md decision 8): the one way jaxdl iterates over data.
 
-Every batch has the same shape: the last one is padded and carries `weight` 0 on the padding, so
-no example is dropped, losses and metrics are exact weighted means, and nothing recompiles.
-The position (epoch, batch index) fully determines what comes next, so it is the iterator state a
-checkpoint stores.
+A source is random access: `len(source)` and `source[i] -> {'x': ..., 'y': ...}` (an
+`ArrayDataset`, an image folder, a TFDS data source, ...); a source may also offer
+`get_batch(indices)` to read many rows at once (in-memory arrays do, so small datasets cost a
+fancy index per batch, not a Python loop).
+
+`Pipeline(source, batch_size, ...)` turns it into batches with Grain's `MapDataset`:
+
+1. epoch order: `MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))` (Grain's index
+   shuffle, a bijection computed per index, so no permutation is materialised);
+2. `.batch(batch_size)` of indices: every epoch is cut into global batches of exactly
+   `batch_size` rows; the last one is padded (by repeating its first row) with `weight` 0 on the
+   padding, so no example is dropped, weighted means stay exact and nothing recompiles; or it is
+   dropped with `drop_remainder=True`;
+3. per-host sharding: process p of P reads rows [p*B/P, (p+1)*B/P) of each global batch, so the
+   global batch is the same for any number of hosts;
+4. reading / decoding the rows (`source.get_batch` or `source[i]` stacked), optionally in Grain
+   worker processes (`num_workers`) with prefetching (`prefetch` batches per worker);
+5. with a `mesh`, placement of each batch as global arrays sharded on its data axis
+   (`jaxdl.parallel.shard_batch`), `device_prefetch` batches ahead.
+
+The position (epoch, batch index) determines everything that follows, so it is the iterator
+state a checkpoint stores: `PipelineIterator.get_state()` / `set_state()`.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
+from typing import Any
 
+import grain
 import numpy as np
 
-from jaxdl.data.sources import ArrayDataset
-from jaxdl.errors import check_positive
+from jaxdl.errors import JaxdlError, check_positive
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The 32-bit Grain shuffle seed of `epoch`: a hash of (seed, epoch), so nearby seeds and
+    epochs give unrelated orders (Grain itself would use seed + epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The order of examples in `epoch`: a permutation seeded by (seed, epoch)."""
-    if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    """The order of examples in `epoch` (the one the pipeline reads them in)."""
+    order = grain.MapDataset.range(n)
+    if shuffle:
+        order = order.shuffle(seed=epoch_seed(seed, epoch))
+    return np.fromiter((order[i] for i in range(n)), np.int64, n)
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
-def batches(
-    ds: ArrayDataset,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    seed: int = 0,
-    epoch: int = 0,
-    drop_remainder: bool = False,
-    start: int = 0,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows, from batch `start` on."""
-    check_positive("batch_size", batch_size, integer=True)
-    n = len(ds)
-    order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
-    for b in range(start, num_batches(n, batch_size, drop_remainder)):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        weight = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            weight[len(idx):] = 0.0
-            idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0] if len(idx) else 0)])
-        yield {"x": ds.x[idx], "y": ds.y[idx], "weight": weight}
+def read_rows(source, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `idx` of a source as a dict of stacked arrays."""
+    if hasattr(source, "get_batch"):
+        return source.get_batch(idx)
+    rows = [source[int(i)] for i in idx]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class _ReadBatch:
+    """Index batch -> this host's rows and weights (a picklable callable for worker processes)."""
+
+    def __init__(self, source, batch_size: int, shard_index: int, shard_count: int):
+        self.source, self.batch_size = source, batch_size
+        self.local = batch_size // shard_count
+        self.lo = shard_index * self.local
+
+    def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        idx = np.asarray(idx, np.int64)
+        weight = np.zeros(self.batch_size, np.float32)
+        weight[:len(idx)] = 1.0
+        if len(idx) < self.batch_size:  # the last batch of an epoch: pad with its first row
+            idx = np.concatenate([idx, np.full(self.batch_size - len(idx), idx[0])])
+        idx, weight = idx[self.lo:self.lo + self.local], weight[self.lo:self.lo + self.local]
+        batch = read_rows(self.source, idx)
+        batch["weight"] = weight
+        return batch
+
+
+class Pipeline:
+    """Batches of a random-access source, seeded by (seed, epoch); see the module docstring.
+
+    Args:
+      source: `len()` and `[i] -> {'x', 'y'}` (or an `ArrayDataset`).
+      batch_size: the global batch size (all hosts together).
+      shuffle, seed: order of each epoch: a shuffle seeded by (seed, epoch), or the source order.
+      drop_remainder: drop the last incomplete batch instead of padding it with weight 0.
+      num_workers: Grain worker processes that read/decode batches (0: in this process).
+      prefetch: batches each worker reads ahead (with num_workers > 0).
+      shard_index, shard_count: this host's part of each batch (default: jax.process_index() /
+        jax.process_count()); batch_size must be divisible by shard_count.
+      mesh: place each batch as global arrays sharded on the mesh's data axis.
+      device_prefetch: with a mesh, batches transferred ahead of the one being consumed.
+    """
+
+    def __init__(self, source, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_remainder: bool = False, num_workers: int = 0, prefetch: int = 2,
+                 shard_index: int | None = None, shard_count: int | None = None, mesh=None,
+                 device_prefetch: int = 2):
+        check_positive("batch_size", batch_size, integer=True)
+        if num_workers < 0 or prefetch < 0 or device_prefetch < 0:
+            raise JaxdlError(f"num_workers, prefetch and device_prefetch must be >= 0, got "
+                             f"{num_workers}, {prefetch}, {device_prefetch}")
+        if shard_count is None or shard_index is None:
+            import jax
+
+            shard_index, shard_count = jax.process_index(), jax.process_count()
+        if not 0 <= shard_index < shard_count:
+            raise JaxdlError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+        if batch_size % shard_count:
+            raise JaxdlError(f"batch_size {batch_size} is not divisible by the {shard_count} hosts")
+        if len(source) == 0:
+            raise JaxdlError("the data source is empty")
+        self.source, self.batch_size = source, batch_size
+        self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
+        self.num_workers, self.prefetch = num_workers, prefetch
+        self.shard_index, self.shard_count = shard_index, shard_count
+        self.mesh, self.device_prefetch = mesh, device_prefetch
+        if self.num_batches == 0:
+            raise JaxdlError(f"drop_remainder with batch_size {batch_size} > {len(source)} examples "
+                             "leaves no batch")
+
+    def __len__(self) -> int:
+        """Examples per epoch (before padding or dropping)."""
+        return len(self.source)
+
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch."""
+        return num_batches(len(self.source), self.batch_size, self.drop_remainder)
+
+    def dataset(self, epoch: int) -> grain.MapDataset:
+        """The Grain MapDataset of this host's batches of `epoch` (random access by batch index)."""
+        order = grain.MapDataset.range(len(self.source))
+        if self.shuffle:
+            order = order.shuffle(seed=epoch_seed(self.seed, epoch))
+        return (order.batch(self.batch_size, drop_remainder=self.drop_remainder)
+                .map(_ReadBatch(self.source, self.batch_size, self.shard_index, self.shard_count)))
+
+    def host_batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """This host's batches of `epoch` from batch `start` on, as numpy arrays."""
+        if not 0 <= start <= self.num_batches:
+            raise JaxdlError(f"start must be in [0, {self.num_batches}], got {start}")
+        ds = self.dataset(epoch)[start:]
+        if self.num_workers == 0:
+            # in-process: index the MapDataset directly (no reader threads to start per epoch)
+            return (ds[i] for i in range(len(ds)))
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():
+            # Grain's workers read absl flags, which nothing parses outside absl.app: use defaults
+            flags.FLAGS.mark_as_parsed()
+        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+        return iter(it.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1))))
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The batches of `epoch` from `start`: numpy, or global arrays on the mesh if one is set."""
+        host = self.host_batches(epoch, start)
+        if self.mesh is None:
+            return host
+        return _placed(host, self.mesh, self.device_prefetch)
+
+    def iterator(self, state: dict | None = None, *, num_epochs: int | None = None) -> PipelineIterator:
+        """An iterator over epochs (`num_epochs`, or without end), from `state` if given."""
+        it = PipelineIterator(self, num_epochs)
+        if state is not None:
+            it.set_state(state)
+        return it
+
+    def __iter__(self):
+        return self.iterator(num_epochs=1)
+
+
+def _placed(host: Iterator, mesh, ahead: int) -> Iterator:
+    """Put batches on the mesh `ahead` batches early, so transfers overlap the steps."""
+    from jaxdl.parallel.mesh import shard_batch
+
+    queue: collections.deque = collections.deque()
+    for batch in host:
+        queue.append(shard_batch(batch, mesh))
+        if len(queue) > ahead:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+class PipelineIterator:
+    """Batches across epochs with a checkpointable position.
+
+    `get_state()` is {'epoch', 'batch'}: the position of the NEXT batch; a fresh iterator given
+    that state (`set_state`) yields exactly the batches that remained."""
+
+    def __init__(self, pipeline: Pipeline, num_epochs: int | None = None):
+        self.pipeline, self.num_epochs = pipeline, num_epochs
+        self._epoch, self._batch = 0, 0
+        self._it: Iterator | None = None
+
+    def get_state(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batch": self._batch}
+
+    def set_state(self, state: dict) -> None:
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if epoch < 0 or not 0 <= batch <= self.pipeline.num_batches:
+            raise JaxdlError(f"iterator state {state} is outside the pipeline (epochs >= 0, "
+                             f"batches 0..{self.pipeline.num_batches})")
+        self._epoch, self._batch, self._it = epoch, batch, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            if self.num_epochs is not None and self._epoch >= self.num_epochs:
+                raise StopIteration
+            if self._batch < self.pipeline.num_batches:
+                if self._it is None:
+                    self._it = self.pipeline.epoch(self._epoch, self._batch)
+                batch = next(self._it)
+                self._batch += 1
+                return batch
+            self._epoch, self._batch, self._it = self._epoch + 1, 0, None
+
+
+def batches(ds, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+            drop_remainder: bool = False, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows of `epoch`, from batch
+    `start` on (a one-epoch, single-host `Pipeline`)."""
+    pipe = Pipeline(ds, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
+                    shard_index=0, shard_count=1)
+    return pipe.host_batches(epoch, start)

@@ -1,8 +1,21 @@
-"""Datasets that work offline (DESIGN.md decision 8): scikit-learn's `digits` and MNIST IDX files.
+"""Data sources (DESIGN.md decision 8): offline defaults, TFDS, image folders, CSV (and, in
+`jaxdl.data.text`, text files).
 
-A dataset spec is `KIND` or `KIND:ARGUMENT`, e.g. `digits`, `mnist_idx:../shared/data/mnist`.
-`load_dataset(spec)` returns `Splits` (train / validation / test `ArrayDataset`s), split by a
-seeded stratified permutation, so the same seed gives the same splits everywhere.
+A dataset spec is `KIND` or `KIND:ARGUMENT[,OPTION=VALUE...]`:
+
+    digits                          scikit-learn's 1,797 8x8 digits (offline)
+    mnist_idx:PATH                  MNIST IDX files in a folder
+    tfds:NAME                       any prepared TFDS dataset, through tfds.data_source
+    folder:PATH[,size=HxW,color=rgb|grayscale|rgba,on_error=raise|skip]
+                                    one sub-folder per class of JPEG/PNG/BMP/GIF images
+    csv:PATH[,label=COLUMN]         a table of numeric features and a class column
+    text:PATH[,level=char|byte|word,seq_len=T]   next-token windows of a text file
+
+`load_dataset(spec)` returns `Splits` (train / validation / test sources). A source is random
+access (`len`, `source[i] -> {'x', 'y'}`); small ones are in-memory `ArrayDataset`s, large ones
+(image folders, TFDS) read or decode rows on demand, in Grain worker processes if asked
+(`jaxdl.data.pipeline`). Splits come from a seeded stratified permutation, so the same seed gives
+the same splits everywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +45,12 @@ class ArrayDataset:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {"x": self.x[i], "y": self.y[i]}
+
+    def get_batch(self, idx) -> dict[str, np.ndarray]:
+        return {"x": self.x[idx], "y": self.y[idx]}
 
     def subset(self, index) -> ArrayDataset:
         return ArrayDataset(self.x[index], self.y[index])
@@ -185,9 +204,358 @@ def load_arrays(x, y, *, num_classes: int | None = None, seed: int = 0, val_frac
     return _make_splits(name, x, y, n, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
 
 
+def spec_options(kind: str, arg: str | None, allowed: dict[str, Callable[[str], object]]):
+    """'PATH,key=value,...' -> (PATH, {key: parsed value}); unknown keys are an error."""
+    if not arg:
+        raise JaxdlError(f"dataset {kind!r} needs an argument: {kind}:PATH")
+    path, *items = arg.split(",")
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise JaxdlError(f"{kind}: option {item!r} is not one of {', '.join(f'{k}=...' for k in allowed)}")
+        try:
+            opts[key] = allowed[key](value)
+        except ValueError as e:
+            raise JaxdlError(f"{kind}: bad value in {item!r}: {e}") from None
+    return path, opts
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x48' -> (64, 48) (height x width); '64' -> (64, 64)."""
+    h, sep, w = text.partition("x")
+    size = (int(h), int(w)) if sep else (int(h), int(h))
+    if min(size) < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return size
+
+
+class Subset:
+    """Rows `indices` of a random-access source."""
+
+    def __init__(self, source, indices):
+        self.source, self.indices = source, np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.source[int(self.indices[i])]
+
+    def get_batch(self, idx):
+        from jaxdl.data.pipeline import read_rows
+
+        return read_rows(self.source, self.indices[np.asarray(idx)])
+
+    @property
+    def y(self):
+        y = getattr(self.source, "y", None)
+        return None if y is None else y[self.indices]
+
+
+# ---- image folders -------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3), "rgba": ("RGBA", 4)}
+
+
+def list_image_folder(path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Image files under PATH/CLASS/ (any depth below CLASS), their class ids and the class names
+    (sorted sub-folder names, as Keras's image_dataset_from_directory)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise JaxdlError(f"image folder {root} is not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise JaxdlError(f"image folder {root} has no class sub-folders; expected {root}/CLASS_NAME/IMAGE.jpg "
+                         f"(one sub-folder per class)")
+    files, labels = [], []
+    for c, name in enumerate(classes):
+        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files += found
+        labels += [c] * len(found)
+    if not files:
+        raise JaxdlError(f"image folder {root}: the class sub-folders {classes[:10]} hold no images "
+                         f"({', '.join(IMAGE_EXTENSIONS)})")
+    return files, np.asarray(labels, np.int32), classes
+
+
+def decode_image(path, *, size: tuple[int, int], color_mode: str = "rgb",
+                 interpolation: str = "bilinear") -> np.ndarray:
+    """Decode an image file with Pillow to float32 [H, W, C] in [0, 1], resized to size (H, W).
+
+    color_mode converts as Keras does: a grayscale file read as 'rgb' repeats its channel, an RGB
+    file read as 'grayscale' is converted to luminance (ITU-R 601-2), transparency is dropped for
+    'rgb'. A file Pillow cannot decode raises OSError (PIL.UnidentifiedImageError is one)."""
+    from PIL import Image
+
+    mode, _ = COLOR_MODES[color_mode]
+    resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST,
+                "bicubic": Image.Resampling.BICUBIC}[interpolation]
+    with Image.open(path) as img:
+        img = img.convert(mode)
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), resample)
+        x = np.asarray(img, np.float32) / 255.0
+    return x[..., None] if x.ndim == 2 else x
+
+
+class ImageFolder:
+    """Images decoded on demand: `[i] -> {'x': float32 [H, W, C] in [0, 1], 'y': int32}`.
+
+    on_error: 'raise' (a corrupt file is an error naming it, when it is read) or 'skip' (every
+    file is decoded once here and the unreadable ones are left out; `skipped` lists them)."""
+
+    def __init__(self, files, labels, *, size=(256, 256), color_mode: str = "rgb",
+                 interpolation: str = "bilinear", on_error: str = "raise"):
+        if color_mode not in COLOR_MODES:
+            raise unknown_name("color_mode", color_mode, COLOR_MODES)
+        if on_error not in ("raise", "skip"):
+            raise JaxdlError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.size, self.color_mode, self.interpolation = tuple(size), color_mode, interpolation
+        self.files, self.labels = list(files), np.asarray(labels, np.int32)
+        self.skipped: list[Path] = []
+        if on_error == "skip":
+            ok = []
+            for i, f in enumerate(self.files):
+                try:
+                    self._decode(f)
+                    ok.append(i)
+                except OSError:
+                    self.skipped.append(f)
+            self.files, self.labels = [self.files[i] for i in ok], self.labels[ok]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.labels
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (*self.size, COLOR_MODES[self.color_mode][1])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _decode(self, f):
+        return decode_image(f, size=self.size, color_mode=self.color_mode, interpolation=self.interpolation)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        f = self.files[i]
+        try:
+            x = self._decode(f)
+        except OSError as e:
+            raise JaxdlError(f"cannot decode image {f}: {e}; pass on_error='skip' (folder:PATH,on_error=skip) "
+                             f"to leave unreadable files out") from None
+        return {"x": x, "y": self.labels[i]}
+
+    def subset(self, index) -> ImageFolder:
+        out = ImageFolder([], [], size=self.size, color_mode=self.color_mode, interpolation=self.interpolation)
+        index = np.asarray(index, np.int64)
+        out.files, out.labels = [self.files[i] for i in index], self.labels[index]
+        return out
+
+
+_FOLDER_OPTIONS = {"size": parse_size, "color": str, "on_error": str, "interpolation": str}
+
+
+def load_image_folder(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
+    """`folder:PATH[,size=HxW,color=rgb,on_error=raise,interpolation=bilinear]` (size 256x256 by
+    default, as Keras). PATH holds one sub-folder per class, or train/ and test/ (and optionally
+    val/ or validation/) folders that each hold one sub-folder per class; otherwise the images are
+    split (stratified, seeded) by val_fraction and test_fraction."""
+    path, opts = spec_options("folder", arg, _FOLDER_OPTIONS)
+    root = Path(path).expanduser()
+    kw = dict(size=opts.get("size", (256, 256)), color_mode=opts.get("color", "rgb"),
+              interpolation=opts.get("interpolation", "bilinear"), on_error=opts.get("on_error", "raise"))
+    subdirs = {d.name for d in root.iterdir() if d.is_dir()} if root.is_dir() else set()
+    if {"train", "test"} <= subdirs:
+        files, labels, classes = list_image_folder(root / "train")
+        train = ImageFolder(files, labels, **kw)
+        test_files, test_labels, test_classes = list_image_folder(root / "test")
+        if test_classes != classes:
+            raise JaxdlError(f"folder: {root}/test has classes {test_classes}, {root}/train has {classes}")
+        test = ImageFolder(test_files, test_labels, **kw)
+        val_dir = next((root / d for d in ("val", "validation") if d in subdirs), None)
+        if val_dir is not None:
+            val = ImageFolder(*list_image_folder(val_dir)[:2], **kw)
+        else:
+            train_idx, val_idx = split_indices(train.labels, (val_fraction,), seed)
+            train, val = train.subset(train_idx), train.subset(val_idx)
+        skipped = train.skipped + test.skipped + val.skipped
+    else:
+        files, labels, classes = list_image_folder(root)
+        full = ImageFolder(files, labels, **kw)
+        if not test_fraction:
+            raise JaxdlError(f"folder: {root} has no test/ folder; test_fraction must be > 0")
+        train_idx, val_idx, test_idx = split_indices(full.labels, (val_fraction, test_fraction), seed)
+        train, val, test = full.subset(train_idx), full.subset(val_idx), full.subset(test_idx)
+        skipped = full.skipped
+    return Splits(name=root.name, train=train, val=val if len(val) else None, test=test,
+                  num_classes=len(classes), input_shape=train.input_shape, class_names=classes,
+                  info={"skipped": [str(p) for p in skipped], "num_skipped": len(skipped)})
+
+
+# ---- CSV tables ----------------------------------------------------------------------------------
+
+def load_csv(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
+    """`csv:PATH[,label=COLUMN]`: numeric feature columns and one class column (a header name or
+    a 0-based index; default the last column). A first row that is not all numbers is the header.
+    Class values (numbers or strings) are mapped to ids in sorted order. x: [N, F] float32."""
+    import csv
+
+    path, opts = spec_options("csv", arg, {"label": str})
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise JaxdlError(f"csv: {p} does not exist")
+    with open(p, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise JaxdlError(f"csv: {p} is empty")
+
+    def numeric(v):
+        try:
+            float(v)
+            return True
+        except ValueError:
+            return False
+
+    header = None if all(numeric(v) for v in rows[0]) else [h.strip() for h in rows.pop(0)]
+    width = len(rows[0]) if rows else 0
+    if width < 2 or any(len(r) != width for r in rows):
+        raise JaxdlError(f"csv: {p} needs at least 2 columns and the same number in every row")
+    label = opts.get("label", str(width - 1))
+    if header is not None and label in header:
+        col = header.index(label)
+    elif label.lstrip("-").isdigit() and -width <= int(label) < width:
+        col = int(label) % width
+    else:
+        raise JaxdlError(f"csv: label column {label!r} is neither a header name {header} nor an index < {width}")
+    feats = [j for j in range(width) if j != col]
+    try:
+        x = np.asarray([[float(r[j]) for j in feats] for r in rows], np.float32)
+    except ValueError as e:
+        raise JaxdlError(f"csv: {p}: feature columns must be numeric ({e})") from None
+    raw = [r[col].strip() for r in rows]
+    values = sorted(set(raw), key=lambda v: (not numeric(v), float(v) if numeric(v) else 0.0, v))
+    ids = {v: i for i, v in enumerate(values)}
+    y = np.asarray([ids[v] for v in raw], np.int32)
+    out = _make_splits(p.stem, x, y, len(values), seed=seed, val_fraction=val_fraction,
+                       test_fraction=test_fraction, class_names=values)
+    out.info["feature_names"] = [header[j] for j in feats] if header else []
+    return out
+
+
+# ---- TFDS ----------------------------------------------------------------------------------------
+
+class TfdsSource:
+    """A split of a TFDS data source (ArrayRecord, random access) as {'x', 'y'} rows: images
+    become float32 in [0, 1], labels int32."""
+
+    def __init__(self, data_source, input_key: str, label_key: str):
+        self.data_source, self.input_key, self.label_key = data_source, input_key, label_key
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def _convert(self, record) -> dict[str, np.ndarray]:
+        x = np.asarray(record[self.input_key])
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        return {"x": x, "y": np.asarray(record[self.label_key], np.int32)}
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self._convert(self.data_source[int(i)])
+
+    def get_batch(self, idx) -> dict[str, np.ndarray]:
+        records = self.data_source.__getitems__([int(i) for i in idx])
+        rows = [self._convert(r) for r in records]
+        return {k: np.stack([r[k] for r in rows]) for k in ("x", "y")}
+
+
+def tfds_not_prepared(name: str, data_dir: str | None, err: Exception) -> JaxdlError:
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    return JaxdlError(
+        f"tfds:{name} is not prepared in {where} and could not be downloaded ({type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}). Prepare it on a machine with network access in "
+        f"ArrayRecord format: `tfds build {name} --file_format=array_record --data_dir {where}` (or "
+        f"tfds.data_source('{name}', download=True)), then copy {where}/{name}/ here; datasets with manual "
+        f"downloads (e.g. imagenet2012) need their archives in {where}/downloads/manual/ first. Set "
+        f"TFDS_DATA_DIR (or tfds:{name},data_dir=PATH) to use another folder.")
+
+
+def load_tfds(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
+    """`tfds:NAME[,data_dir=PATH,download=1]` through `tfds.data_source` (random access, no
+    TensorFlow). The dataset's (input, label) supervised keys give x and y. Splits: TFDS's
+    'train' (minus a seeded random val_fraction unless it has a 'validation' split) and 'test'
+    (or 'validation' when there is no test split, as for imagenet2012). A text dataset
+    (a single Text feature, e.g. tiny_shakespeare) gives character-level next-token windows."""
+    import tensorflow_datasets as tfds
+
+    name, opts = spec_options("tfds", arg, {"data_dir": str, "download": lambda v: v.lower() in ("1", "true", "yes"),
+                                            "seq_len": int})
+    data_dir = opts.get("data_dir")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # DatasetNotFoundError and friends
+        known = tfds.list_builders()
+        raise unknown_name("TFDS dataset", name, known) from e
+    splits = set(builder.info.splits.keys()) if builder.info.splits else set()
+
+    def source(split):
+        try:
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=opts.get("download", False))
+        except Exception as e:  # not prepared / wrong format / no network: one clear message
+            raise tfds_not_prepared(name, data_dir, e) from e
+
+    test_split = "test" if "test" in splits or not splits else "validation"
+    features = builder.info.features
+    if builder.info.supervised_keys is None and list(features.keys()) == ["text"]:
+        return _tfds_text(name, source, splits, opts.get("seq_len", 128))
+    if builder.info.supervised_keys is None:
+        raise JaxdlError(f"tfds:{name} has no supervised (input, label) keys; its features are {list(features.keys())}")
+    in_key, label_key = builder.info.supervised_keys[:2]
+    train = TfdsSource(source("train"), in_key, label_key)
+    test = TfdsSource(source(test_split), in_key, label_key)
+    if "validation" in splits and test_split != "validation":
+        val = TfdsSource(source("validation"), in_key, label_key)
+    else:
+        perm = np.random.default_rng(seed).permutation(len(train))
+        n_val = round(val_fraction * len(train))
+        val = Subset(train, np.sort(perm[:n_val])) if n_val else None
+        train = Subset(train, np.sort(perm[n_val:]))
+    label = features[label_key]
+    num_classes = int(getattr(label, "num_classes", 0) or 0)
+    if not num_classes:
+        raise JaxdlError(f"tfds:{name}: label {label_key!r} is not a ClassLabel ({type(label).__name__})")
+    shape = tuple(features[in_key].shape)
+    if None in shape:  # variable-size images (e.g. imagenette): take the first example's shape
+        shape = tuple(train[0]["x"].shape)
+    return Splits(name=name, train=train, val=val, test=test, num_classes=num_classes, input_shape=shape,
+                  class_names=list(getattr(label, "names", [])) or [str(i) for i in range(num_classes)],
+                  info={"tfds_version": str(builder.info.version)})
+
+
+def _tfds_text(name, source, splits, seq_len):
+    """Text datasets: every record's text of a split, concatenated, as character windows."""
+    from jaxdl.data.text import CharVocab, lm_windows
+
+    def text(split):
+        ds = source(split)
+        return "".join(np.asarray(ds[i]["text"]).item().decode("utf-8") for i in range(len(ds)))
+
+    parts = {s: text(s) for s in ("train", "validation", "test") if s in splits}
+    vocab = CharVocab.from_text("".join(parts.values()))
+    windows = {s: lm_windows(vocab.encode(t), seq_len) for s, t in parts.items()}
+    return Splits(name=name, train=windows["train"], val=windows.get("validation"),
+                  test=windows.get("test", windows.get("validation")), num_classes=len(vocab),
+                  input_shape=(seq_len,), info={"vocab": vocab})
+
+
 DATASETS: dict[str, Callable[..., Splits]] = {
     "digits": load_digits,
     "mnist_idx": load_mnist_idx,
+    "folder": load_image_folder,
+    "csv": load_csv,
+    "tfds": load_tfds,
 }
 
 
@@ -197,7 +565,8 @@ def register_dataset(kind: str, loader: Callable[..., Splits]) -> None:
 
 
 def load_dataset(spec: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
-    """Load `KIND[:ARGUMENT]`, e.g. 'digits' or 'mnist_idx:../shared/data/mnist'."""
+    """Load `KIND[:ARGUMENT]`, e.g. 'digits', 'mnist_idx:../shared/data/mnist', 'tfds:mnist',
+    'folder:~/cats_vs_dogs,size=180x180'."""
     kind, _, arg = spec.partition(":")
     if kind not in DATASETS:
         raise unknown_name("dataset", kind, DATASETS)
