@@ -193,8 +193,9 @@ def _placed(host: Iterator, mesh, ahead: int) -> Iterator:
 class PipelineIterator:
     """Batches across epochs with a checkpointable position.
 
-    `get_state()` is {'epoch', 'batch'}: the position of the NEXT batch; a fresh iterator given
-    that state (`set_state`) yields exactly the batches that remained."""
+    `get_state()` is {'epoch', 'batch'}: the position of the NEXT batch (after an epoch's last
+    batch, the start of the next epoch); a fresh iterator given that state (`set_state`) yields
+    exactly the batches that remained. It is plain JSON, for a checkpoint's JsonSave."""
 
     def __init__(self, pipeline: Pipeline, num_epochs: int | None = None):
         self.pipeline, self.num_epochs = pipeline, num_epochs
@@ -223,6 +224,8 @@ class PipelineIterator:
                     self._it = self.pipeline.epoch(self._epoch, self._batch)
                 batch = next(self._it)
                 self._batch += 1
+                if self._batch == self.pipeline.num_batches:  # state: the start of the next epoch
+                    self._epoch, self._batch, self._it = self._epoch + 1, 0, None
                 return batch
             self._epoch, self._batch, self._it = self._epoch + 1, 0, None
 
