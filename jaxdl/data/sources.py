@@ -465,21 +465,22 @@ class TfdsSource:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return self._convert(self.data_source[int(i)])
 
-    def get_batch(self, idx) -> dict[str, np.ndarray]:
-        records = self.data_source.__getitems__([int(i) for i in idx])
-        rows = [self._convert(r) for r in records]
-        return {k: np.stack([r[k] for r in rows]) for k in ("x", "y")}
 
-
-def tfds_not_prepared(name: str, data_dir: str | None, err: Exception) -> JaxdlError:
+def tfds_not_prepared(name: str, builder, data_dir: str | None, download: bool, err: Exception) -> JaxdlError:
+    """The error for a TFDS dataset that data_source could not open, saying how to prepare it."""
     where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    if builder.is_prepared():  # prepared, but not in a random-access format
+        why = f"is prepared in {builder.data_dir} but cannot be read at random ({str(err).splitlines()[0]})"
+    else:
+        why = (f"is not prepared (no {builder.data_dir})" + (
+            f" and could not be downloaded ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            if download else " and downloading is off"))
     return JaxdlError(
-        f"tfds:{name} is not prepared in {where} and could not be downloaded ({type(err).__name__}: "
-        f"{str(err).splitlines()[0] if str(err) else ''}). Prepare it on a machine with network access in "
-        f"ArrayRecord format: `tfds build {name} --file_format=array_record --data_dir {where}` (or "
-        f"tfds.data_source('{name}', download=True)), then copy {where}/{name}/ here; datasets with manual "
-        f"downloads (e.g. imagenet2012) need their archives in {where}/downloads/manual/ first. Set "
-        f"TFDS_DATA_DIR (or tfds:{name},data_dir=PATH) to use another folder.")
+        f"tfds:{name} {why}. Prepare it in ArrayRecord format where there is network access: "
+        f"`tfds build {name} --file_format=array_record --data_dir {where}` (or tfds:{name},download=1), "
+        f"and put the resulting {name}/ folder in {where}; datasets with manual downloads (e.g. imagenet2012) "
+        f"need their archives in {where}/downloads/manual/ first. TFDS_DATA_DIR or tfds:{name},data_dir=PATH "
+        f"selects another folder.")
 
 
 def load_tfds(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
@@ -496,7 +497,7 @@ def load_tfds(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fracti
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and friends
-        known = tfds.list_builders()
+        known = tfds.list_builders(with_community_datasets=False)
         raise unknown_name("TFDS dataset", name, known) from e
     splits = set(builder.info.splits.keys()) if builder.info.splits else set()
 
@@ -504,7 +505,7 @@ def load_tfds(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fracti
         try:
             return tfds.data_source(name, split=split, data_dir=data_dir, download=opts.get("download", False))
         except Exception as e:  # not prepared / wrong format / no network: one clear message
-            raise tfds_not_prepared(name, data_dir, e) from e
+            raise tfds_not_prepared(name, builder, data_dir, opts.get("download", False), e) from e
 
     test_split = "test" if "test" in splits or not splits else "validation"
     features = builder.info.features
