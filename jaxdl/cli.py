@@ -110,7 +110,13 @@ class Train:
 
     name: tyro.conf.Positional[str]
     dataset: str = "digits"
-    """KIND[:ARG]: digits, mnist_idx:PATH (e.g. mnist_idx:../shared/data/mnist)."""
+    """KIND[:ARG]: digits, mnist_idx:PATH (e.g. mnist_idx:../shared/data/mnist), tfds:NAME,
+    folder:PATH[,size=HxW,color=rgb|grayscale,on_error=raise|skip], csv:PATH[,label=COL],
+    text:PATH[,level=char|byte|word,seq_len=T]."""
+    augment: str | None = None
+    """Augmentation spec run in the train step, e.g. flip,rotate=0.1,zoom=0.2,shift=0.1."""
+    workers: int = 0
+    """Worker processes that read/decode training batches (Grain)."""
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
@@ -136,7 +142,7 @@ class Train:
         from rich.console import Console
         from rich.table import Table
 
-        from jaxdl.data import load_dataset, num_batches
+        from jaxdl.data import Pipeline, load_dataset, num_batches, parse_augment
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
         from jaxdl.parallel import make_mesh
@@ -157,15 +163,17 @@ class Train:
         total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
         lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
         mesh = make_mesh(num_devices=self.devices)
+        augment = parse_augment(self.augment) if self.augment else None
         trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
-                          seed=self.seed, mesh=mesh)
+                          seed=self.seed, mesh=mesh, augment=augment)
+        train = Pipeline(splits.train, self.batch_size, seed=self.seed, num_workers=self.workers)
         console = Console(highlight=False, stderr=False)
         if not self.quiet:
             console.print(f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
                           f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
                           f"{mesh.shape['data']} device(s)")
         t0 = time.perf_counter()
-        history = trainer.fit(splits.train, epochs=self.epochs, batch_size=self.batch_size,
+        history = trainer.fit(train, epochs=self.epochs, batch_size=self.batch_size,
                               validation_data=splits.val, verbose=0 if self.quiet else 1)
         train_time = time.perf_counter() - t0
         test = trainer.evaluate(splits.test, batch_size=max(self.batch_size, 256))
