@@ -29,6 +29,7 @@ def _np(x):
 
 # ---- geometry -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fill", A.FILL_MODES)
 def test_quarter_turn_is_rot90(fill):
     x = _img(8, 8)
@@ -40,8 +41,11 @@ def test_quarter_turn_is_rot90(fill):
 
 def test_two_flips_are_the_identity_and_one_flip_mirrors():
     x = _img(5, 7)
-    for mode, ref in (("horizontal", _np(x)[:, ::-1]), ("vertical", _np(x)[::-1]),
-                      ("horizontal_and_vertical", _np(x)[::-1, ::-1])):
+    for mode, ref in (
+        ("horizontal", _np(x)[:, ::-1]),
+        ("vertical", _np(x)[::-1]),
+        ("horizontal_and_vertical", _np(x)[::-1, ::-1]),
+    ):
         f = A.Flip(mode)
         np.testing.assert_array_equal(_np(f.apply(x, True)), ref)
         np.testing.assert_array_equal(_np(f.apply(f.apply(x, True), True)), _np(x))
@@ -51,8 +55,13 @@ def test_two_flips_are_the_identity_and_one_flip_mirrors():
 def test_zoom_one_shift_zero_shear_zero_are_identities():
     x = _img(6, 10)
     key = jax.random.key(3)
-    for op in (A.Zoom((0.0, 0.0)), A.Zoom((0.0, 0.0), (0.0, 0.0)), A.Shift((0.0, 0.0), (0.0, 0.0)),
-               A.Shear((0.0, 0.0), (0.0, 0.0)), A.Rotate((0.0, 0.0))):
+    for op in (
+        A.Zoom((0.0, 0.0)),
+        A.Zoom((0.0, 0.0), (0.0, 0.0)),
+        A.Shift((0.0, 0.0), (0.0, 0.0)),
+        A.Shear((0.0, 0.0), (0.0, 0.0)),
+        A.Rotate((0.0, 0.0)),
+    ):
         np.testing.assert_allclose(_np(op(x, key)), _np(x), atol=1e-6, err_msg=str(op))
 
 
@@ -61,13 +70,20 @@ def test_shift_by_k_pixels_is_a_roll_with_the_fill(interpolation):
     x = _img(6, 8)
     k = 3
     # constant fill: the uncovered columns hold the fill value
-    out = _np(A.Shift(fill_mode="constant", fill_value=0.5, interpolation=interpolation).apply(x, 0.0, float(k)))
+    out = _np(
+        A.Shift(fill_mode="constant", fill_value=0.5, interpolation=interpolation).apply(
+            x, 0.0, float(k)
+        )
+    )
     ref = np.roll(_np(x), k, axis=1)
     ref[:, :k] = 0.5
     np.testing.assert_allclose(out, ref, atol=1e-6)
     # wrap fill: exactly a roll; nearest fill: the edge column repeated; down by 2 rows too
-    np.testing.assert_allclose(_np(A.Shift(fill_mode="wrap").apply(x, 2.0, float(k))),
-                               np.roll(_np(x), (2, k), axis=(0, 1)), atol=1e-6)
+    np.testing.assert_allclose(
+        _np(A.Shift(fill_mode="wrap").apply(x, 2.0, float(k))),
+        np.roll(_np(x), (2, k), axis=(0, 1)),
+        atol=1e-6,
+    )
     edge = _np(A.Shift(fill_mode="nearest").apply(x, 0.0, float(-k)))
     np.testing.assert_allclose(edge[:, -k:], np.repeat(_np(x)[:, -1:], k, axis=1), atol=1e-6)
     # reflect: (d c b a | a b c d)
@@ -79,9 +95,13 @@ def test_zoom_factor_semantics():
     """Positive factors zoom out (content shrinks), negative zoom in, about the centre."""
     x = np.zeros((9, 9, 1), np.float32)
     x[3:6, 3:6] = 1.0
-    zin = _np(A.Zoom(fill_mode="constant", interpolation="nearest").apply(jnp.asarray(x), 1 / 3, 1 / 3))
+    zin = _np(
+        A.Zoom(fill_mode="constant", interpolation="nearest").apply(jnp.asarray(x), 1 / 3, 1 / 3)
+    )
     assert zin.sum() == 81.0  # the 3x3 centre fills the frame
-    zout = _np(A.Zoom(fill_mode="constant", interpolation="nearest").apply(jnp.asarray(x), 3.0, 3.0))
+    zout = _np(
+        A.Zoom(fill_mode="constant", interpolation="nearest").apply(jnp.asarray(x), 3.0, 3.0)
+    )
     assert zout[4, 4, 0] == 1.0 and zout.sum() == 1.0  # shrunk to one pixel at the centre
     with pytest.raises(JaxdlError, match=r"must lie in \[-1.0, 1.0\]"):
         A.Zoom(1.5)
@@ -132,9 +152,15 @@ def test_value_ranges_and_determinism_per_key():
 def test_spec_parser():
     aug = A.parse_augment("flip,rotate=0.1,zoom=0.2,shift=0.1")
     assert [type(o).__name__ for o in aug.ops] == ["Flip", "Rotate", "Zoom", "Shift"]
-    assert aug.ops[1].factor == 0.1 and aug.ops[2].height_factor == 0.2 and aug.ops[2].width_factor is None
-    aug = A.parse_augment("fill=wrap,interpolation=nearest,rotate=-0.1:0.2,rescale=1/255,resize=16x12,crop=24x20,"
-                          "normalize=0.5:0.25,wshift=0.1,value_range=0:255,brightness=0.2")
+    assert (
+        aug.ops[1].factor == 0.1
+        and aug.ops[2].height_factor == 0.2
+        and aug.ops[2].width_factor is None
+    )
+    aug = A.parse_augment(
+        "fill=wrap,interpolation=nearest,rotate=-0.1:0.2,rescale=1/255,resize=16x12,crop=24x20,"
+        "normalize=0.5:0.25,wshift=0.1,value_range=0:255,brightness=0.2"
+    )
     rot = aug.ops[0]
     assert rot.factor == (-0.1, 0.2) and rot.fill_mode == "wrap" and rot.interpolation == "nearest"
     assert aug.ops[1].scale == pytest.approx(1 / 255) and aug.ops[2] == A.Resize(16, 12, "nearest")
@@ -158,6 +184,7 @@ def test_spec_parser():
 
 # ---- parity with Keras 3 ------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def keras():
     keras = pytest.importorskip("keras")
@@ -172,25 +199,35 @@ def test_keras_flip_crop_rescale(keras):
         layer = keras.layers.RandomFlip(mode)
         flips = np.array([True, False]).reshape(2, 1, 1, 1)
         ref = _np(layer.transform_images(jnp.asarray(x), {"flips": flips, "input_shape": x.shape}))
-        ours = np.stack([_np(A.Flip(mode).apply(jnp.asarray(x[i]), bool(flips[i, 0, 0, 0]))) for i in range(2)])
+        ours = np.stack(
+            [_np(A.Flip(mode).apply(jnp.asarray(x[i]), bool(flips[i, 0, 0, 0]))) for i in range(2)]
+        )
         np.testing.assert_array_equal(ours, ref)
     crop = keras.layers.RandomCrop(6, 7)
     ref = _np(crop.transform_images(jnp.asarray(x), (3, 2)))
     np.testing.assert_array_equal(_np(A.RandomCrop(6, 7).apply(jnp.asarray(x[0]), 3, 2)), ref[0])
     ref = _np(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x * 255))
-    np.testing.assert_allclose(_np(A.Rescale(1 / 127.5, -1.0)(jnp.asarray(x * 255))), ref, atol=1e-5)
+    np.testing.assert_allclose(
+        _np(A.Rescale(1 / 127.5, -1.0)(jnp.asarray(x * 255))), ref, atol=1e-5
+    )
 
 
 def test_keras_brightness_contrast(keras):
     x = (_smooth(8, 8, 3) * 255)[None]
     for delta in (-0.3, 0.2, 0.7):  # 0.7 clips at 255
         layer = keras.layers.RandomBrightness(0.9, value_range=(0, 255))
-        ref = _np(layer.transform_images(jnp.asarray(x), {"rgb_delta": np.full((1, 1, 1, 1), delta * 255.0)}))
+        ref = _np(
+            layer.transform_images(
+                jnp.asarray(x), {"rgb_delta": np.full((1, 1, 1, 1), delta * 255.0)}
+            )
+        )
         ours = _np(A.Brightness(0.9, value_range=(0, 255)).apply(jnp.asarray(x[0]), delta))
         np.testing.assert_allclose(ours, ref[0], rtol=1e-6, atol=1e-4)
     for c in (0.4, 1.0, 1.8):
         layer = keras.layers.RandomContrast(0.9, value_range=(0, 255))
-        ref = _np(layer.transform_images(jnp.asarray(x), {"contrast_factor": np.full((1, 1, 1, 1), c)}))
+        ref = _np(
+            layer.transform_images(jnp.asarray(x), {"contrast_factor": np.full((1, 1, 1, 1), c)})
+        )
         ours = _np(A.Contrast(0.9, value_range=(0, 255)).apply(jnp.asarray(x[0]), c))
         np.testing.assert_allclose(ours, ref[0], rtol=1e-5, atol=1e-3)
 
@@ -199,18 +236,29 @@ def test_keras_brightness_contrast(keras):
 def test_keras_rotation_zoom_translation(keras, fill):
     x = _smooth(16, 20, 2)[None]
     rot = keras.layers.RandomRotation(0.2, fill_mode=fill, interpolation="bilinear")
-    t = rot.get_random_transformation(jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(1))
+    t = rot.get_random_transformation(
+        jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(1)
+    )
     ref = _np(rot.transform_images(jnp.asarray(x), t))[0]
-    ours = _np(A.Rotate(0.2, fill_mode=fill).apply(jnp.asarray(x[0]), float(t["angle"][0]) * math.pi / 180))
+    ours = _np(
+        A.Rotate(0.2, fill_mode=fill).apply(jnp.asarray(x[0]), float(t["angle"][0]) * math.pi / 180)
+    )
     np.testing.assert_allclose(ours, ref, atol=2e-3)
     zoom = keras.layers.RandomZoom((-0.4, 0.4), (-0.4, 0.4), fill_mode=fill)
-    t = zoom.get_random_transformation(jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(2))
+    t = zoom.get_random_transformation(
+        jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(2)
+    )
     ref = _np(zoom.transform_images(jnp.asarray(x), t))[0]
-    ours = _np(A.Zoom(0.4, 0.4, fill_mode=fill).apply(jnp.asarray(x[0]), float(t["height_zoom"][0, 0]),
-                                                       float(t["width_zoom"][0, 0])))
+    ours = _np(
+        A.Zoom(0.4, 0.4, fill_mode=fill).apply(
+            jnp.asarray(x[0]), float(t["height_zoom"][0, 0]), float(t["width_zoom"][0, 0])
+        )
+    )
     np.testing.assert_allclose(ours, ref, atol=2e-3)
     shift = keras.layers.RandomTranslation(0.3, 0.3, fill_mode=fill)
-    t = shift.get_random_transformation(jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(3))
+    t = shift.get_random_transformation(
+        jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(3)
+    )
     ref = _np(shift.transform_images(jnp.asarray(x), t))[0]
     dx, dy = (float(v) for v in t["translations"][0])
     ours = _np(A.Shift(0.3, 0.3, fill_mode=fill).apply(jnp.asarray(x[0]), dy, dx))

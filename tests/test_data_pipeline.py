@@ -11,8 +11,10 @@ from jaxdl.parallel import make_mesh
 
 
 def _ds(n=10):
-    return ArrayDataset(np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32),
-                        np.arange(n, dtype=np.int32))
+    return ArrayDataset(
+        np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32),
+        np.arange(n, dtype=np.int32),
+    )
 
 
 def _ys(it):
@@ -58,7 +60,7 @@ def test_host_shards_partition_each_global_batch():
     ds = _ds(11)
     full = list(Pipeline(ds, 4, seed=1, shard_index=0, shard_count=1).epoch(2))
     parts = [list(Pipeline(ds, 4, seed=1, shard_index=h, shard_count=2).epoch(2)) for h in range(2)]
-    for b, (p0, p1) in zip(full, zip(*parts), strict=True):
+    for b, p0, p1 in zip(full, *parts, strict=True):
         for k in ("x", "y", "weight"):
             np.testing.assert_array_equal(b[k], np.concatenate([p0[k], p1[k]]))
 
@@ -74,7 +76,9 @@ def test_restored_at_every_position_yields_exactly_the_rest():
             next(it)
         state = it.get_state()
         assert state == {"epoch": pos // 3, "batch": pos % 3}
-        restored = Pipeline(ds, 3, seed=5, shard_index=0, shard_count=1).iterator(state, num_epochs=3)
+        restored = Pipeline(ds, 3, seed=5, shard_index=0, shard_count=1).iterator(
+            state, num_epochs=3
+        )
         assert _ys(restored) == reference[pos:], pos
     # the position at the end of an epoch and the start of the next are the same point
     assert _ys(pipe.iterator({"epoch": 0, "batch": 3}, num_epochs=3)) == reference[3:]
@@ -90,7 +94,9 @@ def test_placement_on_the_mesh_data_axis():
     host = list(Pipeline(_ds(20), 2 * n, seed=0).host_batches(0))
     assert len(out) == len(host) == pipe.num_batches
     for b, h in zip(out, host, strict=True):
-        assert isinstance(b["x"], jax.Array) and b["x"].sharding.spec == jax.sharding.PartitionSpec("data")
+        assert isinstance(b["x"], jax.Array) and b["x"].sharding.spec == jax.sharding.PartitionSpec(
+            "data"
+        )
         assert len(b["x"].addressable_shards) == n
         np.testing.assert_array_equal(np.asarray(b["y"]), h["y"])
 
@@ -99,5 +105,9 @@ def test_placement_on_the_mesh_data_axis():
 def test_worker_processes_give_the_same_batches():
     ds = _ds(23)
     ref = _ys(Pipeline(ds, 4, seed=2, shard_index=0, shard_count=1).epoch(1, start=2))
-    got = _ys(Pipeline(ds, 4, seed=2, num_workers=2, prefetch=2, shard_index=0, shard_count=1).epoch(1, start=2))
+    got = _ys(
+        Pipeline(ds, 4, seed=2, num_workers=2, prefetch=2, shard_index=0, shard_count=1).epoch(
+            1, start=2
+        )
+    )
     assert got == ref

@@ -69,7 +69,9 @@ def test_grayscale_images_where_rgb_is_expected_are_converted(tmp_path):
     assert x.shape == (12, 10, 3)
     np.testing.assert_array_equal(x[..., 0], x[..., 1])
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
-    s = load_dataset(f"folder:{root},size=12x10,color=grayscale", test_fraction=0.25, val_fraction=0.0)
+    s = load_dataset(
+        f"folder:{root},size=12x10,color=grayscale", test_fraction=0.25, val_fraction=0.0
+    )
     assert s.input_shape == (12, 10, 1) and s.train[0]["x"].shape == (12, 10, 1)
     with pytest.raises(JaxdlError, match="unknown color_mode 'rbg'"):
         ImageFolder(files, labels, color_mode="rbg")
@@ -87,7 +89,10 @@ def test_corrupt_images_raise_or_are_skipped_and_counted(tmp_path):
     with pytest.raises(JaxdlError, match="broken.jpg|empty.png"):
         list(Pipeline(src, 4, shuffle=False).epoch(0))
     s = load_dataset(f"folder:{root},size=8x8,on_error=skip", val_fraction=0.0, test_fraction=0.2)
-    assert s.info["num_skipped"] == 2 and {p.split("/")[-1] for p in s.info["skipped"]} == {"broken.jpg", "empty.png"}
+    assert s.info["num_skipped"] == 2 and {p.split("/")[-1] for p in s.info["skipped"]} == {
+        "broken.jpg",
+        "empty.png",
+    }
     assert len(s.train) + len(s.test) == 10
     for b in Pipeline(s.train, 4).epoch(0):  # every remaining file decodes
         assert b["x"].shape == (4, 8, 8, 3)
@@ -112,6 +117,7 @@ def test_image_folder_bad_input(tmp_path):
 
 # ---- TFDS ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tfds():
     return pytest.importorskip("tensorflow_datasets")
@@ -126,14 +132,19 @@ def test_tfds_through_data_source(tfds, name, shape):
         ex = s.test[3]
         assert ex["x"].dtype == np.float32 and 0.0 <= ex["x"].min() and ex["x"].max() <= 1.0
         assert ex["x"].shape == shape and ex["y"].dtype == np.int32 and 0 <= ex["y"] < 10
-        ys = np.concatenate([b["y"][b["weight"] > 0] for b in Pipeline(s.train, 8, seed=2).epoch(0)])
+        ys = np.concatenate(
+            [b["y"][b["weight"] > 0] for b in Pipeline(s.train, 8, seed=2).epoch(0)]
+        )
         train_ids = sorted(int(s.train[i]["y"]) for i in range(len(s.train)))
         assert sorted(ys.tolist()) == train_ids  # one epoch reads every train example once
 
 
 def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
-    with pytest.raises(JaxdlError, match=r"tfds:mnist is not prepared \(no .*mnist.*tfds build mnist "
-                                         r"--file_format=array_record --data_dir .*downloads/manual"):
+    with pytest.raises(
+        JaxdlError,
+        match=r"tfds:mnist is not prepared \(no .*mnist.*tfds build mnist "
+        r"--file_format=array_record --data_dir .*downloads/manual",
+    ):
         load_dataset(f"tfds:mnist,data_dir={tmp_path}")
     with pytest.raises(JaxdlError, match="unknown TFDS dataset 'mnistt'.*mnist"):
         load_dataset("tfds:mnistt")
@@ -141,11 +152,18 @@ def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
 
 # ---- CSV ----------------------------------------------------------------------------------------
 
+
 def test_csv_table(tmp_path):
-    rows = ["sepal,petal,species"] + [f"{i * 0.1:.1f},{i % 3},{['setosa', 'virginica'][i % 2]}" for i in range(20)]
+    rows = ["sepal,petal,species"] + [
+        f"{i * 0.1:.1f},{i % 3},{['setosa', 'virginica'][i % 2]}" for i in range(20)
+    ]
     (tmp_path / "iris.csv").write_text("\n".join(rows) + "\n")
     s = load_dataset(f"csv:{tmp_path / 'iris.csv'}", val_fraction=0.0, test_fraction=0.2)
-    assert s.class_names == ["setosa", "virginica"] and s.input_shape == (2,) and s.info["feature_names"] == ["sepal", "petal"]
+    assert (
+        s.class_names == ["setosa", "virginica"]
+        and s.input_shape == (2,)
+        and s.info["feature_names"] == ["sepal", "petal"]
+    )
     assert len(s.train) == 16 and len(s.test) == 4 and s.train.x.dtype == np.float32
     full = np.concatenate([s.train.x, s.test.x])
     lab = np.concatenate([s.train.y, s.test.y])
@@ -153,7 +171,9 @@ def test_csv_table(tmp_path):
     np.testing.assert_array_equal(lab, np.round(full[:, 0] * 10).astype(int) % 2)
     with pytest.raises(JaxdlError, match="feature columns must be numeric.*'setosa'"):
         load_dataset(f"csv:{tmp_path / 'iris.csv'},label=petal")
-    (tmp_path / "num.csv").write_text("\n".join(f"{i % 3},{i}" for i in range(12)) + "\n")  # no header
+    (tmp_path / "num.csv").write_text(
+        "\n".join(f"{i % 3},{i}" for i in range(12)) + "\n"
+    )  # no header
     s = load_dataset(f"csv:{tmp_path / 'num.csv'},label=0", val_fraction=0.0, test_fraction=0.25)
     assert s.num_classes == 3 and s.class_names == ["0", "1", "2"] and s.input_shape == (1,)
     np.testing.assert_array_equal(s.train.y, s.train.x[:, 0].astype(int) % 3)
@@ -165,6 +185,7 @@ def test_csv_table(tmp_path):
 
 
 # ---- text ---------------------------------------------------------------------------------------
+
 
 def test_vocabularies_round_trip():
     text = "To be, or not to be: that is the question. Été!"
@@ -185,8 +206,11 @@ def test_vocabularies_round_trip():
 
 
 def test_text_dataset(tmp_path, shared_data):
-    s = load_dataset(f"text:{shared_data / 'tinyshakespeare' / 'input.txt'},seq_len=64", val_fraction=0.1,
-                     test_fraction=0.1)
+    s = load_dataset(
+        f"text:{shared_data / 'tinyshakespeare' / 'input.txt'},seq_len=64",
+        val_fraction=0.1,
+        test_fraction=0.1,
+    )
     vocab = s.info["vocab"]
     assert len(vocab) == 65 and s.num_classes == 65 and s.input_shape == (64,)
     np.testing.assert_array_equal(s.train.x[0, 1:], s.train.y[0, :-1])  # next-token targets
@@ -194,7 +218,9 @@ def test_text_dataset(tmp_path, shared_data):
     n = len(s.train) + len(s.val) + len(s.test)
     assert n * 64 == pytest.approx(1115394, rel=1e-3)
     (tmp_path / "t.txt").write_text("one two three two one " * 30)
-    w = load_dataset(f"text:{tmp_path / 't.txt'},level=word,seq_len=8", val_fraction=0.0, test_fraction=0.2)
+    w = load_dataset(
+        f"text:{tmp_path / 't.txt'},level=word,seq_len=8", val_fraction=0.0, test_fraction=0.2
+    )
     assert w.num_classes == 4 and w.train.x.shape[1] == 8
     b = load_dataset(f"text:{tmp_path / 't.txt'},level=byte,seq_len=8")
     assert b.num_classes == 256

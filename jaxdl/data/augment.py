@@ -69,19 +69,31 @@ def _uniform(key, lo: float, hi: float, shape=()):
     return jax.random.uniform(key, shape, jnp.float32, lo, hi)
 
 
-def affine_transform(x, matrix, *, fill_mode: str = "reflect", fill_value: float = 0.0,
-                     interpolation: str = "bilinear"):
+def affine_transform(
+    x,
+    matrix,
+    *,
+    fill_mode: str = "reflect",
+    fill_value: float = 0.0,
+    interpolation: str = "bilinear",
+):
     """Resample x [H, W, C] at `matrix @ (col, row, 1)` for each output pixel (matrix [3, 3])."""
     _check_geometry(fill_mode, interpolation)
     h, w = x.shape[0], x.shape[1]
-    rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                              indexing="ij")
+    rows, cols = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+    )
     src = jnp.tensordot(matrix.astype(jnp.float32), jnp.stack([cols, rows, jnp.ones_like(rows)]), 1)
     order = INTERPOLATIONS[interpolation]
 
     def channel(img):
-        return map_coordinates(img.astype(jnp.float32), [src[1], src[0]], order=order,
-                               mode=_MAP_MODE[fill_mode], cval=fill_value)
+        return map_coordinates(
+            img.astype(jnp.float32),
+            [src[1], src[0]],
+            order=order,
+            mode=_MAP_MODE[fill_mode],
+            cval=fill_value,
+        )
 
     return jax.vmap(channel, in_axes=-1, out_axes=-1)(x).astype(x.dtype)
 
@@ -105,8 +117,13 @@ class _Geometric:
         _check_geometry(self.fill_mode, self.interpolation)
 
     def _warp(self, x, matrix):
-        return affine_transform(x, matrix, fill_mode=self.fill_mode, fill_value=self.fill_value,
-                                interpolation=self.interpolation)
+        return affine_transform(
+            x,
+            matrix,
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+            interpolation=self.interpolation,
+        )
 
 
 @dataclass(frozen=True)
@@ -135,8 +152,8 @@ class Flip:
 
 @dataclass(frozen=True)
 class Rotate(_Geometric):
-    """Keras RandomRotation: angle U(lo, hi) * 2*pi (counter-clockwise for positive angles on
-    screen is Keras's clockwise-in-array convention: input = R(angle) (output - centre) + centre)."""
+    """Keras RandomRotation: angle U(lo, hi) * 2*pi; input = R(angle) (output - centre) + centre,
+    so +pi/2 equals np.rot90(x, 1) (counter-clockwise as displayed)."""
 
     factor: float | tuple[float, float] = 0.1
 
@@ -167,14 +184,19 @@ class Zoom(_Geometric):
             factor_range("zoom width_factor", self.width_factor)
 
     def apply(self, x, zoom_h, zoom_w):
-        linear = jnp.diag(jnp.stack([jnp.asarray(zoom_w, jnp.float32), jnp.asarray(zoom_h, jnp.float32)]))
+        linear = jnp.diag(
+            jnp.stack([jnp.asarray(zoom_w, jnp.float32), jnp.asarray(zoom_h, jnp.float32)])
+        )
         return self._warp(x, _about_center(linear, x.shape[0], x.shape[1]))
 
     def __call__(self, x, key):
         kh, kw = jax.random.split(key)
         zh = 1.0 + _uniform(kh, *factor_range("zoom height_factor", self.height_factor))
-        zw = zh if self.width_factor is None else 1.0 + _uniform(kw, *factor_range(
-            "zoom width_factor", self.width_factor))
+        zw = (
+            zh
+            if self.width_factor is None
+            else 1.0 + _uniform(kw, *factor_range("zoom width_factor", self.width_factor))
+        )
         return self.apply(x, zh, zw)
 
 
@@ -216,12 +238,17 @@ class Shear(_Geometric):
         factor_range("shear y_factor", self.y_factor)
 
     def apply(self, x, sx, sy):
-        return self._warp(x, _about_center(jnp.array([[1.0, sx], [sy, 1.0]]), x.shape[0], x.shape[1]))
+        return self._warp(
+            x, _about_center(jnp.array([[1.0, sx], [sy, 1.0]]), x.shape[0], x.shape[1])
+        )
 
     def __call__(self, x, key):
         kx, ky = jax.random.split(key)
-        return self.apply(x, _uniform(kx, *factor_range("shear x_factor", self.x_factor)),
-                          _uniform(ky, *factor_range("shear y_factor", self.y_factor)))
+        return self.apply(
+            x,
+            _uniform(kx, *factor_range("shear x_factor", self.x_factor)),
+            _uniform(ky, *factor_range("shear y_factor", self.y_factor)),
+        )
 
 
 @dataclass(frozen=True)
@@ -254,7 +281,10 @@ class Contrast:
         f = self.factor
         lo, hi = (f, f) if isinstance(f, (int, float)) else f
         if not (0 <= lo <= 1 and hi >= 0):
-            raise JaxdlError(f"contrast factor must be in [0, 1] (a pair: lower in [0, 1], upper >= 0), got {f!r}")
+            raise JaxdlError(
+                f"contrast factor must be in [0, 1] (a pair: lower in [0, 1], upper >= 0), "
+                f"got {f!r}"
+            )
         return 1.0 - lo, 1.0 + hi
 
     def __post_init__(self):
@@ -282,8 +312,10 @@ class RandomCrop:
 
     def __post_init__(self):
         if self.height < 1 or self.width < 1 or self.padding < 0:
-            raise JaxdlError(f"RandomCrop needs height, width >= 1 and padding >= 0, got "
-                             f"{self.height}x{self.width} padding {self.padding}")
+            raise JaxdlError(
+                f"RandomCrop needs height, width >= 1 and padding >= 0, got "
+                f"{self.height}x{self.width} padding {self.padding}"
+            )
         _check_geometry(self.fill_mode, "nearest")
 
     def _pad(self, x):
@@ -293,13 +325,19 @@ class RandomCrop:
         widths = ((p, p), (p, p), (0, 0))
         if self.fill_mode == "constant":
             return jnp.pad(x, widths, constant_values=self.fill_value)
-        return jnp.pad(x, widths, mode={"reflect": "symmetric", "wrap": "wrap", "nearest": "edge"}[self.fill_mode])
+        return jnp.pad(
+            x,
+            widths,
+            mode={"reflect": "symmetric", "wrap": "wrap", "nearest": "edge"}[self.fill_mode],
+        )
 
     def apply(self, x, top, left):
         x = self._pad(x)
         if x.shape[0] < self.height or x.shape[1] < self.width:
-            raise JaxdlError(f"RandomCrop of {self.height}x{self.width} from a padded image of "
-                             f"{x.shape[0]}x{x.shape[1]}")
+            raise JaxdlError(
+                f"RandomCrop of {self.height}x{self.width} from a padded image of "
+                f"{x.shape[0]}x{x.shape[1]}"
+            )
         return jax.lax.dynamic_slice(x, (top, left, 0), (self.height, self.width, x.shape[2]))
 
     def __call__(self, x, key):
@@ -322,12 +360,14 @@ class Resize:
         _check_geometry("constant", self.interpolation)
 
     def __call__(self, x, key=None):
-        return jax.image.resize(x, (self.height, self.width, x.shape[2]), self.interpolation).astype(x.dtype)
+        return jax.image.resize(
+            x, (self.height, self.width, x.shape[2]), self.interpolation
+        ).astype(x.dtype)
 
 
 @dataclass(frozen=True)
 class Rescale:
-    """x * scale + offset (Keras Rescaling: 1/255 for [0, 1]; scale 1/127.5, offset -1 for [-1, 1])."""
+    """x * scale + offset (Keras Rescaling): 1/255 for [0, 1]; 1/127.5 and offset -1 for [-1, 1]."""
 
     scale: float
     offset: float = 0.0
@@ -363,7 +403,9 @@ class Augment:
     def images(self, x, key):
         """x [B, H, W, C] -> augmented x; example i uses fold_in(key, i)-derived keys."""
         if x.ndim != 4:
-            raise JaxdlError(f"augmentation expects images [batch, height, width, channels], got shape {x.shape}")
+            raise JaxdlError(
+                f"augmentation expects images [batch, height, width, channels], got shape {x.shape}"
+            )
         keys = jax.random.split(key, x.shape[0])
 
         def one(img, k):
@@ -403,10 +445,12 @@ def _size(text: str, name: str) -> tuple[int, int]:
         raise JaxdlError(f"augment spec: {name}={text!r} is not a size like 24x24") from None
 
 
-SPEC_HELP = ("flip[=horizontal|vertical|both], rotate=F, zoom=F, shift=F, hshift=F, wshift=F, "
-             "shear=F, brightness=F, contrast=F, crop=PAD or crop=HxW, resize=HxW, rescale=S, "
-             "normalize=MEAN:STD; options fill=reflect|wrap|nearest|constant, fill_value=V, "
-             "interpolation=bilinear|nearest, value_range=LO:HI (F: a number f for (-f, f) or LO:HI)")
+SPEC_HELP = (
+    "flip[=horizontal|vertical|both], rotate=F, zoom=F, shift=F, hshift=F, wshift=F, "
+    "shear=F, brightness=F, contrast=F, crop=PAD or crop=HxW, resize=HxW, rescale=S, "
+    "normalize=MEAN:STD; options fill=reflect|wrap|nearest|constant, fill_value=V, "
+    "interpolation=bilinear|nearest, value_range=LO:HI (F: a number f for (-f, f) or LO:HI)"
+)
 
 
 def parse_augment(spec: str) -> Augment:
@@ -427,13 +471,17 @@ def parse_augment(spec: str) -> Augment:
             given.add(name)
         else:
             ops_spec.append((name, value))
-    geo = dict(fill_mode=opts["fill"], fill_value=_number(opts["fill_value"], "fill_value"),
-               interpolation=opts["interpolation"])
+    geo = dict(
+        fill_mode=opts["fill"],
+        fill_value=_number(opts["fill_value"], "fill_value"),
+        interpolation=opts["interpolation"],
+    )
     vr = _factor(opts["value_range"], "value_range")
     if not isinstance(vr, tuple):
         raise JaxdlError(f"augment spec: value_range must be LO:HI, got {opts['value_range']!r}")
     ops = []
     for name, value in ops_spec:
+
         def need(v=value, n=name):
             if not v:
                 raise JaxdlError(f"augment spec: {n} needs a value, e.g. {n}=0.1")
@@ -448,8 +496,13 @@ def parse_augment(spec: str) -> Augment:
             ops.append(Zoom(height_factor=_factor(need(), name), **geo))
         elif name in ("shift", "hshift", "wshift"):
             f = _factor(need(), name)
-            ops.append(Shift(height_factor=0.0 if name == "wshift" else f,
-                             width_factor=0.0 if name == "hshift" else f, **geo))
+            ops.append(
+                Shift(
+                    height_factor=0.0 if name == "wshift" else f,
+                    width_factor=0.0 if name == "hshift" else f,
+                    **geo,
+                )
+            )
         elif name == "shear":
             ops.append(Shear(x_factor=_factor(need(), name), **geo))
         elif name == "brightness":
@@ -474,9 +527,26 @@ def parse_augment(spec: str) -> Augment:
                 raise JaxdlError(f"augment spec: normalize needs MEAN:STD, got {value!r}")
             ops.append(Normalize(*m))
         else:
-            raise unknown_name("augmentation", name, ["flip", "rotate", "zoom", "shift", "hshift", "wshift",
-                                                     "shear", "brightness", "contrast", "crop", "resize",
-                                                     "rescale", "normalize", *opts])
+            raise unknown_name(
+                "augmentation",
+                name,
+                [
+                    "flip",
+                    "rotate",
+                    "zoom",
+                    "shift",
+                    "hshift",
+                    "wshift",
+                    "shear",
+                    "brightness",
+                    "contrast",
+                    "crop",
+                    "resize",
+                    "rescale",
+                    "normalize",
+                    *opts,
+                ],
+            )
     return Augment(tuple(ops))
 
 
@@ -489,4 +559,6 @@ class _PadCrop:
     fill_value: float = 0.0
 
     def __call__(self, x, key):
-        return RandomCrop(x.shape[0], x.shape[1], self.padding, self.fill_mode, self.fill_value)(x, key)
+        return RandomCrop(x.shape[0], x.shape[1], self.padding, self.fill_mode, self.fill_value)(
+            x, key
+        )

@@ -73,10 +73,10 @@ class _ReadBatch:
     def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         idx = np.asarray(idx, np.int64)
         weight = np.zeros(self.batch_size, np.float32)
-        weight[:len(idx)] = 1.0
+        weight[: len(idx)] = 1.0
         if len(idx) < self.batch_size:  # the last batch of an epoch: pad with its first row
             idx = np.concatenate([idx, np.full(self.batch_size - len(idx), idx[0])])
-        idx, weight = idx[self.lo:self.lo + self.local], weight[self.lo:self.lo + self.local]
+        idx, weight = idx[self.lo : self.lo + self.local], weight[self.lo : self.lo + self.local]
         batch = read_rows(self.source, idx)
         batch["weight"] = weight
         return batch
@@ -98,14 +98,27 @@ class Pipeline:
       device_prefetch: with a mesh, batches transferred ahead of the one being consumed.
     """
 
-    def __init__(self, source, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 drop_remainder: bool = False, num_workers: int = 0, prefetch: int = 2,
-                 shard_index: int | None = None, shard_count: int | None = None, mesh=None,
-                 device_prefetch: int = 2):
+    def __init__(
+        self,
+        source,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_remainder: bool = False,
+        num_workers: int = 0,
+        prefetch: int = 2,
+        shard_index: int | None = None,
+        shard_count: int | None = None,
+        mesh=None,
+        device_prefetch: int = 2,
+    ):
         check_positive("batch_size", batch_size, integer=True)
         if num_workers < 0 or prefetch < 0 or device_prefetch < 0:
-            raise JaxdlError(f"num_workers, prefetch and device_prefetch must be >= 0, got "
-                             f"{num_workers}, {prefetch}, {device_prefetch}")
+            raise JaxdlError(
+                f"num_workers, prefetch and device_prefetch must be >= 0, got "
+                f"{num_workers}, {prefetch}, {device_prefetch}"
+            )
         if shard_count is None or shard_index is None:
             import jax
 
@@ -122,8 +135,10 @@ class Pipeline:
         self.shard_index, self.shard_count = shard_index, shard_count
         self.mesh, self.device_prefetch = mesh, device_prefetch
         if self.num_batches == 0:
-            raise JaxdlError(f"drop_remainder with batch_size {batch_size} > {len(source)} examples "
-                             "leaves no batch")
+            raise JaxdlError(
+                f"drop_remainder with batch_size {batch_size} > {len(source)} examples "
+                "leaves no batch"
+            )
 
     def __len__(self) -> int:
         """Examples per epoch (before padding or dropping)."""
@@ -139,8 +154,9 @@ class Pipeline:
         order = grain.MapDataset.range(len(self.source))
         if self.shuffle:
             order = order.shuffle(seed=epoch_seed(self.seed, epoch))
-        return (order.batch(self.batch_size, drop_remainder=self.drop_remainder)
-                .map(_ReadBatch(self.source, self.batch_size, self.shard_index, self.shard_count)))
+        return order.batch(self.batch_size, drop_remainder=self.drop_remainder).map(
+            _ReadBatch(self.source, self.batch_size, self.shard_index, self.shard_count)
+        )
 
     def host_batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """This host's batches of `epoch` from batch `start` on, as numpy arrays."""
@@ -156,17 +172,24 @@ class Pipeline:
             # Grain's workers read absl flags, which nothing parses outside absl.app: use defaults
             flags.FLAGS.mark_as_parsed()
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-        return iter(it.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1))))
+        return iter(
+            it.mp_prefetch(
+                grain.MultiprocessingOptions(
+                    num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1)
+                )
+            )
+        )
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
-        """The batches of `epoch` from `start`: numpy, or global arrays on the mesh if one is set."""
+        """The batches of `epoch` from `start`: numpy, or global arrays on the mesh if set."""
         host = self.host_batches(epoch, start)
         if self.mesh is None:
             return host
         return _placed(host, self.mesh, self.device_prefetch)
 
-    def iterator(self, state: dict | None = None, *, num_epochs: int | None = None) -> PipelineIterator:
+    def iterator(
+        self, state: dict | None = None, *, num_epochs: int | None = None
+    ) -> PipelineIterator:
         """An iterator over epochs (`num_epochs`, or without end), from `state` if given."""
         it = PipelineIterator(self, num_epochs)
         if state is not None:
@@ -208,8 +231,10 @@ class PipelineIterator:
     def set_state(self, state: dict) -> None:
         epoch, batch = int(state["epoch"]), int(state["batch"])
         if epoch < 0 or not 0 <= batch <= self.pipeline.num_batches:
-            raise JaxdlError(f"iterator state {state} is outside the pipeline (epochs >= 0, "
-                             f"batches 0..{self.pipeline.num_batches})")
+            raise JaxdlError(
+                f"iterator state {state} is outside the pipeline (epochs >= 0, "
+                f"batches 0..{self.pipeline.num_batches})"
+            )
         self._epoch, self._batch, self._it = epoch, batch, None
 
     def __iter__(self):
@@ -230,10 +255,25 @@ class PipelineIterator:
             self._epoch, self._batch, self._it = self._epoch + 1, 0, None
 
 
-def batches(ds, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
-            drop_remainder: bool = False, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+    ds,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_remainder: bool = False,
+    start: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows of `epoch`, from batch
     `start` on (a one-epoch, single-host `Pipeline`)."""
-    pipe = Pipeline(ds, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
-                    shard_index=0, shard_count=1)
+    pipe = Pipeline(
+        ds,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        shard_index=0,
+        shard_count=1,
+    )
     return pipe.host_batches(epoch, start)

@@ -46,7 +46,7 @@ class CharVocab:
             # most frequent first, ties alphabetical, so the same text gives the same ids
             words = sorted(counts, key=lambda w: (-counts[w], w))
             if max_size is not None:
-                words = words[:max_size - 1]
+                words = words[: max_size - 1]
             return cls((UNK, *words), level)
         return cls(tuple(sorted(set(text))), level)
 
@@ -65,14 +65,18 @@ class CharVocab:
             return np.asarray([idx.get(w, 0) for w in WORD_PATTERN.findall(text)], np.int32)
         unknown = sorted({c for c in text if c not in idx})
         if unknown:
-            raise JaxdlError(f"text has {len(unknown)} character(s) outside the vocabulary: {unknown[:10]!r}; "
-                             f"the vocabulary has {len(self)} characters")
+            raise JaxdlError(
+                f"text has {len(unknown)} character(s) outside the vocabulary: {unknown[:10]!r}; "
+                f"the vocabulary has {len(self)} characters"
+            )
         return np.fromiter((idx[c] for c in text), np.int32, len(text))
 
     def decode(self, ids) -> str:
         ids = np.asarray(ids).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
-            raise JaxdlError(f"token ids must be in [0, {len(self) - 1}], got [{ids.min()}, {ids.max()}]")
+            raise JaxdlError(
+                f"token ids must be in [0, {len(self) - 1}], got [{ids.min()}, {ids.max()}]"
+            )
         if self.level == "byte":
             return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
         return (" " if self.level == "word" else "").join(self.chars[i] for i in ids)
@@ -99,7 +103,9 @@ def lm_windows(ids: np.ndarray, seq_len: int, *, stride: int | None = None) -> A
     return ArrayDataset(ids[idx].astype(np.int32), ids[idx + 1].astype(np.int32))
 
 
-def load_text(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Splits:
+def load_text(
+    *, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+) -> Splits:
     """`text:PATH[,level=char|byte|word,seq_len=128,max_size=N]`: next-token windows of a UTF-8
     file. The token stream is cut into contiguous train / val / test parts (in that order, by the
     fractions), so no window of one part overlaps another; x, y: [N, seq_len] int32, y shifted by
@@ -113,14 +119,27 @@ def load_text(*, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fracti
     seq_len = opts.get("seq_len", 128)
     n = len(ids)
     n_test, n_val = int(n * test_fraction), int(n * val_fraction)
-    cuts = {"train": ids[:n - n_val - n_test], "val": ids[n - n_val - n_test:n - n_test], "test": ids[n - n_test:]}
+    cuts = {
+        "train": ids[: n - n_val - n_test],
+        "val": ids[n - n_val - n_test : n - n_test],
+        "test": ids[n - n_test :],
+    }
     parts = {k: lm_windows(v, seq_len) if len(v) > seq_len else None for k, v in cuts.items()}
     for k in ("train", "test"):
         if parts[k] is None:
-            raise JaxdlError(f"text: the {k} part of {path} ({len(cuts[k])} tokens) is too short for windows of "
-                             f"{seq_len}; use a smaller seq_len or another {k} fraction")
-    return Splits(name=Path(path).stem, train=parts["train"], val=parts["val"], test=parts["test"],
-                  num_classes=len(vocab), input_shape=(seq_len,), info={"vocab": vocab})
+            raise JaxdlError(
+                f"text: the {k} part of {path} ({len(cuts[k])} tokens) is too short for windows of "
+                f"{seq_len}; use a smaller seq_len or another {k} fraction"
+            )
+    return Splits(
+        name=Path(path).stem,
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        num_classes=len(vocab),
+        input_shape=(seq_len,),
+        info={"vocab": vocab},
+    )
 
 
 register_dataset("text", load_text)

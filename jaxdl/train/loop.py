@@ -49,10 +49,11 @@ def _pure(model):
 def _as_dataset(data):
     if isinstance(data, tuple) and len(data) == 2:
         return ArrayDataset(np.asarray(data[0]), np.asarray(data[1]))
-    if hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, (tuple, list, Pipeline)):
-        return data  # a random-access source: ArrayDataset, ImageFolder, TfdsSource, ...
-    raise JaxdlError(f"data must be an ArrayDataset (or another random-access source) or an (x, y) tuple, "
-                     f"got {type(data).__name__}")
+    random_access = hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    if random_access and not isinstance(data, (tuple, list, Pipeline)):
+        return data  # a source: ArrayDataset, ImageFolder, TfdsSource, ...
+    raise JaxdlError(f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
+                     f"tuple, got {type(data).__name__}")
 
 
 class Trainer:
