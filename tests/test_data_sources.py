@@ -139,6 +139,14 @@ def test_tfds_through_data_source(tfds, name, shape):
         assert sorted(ys.tolist()) == train_ids  # one epoch reads every train example once
 
 
+def test_tfds_resize_and_varying_sizes(tfds):
+    with tfds.testing.mock_data(num_examples=12):
+        s = load_dataset("tfds:cifar10,size=20x24", val_fraction=0.0)
+        assert s.input_shape == (20, 24, 3) and s.train[0]["x"].shape == (20, 24, 3)
+        with pytest.raises(JaxdlError, match="varying size.*tfds:imagenette,size=160x160"):
+            load_dataset("tfds:imagenette")
+
+
 def test_tfds_not_prepared_says_how_to_prepare(tfds, tmp_path):
     with pytest.raises(
         JaxdlError,

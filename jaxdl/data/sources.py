@@ -556,16 +556,24 @@ def load_csv(
 
 class TfdsSource:
     """A split of a TFDS data source (ArrayRecord, random access) as {'x', 'y'} rows: images
-    become float32 in [0, 1], labels int32."""
+    become float32 in [0, 1] (resized to `size` (H, W) with Pillow, bilinear, if given: needed
+    for datasets of varying image sizes such as imagenette), labels int32."""
 
-    def __init__(self, data_source, input_key: str, label_key: str):
+    def __init__(self, data_source, input_key: str, label_key: str, size=None):
         self.data_source, self.input_key, self.label_key = data_source, input_key, label_key
+        self.size = tuple(size) if size else None
 
     def __len__(self) -> int:
         return len(self.data_source)
 
     def _convert(self, record) -> dict[str, np.ndarray]:
         x = np.asarray(record[self.input_key])
+        if self.size and x.shape[:2] != self.size:
+            from PIL import Image
+
+            img = Image.fromarray(x[..., 0] if x.shape[-1] == 1 else x)
+            img = img.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+            x = np.asarray(img).reshape(*self.size, x.shape[-1])
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
         return {"x": x, "y": np.asarray(record[self.label_key], np.int32)}
 
@@ -599,7 +607,7 @@ def tfds_not_prepared(
 def load_tfds(
     *, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
 ) -> Splits:
-    """`tfds:NAME[,data_dir=PATH,download=1]` through `tfds.data_source` (random access, no
+    """`tfds:NAME[,data_dir=PATH,download=1,size=HxW]` through `tfds.data_source` (random access, no
     TensorFlow). The dataset's (input, label) supervised keys give x and y. Splits: TFDS's
     'train' (minus a seeded random val_fraction unless it has a 'validation' split) and 'test'
     (or 'validation' when there is no test split, as for imagenet2012). A text dataset
@@ -609,7 +617,12 @@ def load_tfds(
     name, opts = spec_options(
         "tfds",
         arg,
-        {"data_dir": str, "download": lambda v: v.lower() in ("1", "true", "yes"), "seq_len": int},
+        {
+            "data_dir": str,
+            "download": lambda v: v.lower() in ("1", "true", "yes"),
+            "seq_len": int,
+            "size": parse_size,
+        },
     )
     data_dir = opts.get("data_dir")
     try:
@@ -637,10 +650,11 @@ def load_tfds(
             f"its features are {list(features.keys())}"
         )
     in_key, label_key = builder.info.supervised_keys[:2]
-    train = TfdsSource(source("train"), in_key, label_key)
-    test = TfdsSource(source(test_split), in_key, label_key)
+    size = opts.get("size")
+    train = TfdsSource(source("train"), in_key, label_key, size)
+    test = TfdsSource(source(test_split), in_key, label_key, size)
     if "validation" in splits and test_split != "validation":
-        val = TfdsSource(source("validation"), in_key, label_key)
+        val = TfdsSource(source("validation"), in_key, label_key, size)
     else:
         perm = np.random.default_rng(seed).permutation(len(train))
         n_val = round(val_fraction * len(train))
@@ -653,8 +667,13 @@ def load_tfds(
             f"tfds:{name}: label {label_key!r} is not a ClassLabel ({type(label).__name__})"
         )
     shape = tuple(features[in_key].shape)
-    if None in shape:  # variable-size images (e.g. imagenette): take the first example's shape
-        shape = tuple(train[0]["x"].shape)
+    if size:
+        shape = (*size, shape[-1])
+    elif None in shape:
+        raise JaxdlError(
+            f"tfds:{name} has images of varying size {shape}; "
+            f"give one, e.g. tfds:{name},size=160x160"
+        )
     return Splits(
         name=name,
         train=train,
