@@ -36,11 +36,10 @@ from jax.scipy.ndimage import map_coordinates
 
 from jaxdl.errors import JaxdlError, unknown_name
 
+# Keras's fill modes have the same meaning under the same names in map_coordinates: 'wrap' tiles
+# the image (index mod size), 'reflect' repeats the edge pixel (scipy's half-sample reflection).
 FILL_MODES = ("reflect", "wrap", "nearest", "constant")
 INTERPOLATIONS = {"nearest": 0, "bilinear": 1}
-# map_coordinates's names for Keras's fill modes: Keras 'wrap' tiles the image, which is JAX's
-# 'wrap' (index mod size); Keras 'reflect' repeats the edge pixel, which is scipy's 'reflect'.
-_MAP_MODE = {"reflect": "reflect", "wrap": "wrap", "nearest": "nearest", "constant": "constant"}
 
 
 def factor_range(name: str, factor, *, bound: float | None = 1.0) -> tuple[float, float]:
@@ -91,7 +90,7 @@ def affine_transform(
             img.astype(jnp.float32),
             [src[1], src[0]],
             order=order,
-            mode=_MAP_MODE[fill_mode],
+            mode=fill_mode,
             cval=fill_value,
         )
 
