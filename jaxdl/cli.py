@@ -147,6 +147,7 @@ class Train:
         from jaxdl.models import create_model
         from jaxdl.parallel import make_mesh
         from jaxdl.train import Trainer, make_schedule
+        from jaxdl.train.tasks import LanguageModelTask
 
         check_positive("--epochs", self.epochs, integer=True)
         check_positive("--batch-size", self.batch_size, integer=True)
@@ -156,16 +157,28 @@ class Train:
             raise JaxdlError(f"--workdir {workdir} exists and is not a directory")
         splits = load_dataset(self.dataset, seed=self.seed, val_fraction=self.val_fraction,
                               test_fraction=self.test_fraction)
+        vocab = splits.info.get("vocab")  # text datasets: next-token prediction
         overrides = model_overrides_for(
-            self.name, {"input_shape": splits.input_shape, "num_classes": splits.num_classes},
+            self.name, {"input_shape": splits.input_shape, "num_classes": splits.num_classes,
+                        **({"vocab_size": len(vocab)} if vocab else {})},
             parse_overrides(self.set))
         model = create_model(self.name, **overrides)
+        if vocab:
+            import jax
+            from jaxdl.train.loop import output_shape
+
+            want = (1, *splits.input_shape, len(vocab))
+            got = output_shape(model, jax.ShapeDtypeStruct((1, *splits.input_shape), "int32"))
+            if got != want:
+                raise JaxdlError(f"{self.dataset} is next-token text: the model must map tokens "
+                                 f"{(1, *splits.input_shape)} to logits {want}; {self.name} gives {got}")
         total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
         lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
         mesh = make_mesh(num_devices=self.devices)
         augment = parse_augment(self.augment) if self.augment else None
         trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
-                          seed=self.seed, mesh=mesh, augment=augment)
+                          seed=self.seed, mesh=mesh, augment=augment,
+                          task=LanguageModelTask(len(vocab)) if vocab else None)
         train = Pipeline(splits.train, self.batch_size, seed=self.seed, num_workers=self.workers)
         console = Console(highlight=False, stderr=False)
         if not self.quiet:

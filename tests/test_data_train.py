@@ -152,3 +152,10 @@ def test_experiment_cnn_augment_smoke(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "no augmentation" in r.stdout and "gap" in r.stdout and "curves saved" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_text_needs_a_language_model(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("to be or not to be, that is the question. " * 20)
+    rc = main(["train", "mlp", "--dataset", f"text:{tmp_path / 't.txt'},seq_len=16", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the model must map tokens (1, 16) to logits (1, 16, " in err and "mlp gives" in err
