@@ -193,7 +193,7 @@ def keras():
     return keras
 
 
-def test_keras_flip_crop_rescale(keras):
+def test_keras_flip_crop_resize_rescale(keras):
     x = _smooth(10, 12, 3)[None].repeat(2, 0)
     for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
         layer = keras.layers.RandomFlip(mode)
@@ -206,6 +206,11 @@ def test_keras_flip_crop_rescale(keras):
     crop = keras.layers.RandomCrop(6, 7)
     ref = _np(crop.transform_images(jnp.asarray(x), (3, 2)))
     np.testing.assert_array_equal(_np(A.RandomCrop(6, 7).apply(jnp.asarray(x[0]), 3, 2)), ref[0])
+    for interp in ("bilinear", "nearest"):
+        for hw in ((6, 5), (20, 16)):  # shrink and enlarge
+            ref = _np(keras.layers.Resizing(*hw, interpolation=interp)(x))
+            ours = _np(A.Resize(*hw, interp)(jnp.asarray(x[0])))
+            np.testing.assert_allclose(ours, ref[0], atol=1e-5)
     ref = _np(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x * 255))
     np.testing.assert_allclose(
         _np(A.Rescale(1 / 127.5, -1.0)(jnp.asarray(x * 255))), ref, atol=1e-5

@@ -156,6 +156,7 @@ def test_experiment_cnn_augment_smoke(tmp_path):
 
 def test_cli_text_needs_a_language_model(tmp_path, capsys):
     (tmp_path / "t.txt").write_text("to be or not to be, that is the question. " * 20)
-    rc = main(["train", "mlp", "--dataset", f"text:{tmp_path / 't.txt'},seq_len=16", "--epochs", "1"])
+    spec = f"text:{tmp_path / 't.txt'},seq_len=16"
+    rc = main(["train", "mlp", "--dataset", spec, "--epochs", "1"])
     err = capsys.readouterr().err
-    assert rc == 2 and "the model must map tokens (1, 16) to logits (1, 16, " in err and "mlp gives" in err
+    assert rc == 2 and "must map tokens (1, 16) to logits (1, 16, " in err and "mlp gives" in err

@@ -349,19 +349,22 @@ class RandomCrop:
 
 @dataclass(frozen=True)
 class Resize:
-    """Resize to height x width (jax.image.resize, no antialiasing, as Keras's Resizing)."""
+    """Resize to height x width with jax.image.resize; like Keras's Resizing, no antialiasing
+    by default (jax.image.resize's own default antialiases when shrinking)."""
 
     height: int
     width: int
     interpolation: str = "bilinear"
+    antialias: bool = False
 
     def __post_init__(self):
         _check_geometry("constant", self.interpolation)
 
     def __call__(self, x, key=None):
-        return jax.image.resize(
-            x, (self.height, self.width, x.shape[2]), self.interpolation
-        ).astype(x.dtype)
+        shape = (self.height, self.width, x.shape[2])
+        return jax.image.resize(x, shape, self.interpolation, antialias=self.antialias).astype(
+            x.dtype
+        )
 
 
 @dataclass(frozen=True)
