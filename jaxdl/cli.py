@@ -171,7 +171,8 @@ class Train:
             got = output_shape(model, jax.ShapeDtypeStruct((1, *splits.input_shape), "int32"))
             if got != want:
                 raise JaxdlError(f"{self.dataset} is next-token text: the model must map tokens "
-                                 f"{(1, *splits.input_shape)} to logits {want}; {self.name} gives {got}")
+                                 f"{(1, *splits.input_shape)} to logits {want}; "
+                                 f"{self.name} gives {got}")
         total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
         lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
         mesh = make_mesh(num_devices=self.devices)
