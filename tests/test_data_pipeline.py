@@ -104,10 +104,11 @@ def test_placement_on_the_mesh_data_axis():
 @pytest.mark.slow
 def test_worker_processes_give_the_same_batches():
     ds = _ds(23)
-    ref = _ys(Pipeline(ds, 4, seed=2, shard_index=0, shard_count=1).epoch(1, start=2))
-    got = _ys(
-        Pipeline(ds, 4, seed=2, num_workers=2, prefetch=2, shard_index=0, shard_count=1).epoch(
-            1, start=2
-        )
-    )
-    assert got == ref
+    ref = Pipeline(ds, 4, seed=2, shard_index=0, shard_count=1)
+    pipe = Pipeline(ds, 4, seed=2, num_workers=2, prefetch=2, shard_index=0, shard_count=1)
+    assert _ys(pipe.epoch(1, start=2)) == _ys(ref.epoch(1, start=2))
+    stream = pipe._stream
+    assert _ys(pipe.epoch(2)) == _ys(ref.epoch(2))  # the next epoch: the same workers
+    assert pipe._stream is stream
+    assert _ys(pipe.epoch(0)) == _ys(ref.epoch(0))  # another position: a new stream
+    assert pipe._stream is not stream

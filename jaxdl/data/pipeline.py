@@ -82,6 +82,32 @@ class _ReadBatch:
         return batch
 
 
+class _Epochs:
+    """Global batch number g = epoch * num_batches + b -> this host's batch b of that epoch. A
+    picklable callable: the function worker processes run, so that one pool of workers serves
+    consecutive epochs without restarting."""
+
+    def __init__(self, source, batch_size, shuffle, seed, drop_remainder, shard_index, shard_count):
+        self.n, self.batch_size = len(source), batch_size
+        self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
+        self.read = _ReadBatch(source, batch_size, shard_index, shard_count)
+        self.num_batches = num_batches(self.n, batch_size, drop_remainder)
+        self._cached: tuple[int, grain.MapDataset] | None = None
+
+    def indices(self, epoch: int) -> grain.MapDataset:
+        """The index batches of `epoch`."""
+        order = grain.MapDataset.range(self.n)
+        if self.shuffle:
+            order = order.shuffle(seed=epoch_seed(self.seed, epoch))
+        return order.batch(self.batch_size, drop_remainder=self.drop_remainder)
+
+    def __call__(self, g: int) -> dict[str, np.ndarray]:
+        epoch, b = divmod(int(g), self.num_batches)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self.indices(epoch))
+        return self.read(self._cached[1][b])
+
+
 class Pipeline:
     """Batches of a random-access source, seeded by (seed, epoch); see the module docstring.
 
@@ -134,6 +160,13 @@ class Pipeline:
         self.num_workers, self.prefetch = num_workers, prefetch
         self.shard_index, self.shard_count = shard_index, shard_count
         self.mesh, self.device_prefetch = mesh, device_prefetch
+        self._epochs = _Epochs(
+            source, batch_size, shuffle, seed, drop_remainder, shard_index, shard_count
+        )
+        # the worker stream and the position (epoch, batch) it will produce next; None while an
+        # epoch is being read from it
+        self._stream: Iterator | None = None
+        self._stream_pos: tuple[int, int] | None = None
         if self.num_batches == 0:
             raise JaxdlError(
                 f"drop_remainder with batch_size {batch_size} > {len(source)} examples "
@@ -151,34 +184,43 @@ class Pipeline:
 
     def dataset(self, epoch: int) -> grain.MapDataset:
         """The Grain MapDataset of this host's batches of `epoch` (random access by batch index)."""
-        order = grain.MapDataset.range(len(self.source))
-        if self.shuffle:
-            order = order.shuffle(seed=epoch_seed(self.seed, epoch))
-        return order.batch(self.batch_size, drop_remainder=self.drop_remainder).map(
-            _ReadBatch(self.source, self.batch_size, self.shard_index, self.shard_count)
-        )
+        return self._epochs.indices(epoch).map(self._epochs.read)
 
     def host_batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """This host's batches of `epoch` from batch `start` on, as numpy arrays."""
+        """This host's batches of `epoch` from batch `start` on, as numpy arrays.
+
+        With workers, batches come from one stream over all following epochs: reading epoch e to
+        its end and then asking for epoch e + 1 keeps the same worker processes; any other
+        position starts a new stream."""
         if not 0 <= start <= self.num_batches:
             raise JaxdlError(f"start must be in [0, {self.num_batches}], got {start}")
-        ds = self.dataset(epoch)[start:]
         if self.num_workers == 0:
             # in-process: index the MapDataset directly (no reader threads to start per epoch)
+            ds = self.dataset(epoch)[start:]
             return (ds[i] for i in range(len(ds)))
+        if self._stream_pos != (epoch, start):
+            self._stream = self._worker_stream(epoch * self.num_batches + start)
+        self._stream_pos = None
+        return self._from_stream(epoch, start)
+
+    def _from_stream(self, epoch: int, start: int):
+        for _ in range(start, self.num_batches):
+            yield next(self._stream)
+        self._stream_pos = (epoch + 1, 0)
+
+    def _worker_stream(self, first: int) -> Iterator:
         from absl import flags
 
         if not flags.FLAGS.is_parsed():
             # Grain's workers read absl flags, which nothing parses outside absl.app: use defaults
             flags.FLAGS.mark_as_parsed()
+        # global batch numbers from `first` on, without end (2**62: far beyond any run)
+        ds = grain.MapDataset.range(first, 2**62).map(self._epochs)
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-        return iter(
-            it.mp_prefetch(
-                grain.MultiprocessingOptions(
-                    num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1)
-                )
-            )
+        options = grain.MultiprocessingOptions(
+            num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1)
         )
+        return iter(it.mp_prefetch(options))
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
         """The batches of `epoch` from `start`: numpy, or global arrays on the mesh if set."""
