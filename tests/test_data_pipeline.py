@@ -112,3 +112,10 @@ def test_worker_processes_give_the_same_batches():
     assert pipe._stream is stream
     assert _ys(pipe.epoch(0)) == _ys(ref.epoch(0))  # another position: a new stream
     assert pipe._stream is not stream
+    # an iterator across epochs keeps one stream too
+    it = pipe.iterator(num_epochs=3)
+    got = [next(it)]
+    stream = pipe._stream
+    got += list(it)
+    assert _ys(got) == _ys(ref.iterator(num_epochs=3))
+    assert pipe._stream is stream and pipe._stream_pos == (3, 0)

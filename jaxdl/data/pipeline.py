@@ -204,9 +204,11 @@ class Pipeline:
         return self._from_stream(epoch, start)
 
     def _from_stream(self, epoch: int, start: int):
-        for _ in range(start, self.num_batches):
-            yield next(self._stream)
-        self._stream_pos = (epoch + 1, 0)
+        for b in range(start, self.num_batches):
+            batch = next(self._stream)
+            if b == self.num_batches - 1:  # the stream now stands at the next epoch's start
+                self._stream_pos = (epoch + 1, 0)
+            yield batch
 
     def _worker_stream(self, first: int) -> Iterator:
         from absl import flags
