@@ -65,6 +65,19 @@ def test_host_shards_partition_each_global_batch():
             np.testing.assert_array_equal(b[k], np.concatenate([p0[k], p1[k]]))
 
 
+def test_rows_select_a_part_of_every_batch():
+    ds = _ds(11)
+    full = list(batches(ds, 4, seed=1, epoch=2))
+    part = list(batches(ds, 4, seed=1, epoch=2, rows=slice(1, 3)))
+    for b, p in zip(full, part, strict=True):
+        for k in ("x", "y", "weight"):
+            np.testing.assert_array_equal(b[k][1:3], p[k])
+    with pytest.raises(JaxdlError, match="either rows or shard_index"):
+        Pipeline(ds, 4, rows=slice(0, 2), shard_index=0, shard_count=2)
+    with pytest.raises(JaxdlError, match="non-empty contiguous slice"):
+        Pipeline(ds, 4, rows=slice(0, 4, 2))
+
+
 def test_restored_at_every_position_yields_exactly_the_rest():
     ds = _ds(7)
     pipe = Pipeline(ds, 3, seed=5, shard_index=0, shard_count=1)

@@ -63,12 +63,11 @@ def read_rows(source, idx: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _ReadBatch:
-    """Index batch -> this host's rows and weights (a picklable callable for worker processes)."""
+    """Index batch -> this host's `rows` of it and their weights (a picklable callable for worker
+    processes)."""
 
-    def __init__(self, source, batch_size: int, shard_index: int, shard_count: int):
-        self.source, self.batch_size = source, batch_size
-        self.local = batch_size // shard_count
-        self.lo = shard_index * self.local
+    def __init__(self, source, batch_size: int, rows: slice):
+        self.source, self.batch_size, self.rows = source, batch_size, rows
 
     def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         idx = np.asarray(idx, np.int64)
@@ -76,7 +75,7 @@ class _ReadBatch:
         weight[: len(idx)] = 1.0
         if len(idx) < self.batch_size:  # the last batch of an epoch: pad with its first row
             idx = np.concatenate([idx, np.full(self.batch_size - len(idx), idx[0])])
-        idx, weight = idx[self.lo : self.lo + self.local], weight[self.lo : self.lo + self.local]
+        idx, weight = idx[self.rows], weight[self.rows]
         batch = read_rows(self.source, idx)
         batch["weight"] = weight
         return batch
@@ -87,10 +86,10 @@ class _Epochs:
     picklable callable: the function worker processes run, so that one pool of workers serves
     consecutive epochs without restarting."""
 
-    def __init__(self, source, batch_size, shuffle, seed, drop_remainder, shard_index, shard_count):
+    def __init__(self, source, batch_size, shuffle, seed, drop_remainder, rows):
         self.n, self.batch_size = len(source), batch_size
         self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
-        self.read = _ReadBatch(source, batch_size, shard_index, shard_count)
+        self.read = _ReadBatch(source, batch_size, rows)
         self.num_batches = num_batches(self.n, batch_size, drop_remainder)
         self._cached: tuple[int, grain.MapDataset] | None = None
 
@@ -118,8 +117,11 @@ class Pipeline:
       drop_remainder: drop the last incomplete batch instead of padding it with weight 0.
       num_workers: Grain worker processes that read/decode batches (0: in this process).
       prefetch: batches each worker reads ahead (with num_workers > 0).
-      shard_index, shard_count: this host's part of each batch (default: jax.process_index() /
+      shard_index, shard_count: this host's part of each batch: rows
+        [index * B / count, (index + 1) * B / count) (default: jax.process_index() /
         jax.process_count()); batch_size must be divisible by shard_count.
+      rows: instead of shard_index / shard_count, the slice of every global batch this host reads
+        (e.g. the rows its devices hold on the mesh).
       mesh: place each batch as global arrays sharded on the mesh's data axis.
       device_prefetch: with a mesh, batches transferred ahead of the one being consumed.
     """
@@ -136,6 +138,7 @@ class Pipeline:
         prefetch: int = 2,
         shard_index: int | None = None,
         shard_count: int | None = None,
+        rows: slice | None = None,
         mesh=None,
         device_prefetch: int = 2,
     ):
@@ -145,24 +148,36 @@ class Pipeline:
                 f"num_workers, prefetch and device_prefetch must be >= 0, got "
                 f"{num_workers}, {prefetch}, {device_prefetch}"
             )
-        if shard_count is None or shard_index is None:
-            import jax
+        if rows is not None:
+            if shard_index is not None or shard_count is not None:
+                raise JaxdlError("give either rows or shard_index / shard_count, not both")
+            lo, hi, step = rows.indices(batch_size)
+            if step != 1 or hi <= lo:
+                raise JaxdlError(
+                    f"rows must be a non-empty contiguous slice of the batch of "
+                    f"{batch_size}, got {rows}"
+                )
+        else:
+            if shard_count is None or shard_index is None:
+                import jax
 
-            shard_index, shard_count = jax.process_index(), jax.process_count()
-        if not 0 <= shard_index < shard_count:
-            raise JaxdlError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
-        if batch_size % shard_count:
-            raise JaxdlError(f"batch_size {batch_size} is not divisible by the {shard_count} hosts")
+                shard_index, shard_count = jax.process_index(), jax.process_count()
+            if not 0 <= shard_index < shard_count:
+                raise JaxdlError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+            if batch_size % shard_count:
+                raise JaxdlError(
+                    f"batch_size {batch_size} is not divisible by the {shard_count} hosts"
+                )
+            local = batch_size // shard_count
+            rows = slice(shard_index * local, (shard_index + 1) * local)
         if len(source) == 0:
             raise JaxdlError("the data source is empty")
         self.source, self.batch_size = source, batch_size
         self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
         self.num_workers, self.prefetch = num_workers, prefetch
-        self.shard_index, self.shard_count = shard_index, shard_count
+        self.rows = rows
         self.mesh, self.device_prefetch = mesh, device_prefetch
-        self._epochs = _Epochs(
-            source, batch_size, shuffle, seed, drop_remainder, shard_index, shard_count
-        )
+        self._epochs = _Epochs(source, batch_size, shuffle, seed, drop_remainder, rows)
         # the worker stream and the position (epoch, batch) it will produce next; None while an
         # epoch is being read from it
         self._stream: Iterator | None = None
@@ -308,16 +323,17 @@ def batches(
     epoch: int = 0,
     drop_remainder: bool = False,
     start: int = 0,
+    rows: slice | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows of `epoch`, from batch
-    `start` on (a one-epoch, single-host `Pipeline`)."""
+    `start` on (a one-epoch `Pipeline`); with `rows`, only those rows of every batch (a host's
+    part of the global batch)."""
     pipe = Pipeline(
         ds,
         batch_size,
         shuffle=shuffle,
         seed=seed,
         drop_remainder=drop_remainder,
-        shard_index=0,
-        shard_count=1,
+        rows=rows if rows is not None else slice(0, batch_size),
     )
     return pipe.host_batches(epoch, start)
