@@ -112,7 +112,13 @@ class Train:
 
     name: tyro.conf.Positional[str]
     dataset: str = "digits"
-    """KIND[:ARG]: digits, mnist_idx:PATH (e.g. mnist_idx:../shared/data/mnist)."""
+    """KIND[:ARG]: digits, mnist_idx:PATH (e.g. mnist_idx:../shared/data/mnist), tfds:NAME,
+    folder:PATH[,size=HxW,color=rgb|grayscale,on_error=raise|skip], csv:PATH[,label=COL],
+    text:PATH[,level=char|byte|word,seq_len=T]."""
+    augment: str | None = None
+    """Augmentation spec run in the train step, e.g. flip,rotate=0.1,zoom=0.2,shift=0.1."""
+    workers: int = 0
+    """Worker processes that read/decode training batches (Grain)."""
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
@@ -152,11 +158,12 @@ class Train:
         from rich.console import Console
         from rich.table import Table
 
-        from jaxdl.data import load_dataset, num_batches
+        from jaxdl.data import Pipeline, load_dataset, num_batches, parse_augment
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
-        from jaxdl.parallel import initialize_distributed, make_mesh
+        from jaxdl.parallel import initialize_distributed, local_rows, make_mesh
         from jaxdl.train import Trainer, make_schedule
+        from jaxdl.train.tasks import LanguageModelTask
 
         check_positive("--epochs", self.epochs, integer=True)
         check_positive("--batch-size", self.batch_size, integer=True)
@@ -170,15 +177,31 @@ class Train:
             raise JaxdlError(f"--workdir {workdir} exists and is not a directory")
         splits = load_dataset(self.dataset, seed=self.seed, val_fraction=self.val_fraction,
                               test_fraction=self.test_fraction)
+        vocab = splits.info.get("vocab")  # text datasets: next-token prediction
         overrides = model_overrides_for(
-            self.name, {"input_shape": splits.input_shape, "num_classes": splits.num_classes},
+            self.name, {"input_shape": splits.input_shape, "num_classes": splits.num_classes,
+                        **({"vocab_size": len(vocab)} if vocab else {})},
             parse_overrides(self.set))
         model = create_model(self.name, **overrides)
+        if vocab:
+            import jax
+            from jaxdl.train.loop import output_shape
+
+            want = (1, *splits.input_shape, len(vocab))
+            got = output_shape(model, jax.ShapeDtypeStruct((1, *splits.input_shape), "int32"))
+            if got != want:
+                raise JaxdlError(f"{self.dataset} is next-token text: the model must map tokens "
+                                 f"{(1, *splits.input_shape)} to logits {want}; "
+                                 f"{self.name} gives {got}")
         total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
         lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
+        augment = parse_augment(self.augment) if self.augment else None
         trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
-                          seed=self.seed, mesh=mesh, fsdp=self.fsdp)
+                          seed=self.seed, mesh=mesh, fsdp=self.fsdp, augment=augment,
+                          task=LanguageModelTask(len(vocab)) if vocab else None)
+        train = Pipeline(splits.train, self.batch_size, seed=self.seed, num_workers=self.workers,
+                         rows=local_rows(self.batch_size, mesh))
         console = Console(highlight=False, stderr=False)
         if not self.quiet:
             console.print(f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
@@ -186,7 +209,7 @@ class Train:
                           f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                           f"{', FSDP' if self.fsdp else ''}")
         t0 = time.perf_counter()
-        history = trainer.fit(splits.train, epochs=self.epochs, batch_size=self.batch_size,
+        history = trainer.fit(train, epochs=self.epochs, batch_size=self.batch_size,
                               validation_data=splits.val, verbose=0 if self.quiet else 1)
         train_time = time.perf_counter() - t0
         test = trainer.evaluate(splits.test, batch_size=max(self.batch_size, 256))

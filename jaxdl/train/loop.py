@@ -24,7 +24,7 @@ import optax
 from flax import nnx
 from jax.experimental.multihost_utils import process_allgather
 
-from jaxdl.data.pipeline import batches, num_batches
+from jaxdl.data.pipeline import Pipeline, batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, merge, split
@@ -49,12 +49,14 @@ def _pure(model):
     return make_apply(graphdef), params, state
 
 
-def _as_dataset(data) -> ArrayDataset:
-    if isinstance(data, ArrayDataset):
-        return data
+def _as_dataset(data):
     if isinstance(data, tuple) and len(data) == 2:
         return ArrayDataset(np.asarray(data[0]), np.asarray(data[1]))
-    raise JaxdlError(f"data must be an ArrayDataset or an (x, y) tuple, got {type(data).__name__}")
+    random_access = hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    if random_access and not isinstance(data, (tuple, list, Pipeline)):
+        return data  # a source: ArrayDataset, ImageFolder, TfdsSource, ...
+    raise JaxdlError(f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
+                     f"tuple, got {type(data).__name__}")
 
 
 class Trainer:
@@ -74,6 +76,7 @@ class Trainer:
         seed: int = 0,
         mesh: jax.sharding.Mesh | None = None,
         fsdp: bool = False,
+        augment=None,
     ):
         self.graphdef, params, model_state = split(model)
         self.apply = make_apply(self.graphdef)
@@ -90,6 +93,7 @@ class Trainer:
             optimizer, learning_rate, clip_norm=clip_norm, **(optimizer_options or {}))
         self.regularizers = tuple(regularizers)
         self.seed = seed
+        self.augment = augment  # (batch, key) -> batch, inside the jitted train step
         # data parallel: state replicated; fsdp: params and optimizer state sharded on 'data'
         self.fsdp = fsdp
         state = TrainState.create(params, model_state, self.tx, seed)
@@ -108,7 +112,7 @@ class Trainer:
         rep = replicated(self.mesh)
         state_sh = self.state_sharding
         self._train_step = jax.jit(
-            make_train_step(self.apply, self.tx, self.task, self.regularizers),
+            make_train_step(self.apply, self.tx, self.task, self.regularizers, self.augment),
             donate_argnums=(0, 1), out_shardings=(state_sh, rep))
         self._eval_step = jax.jit(make_eval_step(self.apply, self.task), donate_argnums=(2,), out_shardings=rep)
         self._predict_step = jax.jit(make_predict_step(self.apply))
@@ -132,13 +136,15 @@ class Trainer:
         return None if lr is None else float(lr)
 
     # ---- checks -------------------------------------------------------------------------
-    def _check_data(self, ds: ArrayDataset, batch_size: int, where: str):
+    def _check_data(self, ds, batch_size: int, where: str):
         if len(ds) == 0:
             raise JaxdlError(f"{where} data is empty")
         check_batch_size(batch_size, self.mesh)
-        self.task.check_labels(ds.y, where=f"{where} labels")
+        if getattr(ds, "y", None) is not None:  # sources that know their labels without decoding
+            self.task.check_labels(ds.y, where=f"{where} labels")
         # trace once abstractly: an input that does not fit the model fails here, clearly
-        x = jax.ShapeDtypeStruct((batch_size, *ds.x.shape[1:]), ds.x.dtype)
+        x0 = ds.x[0] if hasattr(ds, "x") else np.asarray(ds[0]["x"])
+        x = jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
         jax.eval_shape(lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x)
 
     # ---- verbs --------------------------------------------------------------------------
@@ -155,10 +161,18 @@ class Trainer:
         initial_epoch: int = 0,
     ) -> History:
         """Train for `epochs` epochs; returns the History (per-epoch logs: loss, metrics, lr,
-        and val_* for the validation data)."""
+        and val_* for the validation data). `train` is a source (or (x, y)) batched by a
+        `Pipeline(train, batch_size, shuffle=shuffle, seed=self.seed)`, or a `Pipeline` (whose
+        batch size, seed and workers are then used)."""
         check_positive("epochs", epochs, integer=True)
         check_positive("batch_size", batch_size, integer=True)
-        train = _as_dataset(train)
+        if not isinstance(train, Pipeline):
+            check_batch_size(batch_size, self.mesh)
+        # each process reads only its rows of every global batch (all of them in one process)
+        pipe = train if isinstance(train, Pipeline) else Pipeline(
+            _as_dataset(train), batch_size, shuffle=shuffle, seed=self.seed,
+            rows=local_rows(batch_size, self.mesh))
+        train, batch_size = pipe.source, pipe.batch_size
         val = _as_dataset(validation_data) if validation_data is not None else None
         self._check_data(train, batch_size, "training")
         if val is not None:
@@ -168,7 +182,7 @@ class Trainer:
         cb = CallbackList(cbs)
         cb.set_trainer(self)
         self.epochs, self.batch_size = epochs, batch_size
-        self.steps_per_epoch = num_batches(len(train), batch_size)
+        self.steps_per_epoch = pipe.num_batches
         self.stop_training = False
         self.history = history
         cb.on_train_begin()
@@ -178,13 +192,12 @@ class Trainer:
             cb.on_epoch_begin(epoch)
             acc = self._init_metrics()
             self.samples_seen_epoch = 0
-            rows = local_rows(batch_size, self.mesh)  # this process's part of each batch
-            for i, batch in enumerate(batches(train, batch_size, shuffle=shuffle, seed=self.seed,
-                                              epoch=epoch, rows=rows)):
+            for i, batch in enumerate(pipe.epoch(epoch)):
                 cb.on_train_batch_begin(i)
                 self.samples_seen_epoch += int(batch["weight"].sum())
-                self.state, acc = self._train_step(
-                    self.state, acc, shard_batch(batch, self.mesh, batch_size=batch_size))
+                if pipe.mesh is None:
+                    batch = shard_batch(batch, self.mesh, batch_size=batch_size)
+                self.state, acc = self._train_step(self.state, acc, batch)
                 cb.on_train_batch_end(i, LazyLogs(lambda acc=acc: self.task.compute(acc)))
                 if self.stop_training:
                     break

@@ -18,12 +18,21 @@ from jaxdl.train.state import TrainState
 from jaxdl.train.tasks import Task
 
 
+# fold_in constant that separates the augmentation key from the step key the model uses
+AUGMENT_STREAM = 0x6175
+
+
 def make_train_step(apply: Callable, tx: optax.GradientTransformation, task: Task,
-                    regularizers: Sequence[Regularizer] = ()):
-    """train_step(state, acc, batch) -> (state, acc). Randomness: fold_in(state.rng, state.step)."""
+                    regularizers: Sequence[Regularizer] = (), augment: Callable | None = None):
+    """train_step(state, acc, batch) -> (state, acc). Randomness: fold_in(state.rng, state.step).
+
+    augment(batch, key) -> batch (e.g. `jaxdl.data.parse_augment(...)`) runs first, on the device,
+    with key fold_in(step key, AUGMENT_STREAM)."""
 
     def train_step(ts: TrainState, acc, batch):
         key = jax.random.fold_in(ts.rng, ts.step)
+        if augment is not None:
+            batch = augment(batch, jax.random.fold_in(key, AUGMENT_STREAM))
 
         def loss_fn(params):
             out, new_ms = apply(params, ts.model_state, batch["x"], train=True, key=key)
