@@ -95,6 +95,7 @@ def main(cfg: Config) -> dict:
     if cfg.smoke:
         text, steps, seq_len, sample_len, batch_size, units = text[:5_000], 3, 16, 40, 16, 32
     vocab = CharVocab.from_text(text)
+    vocab.encode(cfg.prompt)  # a prompt outside the vocabulary fails now, not after training
     ids = vocab.encode(text)
     cut = int(0.9 * len(ids))
     train, val = lm_windows(ids[:cut], seq_len), lm_windows(ids[cut:], seq_len)
