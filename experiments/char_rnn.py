@@ -86,8 +86,9 @@ def main(cfg: Config) -> dict:
     if path is None:
         data = shared_data_dir()
         if data is None:
-            raise JaxdlError("no --text given and the shared data folder was not found "
-                             "(set JAXDL_SHARED_DATA)")
+            raise JaxdlError(
+                "no --text given and the shared data folder was not found (set JAXDL_SHARED_DATA)"
+            )
         path = str(data / "tinyshakespeare" / "input.txt")
     text = read_text(path)
     steps, seq_len, sample_len, batch_size = cfg.steps, cfg.seq_len, cfg.sample_len, cfg.batch_size
@@ -99,32 +100,70 @@ def main(cfg: Config) -> dict:
     ids = vocab.encode(text)
     cut = int(0.9 * len(ids))
     train, val = lm_windows(ids[:cut], seq_len), lm_windows(ids[cut:], seq_len)
-    units = units if cfg.param_budget is None else units_for_budget(
-        cfg.cell, cfg.param_budget, len(vocab), cfg.embed_dim)
-    model = create_model(f"{cfg.cell}_lm", input_shape=(seq_len,), vocab_size=len(vocab),
-                         num_classes=len(vocab), embed_dim=cfg.embed_dim, units=(units,),
-                         rngs=nnx.Rngs(cfg.seed))
+    units = (
+        units
+        if cfg.param_budget is None
+        else units_for_budget(cfg.cell, cfg.param_budget, len(vocab), cfg.embed_dim)
+    )
+    model = create_model(
+        f"{cfg.cell}_lm",
+        input_shape=(seq_len,),
+        vocab_size=len(vocab),
+        num_classes=len(vocab),
+        embed_dim=cfg.embed_dim,
+        units=(units,),
+        rngs=nnx.Rngs(cfg.seed),
+    )
     n_params = param_counts(model)["trainable"]
-    console.print(f"{cfg.cell}: {units} units, {n_params:,} parameters, vocabulary {len(vocab)}, "
-                  f"{len(train)} training windows of {seq_len}, {steps} steps of {batch_size}")
+    console.print(
+        f"{cfg.cell}: {units} units, {n_params:,} parameters, vocabulary {len(vocab)}, "
+        f"{len(train)} training windows of {seq_len}, {steps} steps of {batch_size}"
+    )
     per_epoch = -(-len(train) // batch_size)
     schedule = make_schedule("cosine", cfg.lr, total_steps=steps, end_value=cfg.lr / 10)
-    trainer = Trainer(model, task=LanguageModelTask(len(vocab)), learning_rate=schedule,
-                      clip_norm=cfg.clip_norm, seed=cfg.seed)
+    trainer = Trainer(
+        model,
+        task=LanguageModelTask(len(vocab)),
+        learning_rate=schedule,
+        clip_norm=cfg.clip_norm,
+        seed=cfg.seed,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.fit(train, epochs=-(-steps // per_epoch), batch_size=batch_size,
-                callbacks=[StopAfter(steps)], verbose=1)
+    trainer.fit(
+        train,
+        epochs=-(-steps // per_epoch),
+        batch_size=batch_size,
+        callbacks=[StopAfter(steps)],
+        verbose=1,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ev = trainer.evaluate(val, batch_size=batch_size)
-    sample = generate_text(trainer.model, vocab, cfg.prompt, sample_len, seed=cfg.seed,
-                           temperature=cfg.temperature, top_k=cfg.top_k)
-    console.print(f"validation bits per character {ev['bits_per_token']:.3f} (loss {ev['loss']:.3f} "
-                  f"nats, accuracy {ev['accuracy']:.3f}); training {wall:.0f}s wall, {cpu:.0f}s CPU")
+    sample = generate_text(
+        trainer.model,
+        vocab,
+        cfg.prompt,
+        sample_len,
+        seed=cfg.seed,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+    )
+    console.print(
+        f"validation bits per character {ev['bits_per_token']:.3f} (loss {ev['loss']:.3f} "
+        f"nats, accuracy {ev['accuracy']:.3f}); training {wall:.0f}s wall, {cpu:.0f}s CPU"
+    )
     console.print("sample:")
     console.print(sample, markup=False)
-    return {"cell": cfg.cell, "units": units, "params": n_params, "steps": steps,
-            "val_bpc": ev["bits_per_token"], "val_accuracy": ev["accuracy"], "train_wall_s": wall,
-            "train_cpu_s": cpu, "sample": sample}
+    return {
+        "cell": cfg.cell,
+        "units": units,
+        "params": n_params,
+        "steps": steps,
+        "val_bpc": ev["bits_per_token"],
+        "val_accuracy": ev["accuracy"],
+        "train_wall_s": wall,
+        "train_cpu_s": cpu,
+        "sample": sample,
+    }
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class Config:
 
 def make_pairs(n: int, digits: int, rng: np.random.Generator, exclude: set | None = None):
     """n distinct (a, b) pairs of numbers below 10**digits, none of them in `exclude`."""
-    top = 10 ** digits
+    top = 10**digits
     if n > top * top - len(exclude or ()):
         raise ValueError(f"cannot draw {n} distinct pairs of {digits}-digit numbers")
     seen, out = set(exclude or ()), []
@@ -71,8 +71,11 @@ def make_pairs(n: int, digits: int, rng: np.random.Generator, exclude: set | Non
 def encode_pairs(a, b, digits: int, reverse_target: bool):
     """(source [N, S] reversed and left-padded, decoder input [N, T], target [N, T])."""
     S, T = 2 * digits + 1, digits + 1
-    src = ["".join(reversed(f"{x}+{y}".rjust(S))) for x, y in zip(a, b)]
-    tgt = [(str(x + y)[::-1] if reverse_target else str(x + y)).ljust(T) for x, y in zip(a, b)]
+    src = ["".join(reversed(f"{x}+{y}".rjust(S))) for x, y in zip(a, b, strict=True)]
+    tgt = [
+        (str(x + y)[::-1] if reverse_target else str(x + y)).ljust(T)
+        for x, y in zip(a, b, strict=True)
+    ]
     source = np.stack([VOCAB.encode(s) for s in src])
     target = np.stack([VOCAB.encode(t) for t in tgt])
     dec_in = np.concatenate([np.full((len(a), 1), VOCAB.index[START], np.int32), target[:, :-1]], 1)
@@ -91,13 +94,25 @@ def main(cfg: Config) -> dict:
     S, T = src.shape[1], tgt.shape[1]
     train = ArrayDataset(np.concatenate([src, dec_in], 1), tgt)
 
-    model = create_model("seq2seq_lstm", input_shape=(S + T,), source_len=S, vocab_size=len(VOCAB),
-                         embed_dim=cfg.embed_dim, units=(cfg.units,), mask_zero=True,
-                         rngs=nnx.Rngs(cfg.seed))
+    model = create_model(
+        "seq2seq_lstm",
+        input_shape=(S + T,),
+        source_len=S,
+        vocab_size=len(VOCAB),
+        embed_dim=cfg.embed_dim,
+        units=(cfg.units,),
+        mask_zero=True,
+        rngs=nnx.Rngs(cfg.seed),
+    )
     steps = epochs * -(-train_size // cfg.batch_size)
     schedule = make_schedule("cosine", cfg.lr, total_steps=steps, end_value=cfg.lr / 20)
-    trainer = Trainer(model, task=LanguageModelTask(len(VOCAB)), learning_rate=schedule,
-                      clip_norm=1.0, seed=cfg.seed)
+    trainer = Trainer(
+        model,
+        task=LanguageModelTask(len(VOCAB)),
+        learning_rate=schedule,
+        clip_norm=1.0,
+        seed=cfg.seed,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -115,12 +130,22 @@ def main(cfg: Config) -> dict:
     char_acc = float(np.mean(pred == tgt_te))
     for i in range(5):
         q, answer = f"{a_te[i]}+{b_te[i]}", VOCAB.decode(pred[i]).strip()
-        console.print(f"  {q:>9} = {answer[::-1] if cfg.reverse_target else answer:<5} "
-                      f"({'ok' if (pred[i] == tgt_te[i]).all() else 'wrong, ' + str(a_te[i] + b_te[i])})")
-    console.print(f"held-out exact match {exact:.4f} (character accuracy {char_acc:.4f}) on "
-                  f"{test_size} unseen sums; training {wall:.0f}s wall, {cpu:.0f}s CPU")
-    return {"exact_match": exact, "char_accuracy": char_acc, "train_wall_s": wall,
-            "train_cpu_s": cpu, "epochs": epochs, "train_size": train_size}
+        console.print(
+            f"  {q:>9} = {answer[::-1] if cfg.reverse_target else answer:<5} "
+            f"({'ok' if (pred[i] == tgt_te[i]).all() else 'wrong, ' + str(a_te[i] + b_te[i])})"
+        )
+    console.print(
+        f"held-out exact match {exact:.4f} (character accuracy {char_acc:.4f}) on "
+        f"{test_size} unseen sums; training {wall:.0f}s wall, {cpu:.0f}s CPU"
+    )
+    return {
+        "exact_match": exact,
+        "char_accuracy": char_acc,
+        "train_wall_s": wall,
+        "train_cpu_s": cpu,
+        "epochs": epochs,
+        "train_size": train_size,
+    }
 
 
 if __name__ == "__main__":

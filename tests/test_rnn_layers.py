@@ -10,8 +10,19 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import count_params, pure
 from jaxdl.nn import (
-    GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, RecurrentStack, SimpleRNN,
-    SimpleRNNCell, TimeDistributed, get_cell, padding_mask,
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Embedding,
+    GRUCell,
+    LSTMCell,
+    RecurrentStack,
+    SimpleRNN,
+    SimpleRNNCell,
+    TimeDistributed,
+    get_cell,
+    padding_mask,
 )
 from jaxdl.train import make_optimizer
 
@@ -46,7 +57,9 @@ def copy_keras(ours: RNN, klayer) -> None:
 def random_weights(klayer, seed=1):
     """Replace Keras's initial weights with random ones (so zero biases hide nothing)."""
     r = np.random.default_rng(seed)
-    klayer.set_weights([r.normal(scale=0.5, size=w.shape).astype(np.float32) for w in klayer.get_weights()])
+    klayer.set_weights(
+        [r.normal(scale=0.5, size=w.shape).astype(np.float32) for w in klayer.get_weights()]
+    )
 
 
 def assert_close(a, b):
@@ -62,13 +75,20 @@ def test_keras_parity(name, masked, go_backwards):
     mask = MASK if masked else None
     kl(X, mask=mask)
     random_weights(kl)
-    ours = ours_cls(D, U, return_sequences=True, return_state=True, go_backwards=go_backwards,
-                    rngs=nnx.Rngs(0), **opts)
+    ours = ours_cls(
+        D,
+        U,
+        return_sequences=True,
+        return_state=True,
+        go_backwards=go_backwards,
+        rngs=nnx.Rngs(0),
+        **opts,
+    )
     copy_keras(ours, kl)
     ky = kl(X, mask=mask)
     y = ours(jnp.asarray(X), mask=None if mask is None else jnp.asarray(mask))
     assert len(y) == len(ky) == (3 if name == "lstm" else 2)  # output, h (, c)
-    for a, b in zip(y, ky):
+    for a, b in zip(y, ky, strict=True):
         assert_close(a, b)
     # the last output (return_sequences=False) and an initial state, too
     kl2 = kcls(U, go_backwards=go_backwards, **opts)
@@ -77,27 +97,40 @@ def test_keras_parity(name, masked, go_backwards):
     ours2 = ours_cls(D, U, go_backwards=go_backwards, rngs=nnx.Rngs(0), **opts)
     copy_keras(ours2, kl)
     init = [RNG.normal(size=(B, U)).astype(np.float32) for _ in ky[1:]]
-    assert_close(ours2(jnp.asarray(X), mask=None if mask is None else jnp.asarray(mask),
-                       initial_state=[jnp.asarray(s) for s in init]),
-                 kl2(X, mask=mask, initial_state=init))
+    assert_close(
+        ours2(
+            jnp.asarray(X),
+            mask=None if mask is None else jnp.asarray(mask),
+            initial_state=[jnp.asarray(s) for s in init],
+        ),
+        kl2(X, mask=mask, initial_state=init),
+    )
 
 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_keras_bidirectional_lstm_parity(merge_mode, masked):
-    kl = keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True, return_state=True),
-                                    merge_mode=merge_mode)
+    kl = keras.layers.Bidirectional(
+        keras.layers.LSTM(U, return_sequences=True, return_state=True), merge_mode=merge_mode
+    )
     mask = MASK if masked else None
     kl(X, mask=mask)
     random_weights(kl)
-    ours = Bidirectional.of("lstm", D, U, merge_mode=merge_mode, return_sequences=True,
-                            return_state=True, rngs=nnx.Rngs(0))
+    ours = Bidirectional.of(
+        "lstm",
+        D,
+        U,
+        merge_mode=merge_mode,
+        return_sequences=True,
+        return_state=True,
+        rngs=nnx.Rngs(0),
+    )
     copy_keras(ours.forward, kl.forward_layer)
     copy_keras(ours.backward, kl.backward_layer)
     ky = kl(X, mask=mask)
     y = ours(jnp.asarray(X), mask=None if mask is None else jnp.asarray(mask))
     assert len(y) == 5  # output, forward (h, c), backward (h, c)
-    for a, b in zip(y, ky):
+    for a, b in zip(y, ky, strict=True):
         assert_close(a, b)
     assert y[0].shape == (B, T, 2 * U if merge_mode == "concat" else U)
 
@@ -106,11 +139,17 @@ def test_keras_masking_layer_and_stacked_parity():
     """Keras Sequential: Masking -> LSTM (sequences) -> GRU; ours: padding_mask + RecurrentStack."""
     x = X.copy()
     x[~MASK] = 0.0
-    km = keras.Sequential([keras.Input((T, D)), keras.layers.Masking(0.0),
-                           keras.layers.LSTM(U, return_sequences=True), keras.layers.LSTM(6)])
+    km = keras.Sequential(
+        [
+            keras.Input((T, D)),
+            keras.layers.Masking(0.0),
+            keras.layers.LSTM(U, return_sequences=True),
+            keras.layers.LSTM(6),
+        ]
+    )
     random_weights(km)
     stack = RecurrentStack("lstm", D, (U, 6), return_sequences=False, rngs=nnx.Rngs(0))
-    for ours, kl in zip(stack.layers, km.layers[1:]):
+    for ours, kl in zip(stack.layers, km.layers[1:], strict=True):
         copy_keras(ours, kl)
     assert_close(stack(jnp.asarray(x), mask=padding_mask(jnp.asarray(x))), km(x))
 
@@ -136,16 +175,24 @@ def test_default_initialisation():
     cell = LSTMCell(6, 8, rngs=nnx.Rngs(0))
     b = np.asarray(cell.bias[...])
     assert (b[8:16] == 1).all() and (b[:8] == 0).all() and (b[16:] == 0).all()  # unit_forget_bias
-    assert (np.asarray(LSTMCell(6, 8, unit_forget_bias=False, rngs=nnx.Rngs(0)).bias[...]) == 0).all()
+    assert (
+        np.asarray(LSTMCell(6, 8, unit_forget_bias=False, rngs=nnx.Rngs(0)).bias[...]) == 0
+    ).all()
     r = np.asarray(cell.recurrent_kernel[...])  # [u, 4u] orthogonal: orthonormal rows
     np.testing.assert_allclose(r @ r.T, np.eye(8), atol=1e-5)
     k = np.asarray(cell.kernel[...])  # Glorot uniform over the fused [d, 4u] kernel
     assert np.abs(k).max() <= np.sqrt(6 / (6 + 32)) and k.std() > 0.5 * np.sqrt(2 / (6 + 32))
 
 
-@pytest.mark.parametrize("cell_cls,opts", [(SimpleRNNCell, {}), (LSTMCell, {}),
-                                           (GRUCell, {"reset_after": True}),
-                                           (GRUCell, {"reset_after": False})])
+@pytest.mark.parametrize(
+    "cell_cls,opts",
+    [
+        (SimpleRNNCell, {}),
+        (LSTMCell, {}),
+        (GRUCell, {"reset_after": True}),
+        (GRUCell, {"reset_after": False}),
+    ],
+)
 def test_scan_equals_python_loop_and_unroll(cell_cls, opts):
     cell = cell_cls(D, U, rngs=nnx.Rngs(3), **opts)
     layer = RNN(cell, return_sequences=True, return_state=True)
@@ -158,10 +205,10 @@ def test_scan_equals_python_loop_and_unroll(cell_cls, opts):
         out, new = cell.step(cell.project(x[:, t]), s, None)
         mt = m[:, t, None]
         out = jnp.where(mt, out, s[0])
-        s = tuple(jnp.where(mt, n, o) for n, o in zip(new, s))
+        s = tuple(jnp.where(mt, n, o) for n, o in zip(new, s, strict=True))
         outs.append(out)
     assert_close(y, jnp.stack(outs, 1))
-    for a, b in zip(state, s):
+    for a, b in zip(state, s, strict=True):
         assert_close(a, b)
     for unroll in (True, 3):
         y2, *_ = RNN(cell, return_sequences=True, return_state=True, unroll=unroll)(x, mask=m)
@@ -202,7 +249,9 @@ def test_dropout_is_random_per_key_and_needs_rngs():
 def test_time_distributed_and_embedding():
     lin = nnx.Linear(D, 3, rngs=nnx.Rngs(0))
     x = jnp.asarray(X)
-    assert_close(TimeDistributed(lin)(x), jnp.einsum("btd,dk->btk", x, lin.kernel[...]) + lin.bias[...])
+    assert_close(
+        TimeDistributed(lin)(x), jnp.einsum("btd,dk->btk", x, lin.kernel[...]) + lin.bias[...]
+    )
     emb = Embedding(10, 4, mask_zero=True, rngs=nnx.Rngs(0))
     ids = jnp.array([[1, 2, 0], [3, 0, 0]])
     assert emb(ids).shape == (2, 3, 4) and float(jnp.abs(emb.embeddings[...]).max()) <= 0.05
@@ -218,13 +267,19 @@ def test_time_distributed_and_embedding():
 def test_bad_input_errors():
     layer = LSTM(D, U, rngs=nnx.Rngs(0))
     x = jnp.asarray(X)
-    with pytest.raises(JaxdlError, match=r"input shape \(3, 7\) does not fit; expected \(B, T, 5\)"):
+    with pytest.raises(
+        JaxdlError, match=r"input shape \(3, 7\) does not fit; expected \(B, T, 5\)"
+    ):
         layer(x[..., 0])
-    with pytest.raises(JaxdlError, match=r"input shape \(3, 7, 4\) does not fit; expected \(B, T, 5\)"):
+    with pytest.raises(
+        JaxdlError, match=r"input shape \(3, 7, 4\) does not fit; expected \(B, T, 5\)"
+    ):
         layer(x[..., :4])
     with pytest.raises(JaxdlError, match=r"mask shape \(3, 6\) does not fit input \(3, 7, 5\)"):
         layer(x, mask=jnp.ones((3, 6), bool))
-    with pytest.raises(JaxdlError, match=r"initial_state must be 2 array\(s\) \(h, c\) of shape \(3, 4\)"):
+    with pytest.raises(
+        JaxdlError, match=r"initial_state must be 2 array\(s\) \(h, c\) of shape \(3, 4\)"
+    ):
         layer(x, initial_state=[jnp.zeros((3, 4))])
     with pytest.raises(JaxdlError, match=r"got shapes \[\(3, 4\), \(3, 5\)\]"):
         layer(x, initial_state=[jnp.zeros((3, 4)), jnp.zeros((3, 5))])

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 from flax import nnx
 
-from conftest import ROOT
 from jaxdl import create_model, list_models
 from jaxdl.data import ArrayDataset
 from jaxdl.data.text import CharVocab
@@ -18,7 +18,9 @@ from jaxdl.models.rnn import generate_text
 from jaxdl.train import LanguageModelTask, Trainer
 
 RECURRENT = [n for n in list_models() if get_entry(n).family in ("rnn", "seq2seq")]
-SMALL = dict(units=(8,), embed_dim=6)  # the families at test size (the registered widths are bigger)
+SMALL = dict(
+    units=(8,), embed_dim=6
+)  # the families at test size (the registered widths are bigger)
 
 
 def small(name, **kw):
@@ -26,8 +28,14 @@ def small(name, **kw):
 
 
 def test_registry_has_the_recurrent_models():
-    assert set(RECURRENT) == {"rnn_lm", "lstm_lm", "gru_lm", "lstm_classifier", "lstm_tagger",
-                              "seq2seq_lstm"}
+    assert set(RECURRENT) == {
+        "rnn_lm",
+        "lstm_lm",
+        "gru_lm",
+        "lstm_classifier",
+        "lstm_tagger",
+        "seq2seq_lstm",
+    }
 
 
 @pytest.mark.parametrize("name", RECURRENT)
@@ -86,8 +94,16 @@ def test_classifier_ignores_padding_and_tagger_shape():
 
 
 def test_feature_input_classifier():
-    m = create_model("lstm_classifier", vocab_size=None, input_shape=(9, 3), num_classes=2,
-                     units=(8, 8), bidirectional=True, mask_zero=False, rngs=nnx.Rngs(0))
+    m = create_model(
+        "lstm_classifier",
+        vocab_size=None,
+        input_shape=(9, 3),
+        num_classes=2,
+        units=(8, 8),
+        bidirectional=True,
+        mask_zero=False,
+        rngs=nnx.Rngs(0),
+    )
     assert m(jnp.ones((4, 9, 3))).shape == (4, 2)
     with pytest.raises(JaxdlError, match=r"input shape \(4, 9, 2\) does not fit the model"):
         m(jnp.ones((4, 9, 2)))
@@ -97,10 +113,17 @@ def test_lm_trains_and_generates_text():
     text = "abcabcabdabcabcabd" * 20
     vocab = CharVocab.from_text(text)
     ids = vocab.encode(text)
-    x = np.stack([ids[i:i + 12] for i in range(0, 300, 3)])
-    y = np.stack([ids[i + 1:i + 13] for i in range(0, 300, 3)])
-    m = create_model("gru_lm", input_shape=(12,), vocab_size=len(vocab), num_classes=len(vocab),
-                     units=(32,), embed_dim=8, rngs=nnx.Rngs(0))
+    x = np.stack([ids[i : i + 12] for i in range(0, 300, 3)])
+    y = np.stack([ids[i + 1 : i + 13] for i in range(0, 300, 3)])
+    m = create_model(
+        "gru_lm",
+        input_shape=(12,),
+        vocab_size=len(vocab),
+        num_classes=len(vocab),
+        units=(32,),
+        embed_dim=8,
+        rngs=nnx.Rngs(0),
+    )
     t = Trainer(m, task=LanguageModelTask(len(vocab)), learning_rate=1e-2, clip_norm=1.0)
     before = t.evaluate(ArrayDataset(x, y))["loss"]
     t.fit(ArrayDataset(x, y), epochs=15, batch_size=32, verbose=0)
@@ -143,8 +166,9 @@ def run_experiment(*args):
     import sys
 
     env = {**os.environ, "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

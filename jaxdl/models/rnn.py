@@ -60,54 +60,92 @@ class RecurrentNet(nnx.Module):
             raise JaxdlError(f"recurrent net: dropout must be in [0, 1), got {c.dropout}")
         tokens = c.vocab_size is not None
         if len(c.input_shape) != (1 if tokens else 2):
-            raise JaxdlError(f"recurrent net: input_shape {c.input_shape} must be (T,) for token "
-                             f"ids (vocab_size set) or (T, F) for features (vocab_size=None)")
+            raise JaxdlError(
+                f"recurrent net: input_shape {c.input_shape} must be (T,) for token "
+                f"ids (vocab_size set) or (T, F) for features (vocab_size=None)"
+            )
         self.config = c
-        self.embed = Embedding(c.vocab_size, c.embed_dim, mask_zero=c.mask_zero, rngs=rngs) if tokens else None
+        self.embed = (
+            Embedding(c.vocab_size, c.embed_dim, mask_zero=c.mask_zero, rngs=rngs)
+            if tokens
+            else None
+        )
         d = c.embed_dim if tokens else c.input_shape[-1]
         options = {"reset_after": c.reset_after} if c.cell == "gru" else {}
         self.rnn = RecurrentStack(
-            c.cell, d, c.units, bidirectional=c.bidirectional, merge_mode=c.merge_mode,
-            dropout=c.dropout, return_sequences=c.many_to_many, unroll=c.unroll,
-            recurrent_dropout=c.recurrent_dropout, rngs=rngs, **options)
+            c.cell,
+            d,
+            c.units,
+            bidirectional=c.bidirectional,
+            merge_mode=c.merge_mode,
+            dropout=c.dropout,
+            return_sequences=c.many_to_many,
+            unroll=c.unroll,
+            recurrent_dropout=c.recurrent_dropout,
+            rngs=rngs,
+            **options,
+        )
         self.drop = nnx.Dropout(c.dropout) if c.dropout > 0 else None
         head = nnx.Linear(self.rnn.out_features, c.num_classes, rngs=rngs)
         self.head = TimeDistributed(head) if c.many_to_many else head
 
-    def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None, mask=None,
-                 initial_state=None, return_state: bool = False):
+    def __call__(
+        self,
+        x,
+        *,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+        mask=None,
+        initial_state=None,
+        return_state: bool = False,
+    ):
         """mask [B, T] (optional) marks real steps; with mask_zero it defaults to x != 0.
         initial_state / return_state: per-layer states as in RecurrentStack (for generation)."""
         c = self.config
-        check_input(x, (None,) if self.embed is not None else (None, c.input_shape[-1]),
-                    model="recurrent net")
+        check_input(
+            x,
+            (None,) if self.embed is not None else (None, c.input_shape[-1]),
+            model="recurrent net",
+        )
         if self.embed is not None:
             if mask is None:
                 mask = self.embed.compute_mask(x)
             x = self.embed(x)
         if self.drop is not None:
             x = self.drop(x, deterministic=not train, rngs=rngs)
-        h, states = self.rnn(x, mask=mask, initial_state=initial_state, return_state=True,
-                             train=train, rngs=rngs)
+        h, states = self.rnn(
+            x, mask=mask, initial_state=initial_state, return_state=True, train=train, rngs=rngs
+        )
         if self.drop is not None:
             h = self.drop(h, deterministic=not train, rngs=rngs)
         y = self.head(h)
         return (y, states) if return_state else y
 
-    def generate(self, prompt: jax.Array, num_steps: int, *, key: jax.Array | None,
-                 temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None) -> jax.Array:
+    def generate(
+        self,
+        prompt: jax.Array,
+        num_steps: int,
+        *,
+        key: jax.Array | None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> jax.Array:
         """Sample `num_steps` tokens after prompt [B, P] -> [B, num_steps] (one-to-many).
 
         The prompt runs through the network once; then each sampled token is fed back with the
         carried state (a lax.scan), so a step costs one cell step. key None: greedy."""
         c = self.config
         if not (c.many_to_many and not c.bidirectional and c.num_classes == c.vocab_size):
-            raise JaxdlError("generate needs a unidirectional many-to-many language model "
-                             "(num_classes == vocab_size)")
+            raise JaxdlError(
+                "generate needs a unidirectional many-to-many language model "
+                "(num_classes == vocab_size)"
+            )
         check_positive("num_steps", num_steps, integer=True)
         if prompt.ndim != 2 or prompt.shape[1] == 0:
-            raise JaxdlError(f"generate: prompt must be [B, P] token ids with P >= 1, got {prompt.shape}")
+            raise JaxdlError(
+                f"generate: prompt must be [B, P] token ids with P >= 1, got {prompt.shape}"
+            )
         logits, state = self(prompt, return_state=True)
         # greedy decoding is sampling at temperature 0 (argmax); the keys are then unused
         temp = 0.0 if key is None else temperature
@@ -123,9 +161,17 @@ class RecurrentNet(nnx.Module):
         return jnp.swapaxes(toks, 0, 1)
 
 
-def generate_text(model: RecurrentNet, vocab: CharVocab, prompt: str, length: int, *,
-                  seed: int | None = 0, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None) -> str:
+def generate_text(
+    model: RecurrentNet,
+    vocab: CharVocab,
+    prompt: str,
+    length: int,
+    *,
+    seed: int | None = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> str:
     """The prompt followed by `length` sampled characters (seed None: greedy). The prompt must
     use only the vocabulary's characters (otherwise a JaxdlError names the unknown ones)."""
     if not prompt:
@@ -143,19 +189,56 @@ def generate_text(model: RecurrentNet, vocab: CharVocab, prompt: str, length: in
 
 
 _LM = dict(input_shape=(100,), vocab_size=65, num_classes=65, embed_dim=64, units=(256,))
-register("rnn_lm", RecurrentNet, RecurrentConfig(cell="rnn", **_LM), family="rnn",
-         description="character/token language model, SimpleRNN (Elman)")
-register("lstm_lm", RecurrentNet, RecurrentConfig(cell="lstm", **_LM), family="rnn",
-         description="character/token language model, LSTM")
-register("gru_lm", RecurrentNet, RecurrentConfig(cell="gru", **_LM), family="rnn",
-         description="character/token language model, GRU (reset_after, Keras default)")
-register("lstm_classifier", RecurrentNet, RecurrentConfig(
-    input_shape=(200,), vocab_size=20000, num_classes=2, embed_dim=128, units=(128,),
-    many_to_many=False, mask_zero=True), family="rnn",
-    description="many-to-one LSTM sequence classifier (e.g. sentiment), padding id 0 masked")
-register("lstm_tagger", RecurrentNet, RecurrentConfig(
-    input_shape=(50,), vocab_size=10000, num_classes=17, embed_dim=100, units=(128,),
-    bidirectional=True, mask_zero=True), family="rnn",
-    description="many-to-many bidirectional LSTM tagger (one tag per token)")
+register(
+    "rnn_lm",
+    RecurrentNet,
+    RecurrentConfig(cell="rnn", **_LM),
+    family="rnn",
+    description="character/token language model, SimpleRNN (Elman)",
+)
+register(
+    "lstm_lm",
+    RecurrentNet,
+    RecurrentConfig(cell="lstm", **_LM),
+    family="rnn",
+    description="character/token language model, LSTM",
+)
+register(
+    "gru_lm",
+    RecurrentNet,
+    RecurrentConfig(cell="gru", **_LM),
+    family="rnn",
+    description="character/token language model, GRU (reset_after, Keras default)",
+)
+register(
+    "lstm_classifier",
+    RecurrentNet,
+    RecurrentConfig(
+        input_shape=(200,),
+        vocab_size=20000,
+        num_classes=2,
+        embed_dim=128,
+        units=(128,),
+        many_to_many=False,
+        mask_zero=True,
+    ),
+    family="rnn",
+    description="many-to-one LSTM sequence classifier (e.g. sentiment), padding id 0 masked",
+)
+register(
+    "lstm_tagger",
+    RecurrentNet,
+    RecurrentConfig(
+        input_shape=(50,),
+        vocab_size=10000,
+        num_classes=17,
+        embed_dim=100,
+        units=(128,),
+        bidirectional=True,
+        mask_zero=True,
+    ),
+    family="rnn",
+    description="many-to-many bidirectional LSTM tagger (one tag per token)",
+)
 
 __all__ = ["RecurrentConfig", "RecurrentNet", "generate_text"]

@@ -46,35 +46,46 @@ class Seq2Seq(nnx.Module):
         get_layer(c.cell)
         check_positive("source_len", c.source_len, integer=True)
         if len(c.input_shape) != 1 or c.input_shape[0] <= c.source_len:
-            raise JaxdlError(f"seq2seq: input_shape {c.input_shape} must be (source_len + "
-                             f"target_len,) with source_len = {c.source_len} and target_len >= 1")
+            raise JaxdlError(
+                f"seq2seq: input_shape {c.input_shape} must be (source_len + "
+                f"target_len,) with source_len = {c.source_len} and target_len >= 1"
+            )
         self.config = c
         self.target_vocab = c.target_vocab_size or c.vocab_size
         self.src_embed = Embedding(c.vocab_size, c.embed_dim, mask_zero=c.mask_zero, rngs=rngs)
         self.tgt_embed = Embedding(self.target_vocab, c.embed_dim, rngs=rngs)
-        self.encoder = RecurrentStack(c.cell, c.embed_dim, c.units, dropout=c.dropout,
-                                      return_sequences=False, rngs=rngs)
+        self.encoder = RecurrentStack(
+            c.cell, c.embed_dim, c.units, dropout=c.dropout, return_sequences=False, rngs=rngs
+        )
         self.decoder = RecurrentStack(c.cell, c.embed_dim, c.units, dropout=c.dropout, rngs=rngs)
         self.head = TimeDistributed(nnx.Linear(c.units[-1], self.target_vocab, rngs=rngs))
 
     def encode(self, source, *, train=False, rngs=None):
         """source [B, S] -> per-layer final states."""
-        _, states = self.encoder(self.src_embed(source), mask=self.src_embed.compute_mask(source),
-                                 return_state=True, train=train, rngs=rngs)
+        _, states = self.encoder(
+            self.src_embed(source),
+            mask=self.src_embed.compute_mask(source),
+            return_state=True,
+            train=train,
+            rngs=rngs,
+        )
         return states
 
     def decode(self, dec_in, states, *, train=False, rngs=None):
         """dec_in [B, T] (teacher forcing), encoder states -> (logits [B, T, V], final states)."""
-        h, states = self.decoder(self.tgt_embed(dec_in), initial_state=states, return_state=True,
-                                 train=train, rngs=rngs)
+        h, states = self.decoder(
+            self.tgt_embed(dec_in), initial_state=states, return_state=True, train=train, rngs=rngs
+        )
         return self.head(h), states
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(x, (None,), model="seq2seq")
         S = self.config.source_len
         if x.shape[1] <= S:
-            raise JaxdlError(f"seq2seq: input of length {x.shape[1]} must hold the source "
-                             f"({S} tokens) and at least one decoder-input token")
+            raise JaxdlError(
+                f"seq2seq: input of length {x.shape[1]} must hold the source "
+                f"({S} tokens) and at least one decoder-input token"
+            )
         states = self.encode(x[:, :S], train=train, rngs=rngs)
         return self.decode(x[:, S:], states, train=train, rngs=rngs)[0]
 
@@ -82,8 +93,9 @@ class Seq2Seq(nnx.Module):
         """source [B, S] -> target ids [B, length], each step fed the previous argmax."""
         check_positive("length", length, integer=True)
         if source.ndim != 2 or source.shape[1] != self.config.source_len:
-            raise JaxdlError(f"greedy_decode: source must be [B, {self.config.source_len}], "
-                             f"got {source.shape}")
+            raise JaxdlError(
+                f"greedy_decode: source must be [B, {self.config.source_len}], got {source.shape}"
+            )
         states = self.encode(source)
         tok0 = jnp.full((source.shape[0],), start_id, jnp.int32)
 
@@ -97,7 +109,12 @@ class Seq2Seq(nnx.Module):
         return jnp.swapaxes(toks, 0, 1)
 
 
-register("seq2seq_lstm", Seq2Seq, Seq2SeqConfig(), family="seq2seq",
-         description="LSTM encoder-decoder, teacher forcing, greedy decoding (e.g. '123+456' -> '579')")
+register(
+    "seq2seq_lstm",
+    Seq2Seq,
+    Seq2SeqConfig(),
+    family="seq2seq",
+    description="LSTM encoder-decoder, teacher forcing, greedy decoding (e.g. '123+456' -> '579')",
+)
 
 __all__ = ["Seq2Seq", "Seq2SeqConfig"]

@@ -49,7 +49,9 @@ State = tuple[jax.Array, ...]
 def _dropout_mask(rngs: nnx.Rngs | None, rate: float, shape, dtype, what: str) -> jax.Array:
     """Inverted-dropout multipliers (0 or 1 / (1 - rate)) for one sequence, reused at every step."""
     if rngs is None:
-        raise JaxdlError(f"{what} > 0 in training needs random streams: call with rngs=nnx.Rngs(...)")
+        raise JaxdlError(
+            f"{what} > 0 in training needs random streams: call with rngs=nnx.Rngs(...)"
+        )
     keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, shape)
     return keep.astype(dtype) / (1.0 - rate)
 
@@ -83,14 +85,18 @@ class RecurrentCell(nnx.Module):
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise JaxdlError(f"{name}: {what} must be in [0, 1), got {rate}")
-        get_activation(activation), get_activation(recurrent_activation)  # fail early on a bad name
+        for act in (activation, recurrent_activation):
+            get_activation(act)  # an unknown name fails here, not at the first call
         self.in_features, self.units = in_features, units
         self.activation, self.recurrent_activation = activation, recurrent_activation
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         gu = self.gates * units
-        self.kernel = nnx.Param(get_initializer(kernel_init)(rngs.params(), (in_features, gu), jnp.float32))
+        self.kernel = nnx.Param(
+            get_initializer(kernel_init)(rngs.params(), (in_features, gu), jnp.float32)
+        )
         self.recurrent_kernel = nnx.Param(
-            get_initializer(recurrent_init)(rngs.params(), (units, gu), jnp.float32))
+            get_initializer(recurrent_init)(rngs.params(), (units, gu), jnp.float32)
+        )
         self.bias = nnx.Param(self.initial_bias(bias_shape or (gu,))) if use_bias else None
 
     def initial_bias(self, shape) -> jax.Array:
@@ -110,7 +116,9 @@ class RecurrentCell(nnx.Module):
         """x [..., d] -> x K + b [..., G u]: the part of every gate that does not depend on h."""
         return x @ self.kernel[...] + self.input_bias()
 
-    def step(self, xp: jax.Array, state: State, h_drop: jax.Array | None) -> tuple[jax.Array, State]:
+    def step(
+        self, xp: jax.Array, state: State, h_drop: jax.Array | None
+    ) -> tuple[jax.Array, State]:
         """One time step: xp [B, G u] (projected input), state -> (output [B, u], new state).
 
         h_drop [B, u] are the recurrent-dropout multipliers of h_{t-1} (None: no dropout)."""
@@ -147,7 +155,7 @@ class LSTMCell(RecurrentCell):
     def initial_bias(self, shape):
         b = jnp.zeros(shape, jnp.float32)
         # a forget gate open at the start lets gradients flow through c (Jozefowicz et al., 2015)
-        return b.at[self.units:2 * self.units].set(1.0) if self.unit_forget_bias else b
+        return b.at[self.units : 2 * self.units].set(1.0) if self.unit_forget_bias else b
 
     def step(self, xp, state, h_drop):
         h, c = state
@@ -167,7 +175,9 @@ class GRUCell(RecurrentCell):
 
     def __init__(self, in_features: int, units: int, *, reset_after: bool = True, **kw):
         self.reset_after = reset_after
-        super().__init__(in_features, units, bias_shape=(2, 3 * units) if reset_after else None, **kw)
+        super().__init__(
+            in_features, units, bias_shape=(2, 3 * units) if reset_after else None, **kw
+        )
 
     def input_bias(self):
         if self.bias is None:
@@ -189,15 +199,18 @@ class GRUCell(RecurrentCell):
             z, r = rec(x_z + r_z), rec(x_r + r_r)
             hh = act(x_h + r * r_h)
         else:
-            r_z, r_r = jnp.split(hr @ rk[:, :2 * u], 2, axis=-1)
+            r_z, r_r = jnp.split(hr @ rk[:, : 2 * u], 2, axis=-1)
             z, r = rec(x_z + r_z), rec(x_r + r_r)
-            hh = act(x_h + (r * hr) @ rk[:, 2 * u:])
+            hh = act(x_h + (r * hr) @ rk[:, 2 * u :])
         h = z * h + (1.0 - z) * hh
         return h, (h,)
 
 
 CELLS: dict[str, type[RecurrentCell]] = {
-    "rnn": SimpleRNNCell, "simple_rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell,
+    "rnn": SimpleRNNCell,
+    "simple_rnn": SimpleRNNCell,
+    "lstm": LSTMCell,
+    "gru": GRUCell,
 }
 
 
@@ -209,7 +222,7 @@ def get_cell(name: str) -> type[RecurrentCell]:
 
 
 def padding_mask(x: jax.Array, mask_value: float = 0.0) -> jax.Array:
-    """Keras's Masking layer: x [B, T, d] -> mask [B, T], False where every feature == mask_value."""
+    """Keras's Masking layer: x [B, T, d] -> mask [B, T], False where all features == mask_value."""
     return jnp.any(x != mask_value, axis=-1)
 
 
@@ -251,13 +264,17 @@ class RNN(nnx.Module):
         cell, name = self.cell, self._name()
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != 3 or shape[-1] != cell.in_features:
-            raise JaxdlError(f"{name}: input shape {shape} does not fit; expected (B, T, "
-                             f"{cell.in_features}) (batch, time, features)")
+            raise JaxdlError(
+                f"{name}: input shape {shape} does not fit; expected (B, T, "
+                f"{cell.in_features}) (batch, time, features)"
+            )
         if shape[1] == 0:
             raise JaxdlError(f"{name}: input has no time steps (shape {shape})")
         if mask is not None and tuple(mask.shape) != shape[:2]:
-            raise JaxdlError(f"{name}: mask shape {tuple(mask.shape)} does not fit input {shape}; "
-                             f"expected {shape[:2]} (batch, time)")
+            raise JaxdlError(
+                f"{name}: mask shape {tuple(mask.shape)} does not fit input {shape}; "
+                f"expected {shape[:2]} (batch, time)"
+            )
         if initial_state is None:
             return None
         if not isinstance(initial_state, (tuple, list)):
@@ -266,12 +283,15 @@ class RNN(nnx.Module):
         got = [tuple(getattr(s, "shape", ())) for s in initial_state]
         if len(got) != cell.num_states or any(g != want for g in got):
             names = ", ".join(cell.state_names)
-            raise JaxdlError(f"{name}: initial_state must be {cell.num_states} array(s) ({names}) "
-                             f"of shape {want}; got shapes {got}")
+            raise JaxdlError(
+                f"{name}: initial_state must be {cell.num_states} array(s) ({names}) "
+                f"of shape {want}; got shapes {got}"
+            )
         return tuple(initial_state)
 
-    def __call__(self, x, *, mask=None, initial_state=None, train: bool = False,
-                 rngs: nnx.Rngs | None = None):
+    def __call__(
+        self, x, *, mask=None, initial_state=None, train: bool = False, rngs: nnx.Rngs | None = None
+    ):
         state0 = self.check(x, mask, initial_state)
         cell = self.cell
         B, T, d = x.shape
@@ -280,8 +300,9 @@ class RNN(nnx.Module):
             x = x * _dropout_mask(rngs, cell.dropout, (B, 1, d), dtype, "dropout")
         h_drop = None
         if train and cell.recurrent_dropout > 0:
-            h_drop = _dropout_mask(rngs, cell.recurrent_dropout, (B, cell.units), dtype,
-                                   "recurrent_dropout")
+            h_drop = _dropout_mask(
+                rngs, cell.recurrent_dropout, (B, cell.units), dtype, "recurrent_dropout"
+            )
         state = state0 if state0 is not None else cell.zero_state(B, dtype)
         # The input half of every gate for all steps: one [B*T, d] x [d, G u] matmul.
         xs = jnp.swapaxes(cell.project(x), 0, 1)  # [T, B, G u], time-major for the scan
@@ -297,7 +318,7 @@ class RNN(nnx.Module):
             out, new = cell.step(xp, state, h_drop)
             if m is not None:
                 # a padded step leaves the state as it was; the output repeats h_{t-1} (or is 0)
-                new = tuple(jnp.where(m, n, s) for n, s in zip(new, state))
+                new = tuple(jnp.where(m, n, s) for n, s in zip(new, state, strict=True))
                 out = jnp.where(m, out, jnp.zeros_like(out) if zero_out else state[0])
             return new, out
 
@@ -311,13 +332,27 @@ class _CellRNN(RNN):
 
     cell_class: type[RecurrentCell] = RecurrentCell
 
-    def __init__(self, in_features: int, units: int, *, return_sequences: bool = False,
-                 return_state: bool = False, go_backwards: bool = False, unroll: bool | int = 1,
-                 zero_output_for_mask: bool = False, rngs: nnx.Rngs, **cell_options):
-        super().__init__(self.cell_class(in_features, units, rngs=rngs, **cell_options),
-                         return_sequences=return_sequences, return_state=return_state,
-                         go_backwards=go_backwards, unroll=unroll,
-                         zero_output_for_mask=zero_output_for_mask)
+    def __init__(
+        self,
+        in_features: int,
+        units: int,
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        unroll: bool | int = 1,
+        zero_output_for_mask: bool = False,
+        rngs: nnx.Rngs,
+        **cell_options,
+    ):
+        super().__init__(
+            self.cell_class(in_features, units, rngs=rngs, **cell_options),
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            unroll=unroll,
+            zero_output_for_mask=zero_output_for_mask,
+        )
 
 
 class SimpleRNN(_CellRNN):
@@ -338,7 +373,12 @@ class GRU(_CellRNN):
     cell_class = GRUCell
 
 
-LAYERS: dict[str, type[_CellRNN]] = {"rnn": SimpleRNN, "simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
+LAYERS: dict[str, type[_CellRNN]] = {
+    "rnn": SimpleRNN,
+    "simple_rnn": SimpleRNN,
+    "lstm": LSTM,
+    "gru": GRU,
+}
 
 
 def get_layer(name: str) -> type[_CellRNN]:
@@ -346,6 +386,8 @@ def get_layer(name: str) -> type[_CellRNN]:
     if name not in LAYERS:
         raise unknown_name("recurrent cell", name, LAYERS)
     return LAYERS[name]
+
+
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 
@@ -361,23 +403,38 @@ class Bidirectional(nnx.Module):
         if merge_mode not in MERGE_MODES:
             raise unknown_name("merge mode", merge_mode, MERGE_MODES)
         if forward.go_backwards or not backward.go_backwards:
-            raise JaxdlError("Bidirectional: the forward layer needs go_backwards=False and the "
-                             "backward layer go_backwards=True")
+            raise JaxdlError(
+                "Bidirectional: the forward layer needs go_backwards=False and the "
+                "backward layer go_backwards=True"
+            )
         for attr in ("return_sequences", "return_state", "units"):
             if getattr(forward, attr) != getattr(backward, attr):
-                raise JaxdlError(f"Bidirectional: forward and backward layers differ in {attr}: "
-                                 f"{getattr(forward, attr)} vs {getattr(backward, attr)}")
+                raise JaxdlError(
+                    f"Bidirectional: forward and backward layers differ in {attr}: "
+                    f"{getattr(forward, attr)} vs {getattr(backward, attr)}"
+                )
         forward.zero_output_for_mask = backward.zero_output_for_mask = forward.return_sequences
         self.forward, self.backward, self.merge_mode = forward, backward, merge_mode
         self.return_sequences, self.return_state = forward.return_sequences, forward.return_state
 
     @classmethod
-    def of(cls, cell: str, in_features: int, units: int, *, merge_mode: str = "concat",
-           rngs: nnx.Rngs, **options) -> Bidirectional:
+    def of(
+        cls,
+        cell: str,
+        in_features: int,
+        units: int,
+        *,
+        merge_mode: str = "concat",
+        rngs: nnx.Rngs,
+        **options,
+    ) -> Bidirectional:
         """Both directions of the named cell ('rnn', 'lstm', 'gru'), each with its own weights."""
         layer = get_layer(cell)
-        return cls(layer(in_features, units, rngs=rngs, **options),
-                   layer(in_features, units, go_backwards=True, rngs=rngs, **options), merge_mode)
+        return cls(
+            layer(in_features, units, rngs=rngs, **options),
+            layer(in_features, units, go_backwards=True, rngs=rngs, **options),
+            merge_mode,
+        )
 
     @property
     def units(self) -> int:
@@ -388,8 +445,10 @@ class Bidirectional(nnx.Module):
         if initial_state is not None:
             n = self.forward.cell.num_states
             if len(initial_state) != 2 * n:
-                raise JaxdlError(f"Bidirectional: initial_state must hold {2 * n} arrays "
-                                 f"(forward then backward), got {len(initial_state)}")
+                raise JaxdlError(
+                    f"Bidirectional: initial_state must hold {2 * n} arrays "
+                    f"(forward then backward), got {len(initial_state)}"
+                )
             fs, bs = tuple(initial_state[:n]), tuple(initial_state[n:])
         kw = dict(mask=mask, train=train, rngs=rngs)
         yf = self.forward(x, initial_state=fs, **kw)
@@ -419,10 +478,20 @@ class RecurrentStack(nnx.Module):
     returns (output, states) where states[l] is layer l's final state tuple (forward then backward
     for bidirectional layers); `initial_state` takes the same structure (or None)."""
 
-    def __init__(self, cell: str, in_features: int, units: Sequence[int], *,
-                 bidirectional: bool = False, merge_mode: str = "concat", dropout: float = 0.0,
-                 return_sequences: bool = True, unroll: bool | int = 1, rngs: nnx.Rngs,
-                 **cell_options):
+    def __init__(
+        self,
+        cell: str,
+        in_features: int,
+        units: Sequence[int],
+        *,
+        bidirectional: bool = False,
+        merge_mode: str = "concat",
+        dropout: float = 0.0,
+        return_sequences: bool = True,
+        unroll: bool | int = 1,
+        rngs: nnx.Rngs,
+        **cell_options,
+    ):
         layer_class = get_layer(cell)
         if not units:
             raise JaxdlError("RecurrentStack: units must list at least one layer width")
@@ -430,11 +499,19 @@ class RecurrentStack(nnx.Module):
             raise JaxdlError(f"RecurrentStack: dropout must be in [0, 1), got {dropout}")
         layers, d = [], in_features
         for i, u in enumerate(units):
-            opts = dict(return_sequences=return_sequences or i < len(units) - 1, return_state=True,
-                        unroll=unroll, rngs=rngs, **cell_options)
+            opts = dict(
+                return_sequences=return_sequences or i < len(units) - 1,
+                return_state=True,
+                unroll=unroll,
+                rngs=rngs,
+                **cell_options,
+            )
             if bidirectional:
-                layer = Bidirectional(layer_class(d, u, **opts),
-                                      layer_class(d, u, go_backwards=True, **opts), merge_mode)
+                layer = Bidirectional(
+                    layer_class(d, u, **opts),
+                    layer_class(d, u, go_backwards=True, **opts),
+                    merge_mode,
+                )
             else:
                 layer = layer_class(d, u, **opts)
             layers.append(layer)
@@ -443,11 +520,21 @@ class RecurrentStack(nnx.Module):
         self.out_features = d
         self.drop = nnx.Dropout(dropout) if dropout > 0 else None
 
-    def __call__(self, x, *, mask=None, initial_state=None, return_state: bool = False,
-                 train: bool = False, rngs: nnx.Rngs | None = None):
+    def __call__(
+        self,
+        x,
+        *,
+        mask=None,
+        initial_state=None,
+        return_state: bool = False,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+    ):
         if initial_state is not None and len(initial_state) != len(self.layers):
-            raise JaxdlError(f"RecurrentStack: initial_state must hold one state per layer "
-                             f"({len(self.layers)}), got {len(initial_state)}")
+            raise JaxdlError(
+                f"RecurrentStack: initial_state must hold one state per layer "
+                f"({len(self.layers)}), got {len(initial_state)}"
+            )
         states = []
         for i, layer in enumerate(self.layers):
             if i and self.drop is not None:
@@ -476,13 +563,14 @@ class Embedding(nnx.Module):
     Parameter `embeddings` [input_dim, output_dim], uniform in [-0.05, 0.05] as Keras. With
     `mask_zero`, id 0 is padding and `compute_mask(ids)` gives the [B, T] mask of real tokens."""
 
-    def __init__(self, input_dim: int, output_dim: int, *, mask_zero: bool = False,
-                 rngs: nnx.Rngs):
+    def __init__(self, input_dim: int, output_dim: int, *, mask_zero: bool = False, rngs: nnx.Rngs):
         check_positive("Embedding input_dim", input_dim, integer=True)
         check_positive("Embedding output_dim", output_dim, integer=True)
         self.input_dim, self.output_dim, self.mask_zero = input_dim, output_dim, mask_zero
         init = nnx.initializers.uniform(0.1)  # U[0, 0.1) shifted to Keras's U[-0.05, 0.05)
-        self.embeddings = nnx.Param(init(rngs.params(), (input_dim, output_dim), jnp.float32) - 0.05)
+        self.embeddings = nnx.Param(
+            init(rngs.params(), (input_dim, output_dim), jnp.float32) - 0.05
+        )
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         if not jnp.issubdtype(ids.dtype, jnp.integer):
@@ -494,7 +582,22 @@ class Embedding(nnx.Module):
 
 
 __all__ = [
-    "RecurrentCell", "SimpleRNNCell", "LSTMCell", "GRUCell", "CELLS", "get_cell", "padding_mask",
-    "RNN", "SimpleRNN", "LSTM", "GRU", "LAYERS", "get_layer", "Bidirectional", "MERGE_MODES", "RecurrentStack",
-    "TimeDistributed", "Embedding",
+    "RecurrentCell",
+    "SimpleRNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "CELLS",
+    "get_cell",
+    "padding_mask",
+    "RNN",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "LAYERS",
+    "get_layer",
+    "Bidirectional",
+    "MERGE_MODES",
+    "RecurrentStack",
+    "TimeDistributed",
+    "Embedding",
 ]
