@@ -191,3 +191,12 @@ def test_seq2seq_addition_smoke():
     r = run_experiment("experiments/seq2seq_addition.py", "--smoke")
     assert r.returncode == 0, r.stderr
     assert "held-out exact match" in r.stdout
+
+
+def test_summary_counts_recurrent_macs():
+    from jaxdl.bench.summary import summarize
+
+    m = small("lstm_lm", vocab_size=11, num_classes=11)
+    s = summarize(m, jax.ShapeDtypeStruct((2, 5), jnp.int32))
+    # LSTM: T (d + u) 4u per sequence; head: T u V
+    assert s.macs == 2 * 5 * ((6 + 8) * 4 * 8 + 8 * 11)

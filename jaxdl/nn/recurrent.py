@@ -259,6 +259,12 @@ class RNN(nnx.Module):
     def _name(self) -> str:
         return type(self).__name__
 
+    def macs(self, args, out) -> int:
+        """Multiply-adds of a call on x = args[0] [B, T, d] (for jaxdl.bench.summary): the input
+        projection and the recurrent matmul at every step, T (d + u) G u per sequence."""
+        B, T, d = args[0].shape
+        return B * T * (d + self.cell.units) * self.cell.gates * self.cell.units
+
     def check(self, x, mask, initial_state) -> State | None:
         """Validate the call; returns the initial state as a tuple (or None)."""
         cell, name = self.cell, self._name()
