@@ -10,3 +10,13 @@ __all__ = [
     "ACTIVATIONS", "Maxout", "get_activation", "hard_sigmoid", "hard_swish", "heaviside",
     "INITIALIZERS", "get_initializer", "ActivityRegularization", "check_input", "sample_logits",
 ]
+from jaxdl.nn.recurrent import (  # noqa: E402
+    CELLS, GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, RecurrentCell, RecurrentStack,
+    SimpleRNN, SimpleRNNCell, TimeDistributed, get_cell, get_layer, padding_mask,
+)
+
+__all__ += [
+    "CELLS", "GRU", "LSTM", "RNN", "Bidirectional", "Embedding", "GRUCell", "LSTMCell", "RecurrentCell",
+    "RecurrentStack", "SimpleRNN", "SimpleRNNCell", "TimeDistributed", "get_cell", "get_layer",
+    "padding_mask",
+]
