@@ -51,7 +51,7 @@ from jaxdl.train.callbacks import (
 )
 from jaxdl.train.optim import Regularizer, current_learning_rate, freeze, make_optimizer, set_learning_rate
 from jaxdl.train.state import TrainState
-from jaxdl.train.steps import COMPUTE_DTYPES, make_eval_step, make_predict_step, make_train_step
+from jaxdl.train.steps import COMPUTE_DTYPES, make_eval_step, make_grad_fn, make_predict_step, make_train_step
 from jaxdl.train.tasks import ClassificationTask, Task
 
 EXIT_NONFINITE = 3  # `jaxdl train`: the loss became NaN or inf
@@ -424,6 +424,17 @@ class Trainer:
             out = self._predict_step(self.state.params, self.state.model_state, shard_batch(batch["x"], self.mesh))
             outs.append(np.asarray(out)[batch["weight"] > 0])
         return np.concatenate(outs)
+
+    def gradients(self, data, *, batch_size: int = 64):
+        """Gradients of the training loss on the first `batch_size` examples of `data` (a host
+        tree shaped like the params); for gradient histograms."""
+        ds = _as_dataset(data)
+        bs = self._eval_batch_size(batch_size, len(ds))
+        batch = shard_batch(next(batches(ds, bs, shuffle=False)), self.mesh)
+        if not hasattr(self, "_grad_fn"):
+            self._grad_fn = jax.jit(make_grad_fn(self.apply, self.task))
+        key = jax.random.fold_in(self.state.rng, self.state.step)
+        return jax.device_get(self._grad_fn(self.state.params, self.state.model_state, batch, key))
 
     def _eval_batch_size(self, batch_size: int, n: int) -> int:
         check_positive("batch_size", batch_size, integer=True)

@@ -108,6 +108,22 @@ def make_train_step(apply: Callable, tx: optax.GradientTransformation, task: Tas
     return train_step
 
 
+def make_grad_fn(apply: Callable, task: Task):
+    """grads(params, model_state, batch, key) -> gradients of the weighted mean loss (training
+    mode), e.g. for gradient histograms."""
+
+    def grads(params, model_state, batch, key):
+        def loss_fn(p):
+            out, _ = apply(p, model_state, batch["x"], train=True, key=key)
+            per = task.loss(out, batch)
+            w = task.weights(batch, per)
+            return jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+        return jax.grad(loss_fn)(params)
+
+    return grads
+
+
 def make_eval_step(apply: Callable, task: Task):
     """eval_step(params, model_state, acc, batch) -> acc (inference mode: BN running stats)."""
 
