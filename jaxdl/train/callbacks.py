@@ -350,9 +350,11 @@ class ReduceLROnPlateau(Callback, _Monitor):
         self._init_monitor(monitor, mode, min_delta, None)
         self.factor, self.patience, self.verbose = factor, patience, verbose
         self.cooldown, self.min_lr = cooldown, min_lr
-        self.on_train_begin()
+        self.best, self.cooldown_counter, self.wait = None, 0, 0
 
     def on_train_begin(self, logs=None):
+        if hasattr(self.trainer, "check_learning_rate_settable"):
+            self.trainer.check_learning_rate_settable("ReduceLROnPlateau")
         self.best, self.cooldown_counter, self.wait = None, 0, 0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -385,6 +387,9 @@ class LearningRateScheduler(Callback):
 
     def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0):
         self.schedule, self.verbose = schedule, verbose
+
+    def on_train_begin(self, logs=None):
+        self.trainer.check_learning_rate_settable("LearningRateScheduler")
 
     def on_epoch_begin(self, epoch, logs=None):
         lr = self.schedule(epoch, self.trainer.learning_rate)

@@ -148,6 +148,7 @@ class Trainer:
         self.step_count = 0
         self.position = (0, 0)
         self._acc = None
+        self._stopped_on_nan = False
         self._callbacks: list[Callback] = []
         self._data_signature: dict | None = None
         self.stop_training = False
@@ -197,12 +198,15 @@ class Trainer:
         lr = current_learning_rate(self.state.opt_state)
         return None if lr is None else float(lr)
 
+    def check_learning_rate_settable(self, who: str = "set_learning_rate") -> None:
+        if self._lr_is_schedule:
+            raise JaxdlError(f"{who}: cannot set the learning rate of an optimizer built with a "
+                             "schedule or a custom tx (the schedule would overwrite it); use a "
+                             "constant learning_rate")
+
     def set_learning_rate(self, value: float) -> None:
         """Set the learning rate in force (ReduceLROnPlateau, LearningRateScheduler)."""
-        if self._lr_is_schedule:
-            raise JaxdlError("cannot set the learning rate of an optimizer built with a schedule "
-                             "or a custom tx (the schedule would overwrite it); use a constant "
-                             "learning_rate with ReduceLROnPlateau / LearningRateScheduler")
+        self.check_learning_rate_settable()
         check_positive("learning_rate", value)
         self.state = self.state.replace(opt_state=set_learning_rate(self.state.opt_state, value))
 
@@ -221,6 +225,8 @@ class Trainer:
         state) or, with `weights_only`, params and model state, as `step` (default: the number
         of steps taken) of `checkpoints` (a jaxdl.train.checkpoint.Checkpoints)."""
         step = self.step_count if step is None else step
+        if self._acc is not None:  # a NaN step not yet reported: report it, save nothing
+            self._check_finite(self._acc)
         meta = {"fingerprint": self.fingerprint, **(extra_meta or {})}
         if weights_only:
             tree = {"params": self.state.params, "model_state": self.state.model_state}
@@ -238,24 +244,29 @@ class Trainer:
         checkpoints.save(step, tree, meta, metrics=metrics)
         return step
 
+    def checkpoint_abstract(self, meta: dict):
+        """The abstract tree (shapes, dtypes, target shardings) of a training checkpoint whose
+        JSON part is `meta`, for this trainer and its callbacks."""
+        from jaxdl.train.checkpoint import CheckpointMismatchError, abstract_like
+
+        keys = callback_keys(self._callbacks)
+        by_key = dict(zip(keys, self._callbacks))
+        trees = {}
+        for k in meta.get("callback_trees", []):
+            if k not in by_key:
+                raise CheckpointMismatchError(f"the checkpoint holds arrays of callback {k!r}, "
+                                              f"absent now (callbacks: {', '.join(keys)})")
+            trees[k] = by_key[k].tree_template()
+        return {"state": abstract_like(self.state, self.state_shardings()),
+                "acc": abstract_like(self._init_metrics(), replicated(self.mesh)), "callbacks": trees}
+
     def _restore_checkpoint(self, checkpoints, cbs: list[Callback]) -> bool:
         """Load the newest usable training checkpoint of `checkpoints` into the trainer and the
         callbacks `cbs`; False if there is none."""
-        from jaxdl.train.checkpoint import CheckpointMismatchError, abstract_like
+        from jaxdl.train.checkpoint import CheckpointMismatchError
 
         keys = callback_keys(cbs)
         by_key = dict(zip(keys, cbs))
-        rep = replicated(self.mesh)
-
-        def abstract(meta):
-            trees = {}
-            for k in meta.get("callback_trees", []):
-                if k not in by_key:
-                    raise CheckpointMismatchError(f"the checkpoint holds arrays of callback {k!r}, "
-                                                  f"absent now (callbacks: {', '.join(keys)})")
-                trees[k] = by_key[k].tree_template()
-            return {"state": abstract_like(self.state, self.state_shardings()),
-                    "acc": abstract_like(self._init_metrics(), rep), "callbacks": trees}
 
         def check(meta):
             if meta.get("data") != self._data_signature:
@@ -264,7 +275,7 @@ class Trainer:
                     f"batching {meta.get('data')}, now {self._data_signature}: its data position "
                     "would not mean the same batches")
 
-        found = checkpoints.restore(abstract, fingerprint=self.fingerprint, meta_check=check)
+        found = checkpoints.restore(self.checkpoint_abstract, fingerprint=self.fingerprint, meta_check=check)
         if found is None:
             return False
         _, tree, meta = found
@@ -326,6 +337,7 @@ class Trainer:
         self.stop_training = False
         self.history = history
         self.position, self._acc = (initial_epoch, 0), None
+        self._stopped_on_nan = False
         cb.on_train_begin()
         # restored after on_train_begin, which resets callbacks (Keras would forget the best value)
         if backup is not None:
@@ -350,7 +362,7 @@ class Trainer:
     def _check_finite(self, acc) -> None:
         """Raise if a step accumulated into `acc` had a NaN or inf loss (reads two scalars)."""
         n, at = jax.device_get((acc["nonfinite"], acc["nonfinite_at"]))
-        if n:
+        if n and not self._stopped_on_nan:
             e, b = self.position
             raise NonFiniteLossError(
                 f"the loss (or its gradients) became NaN or inf at step {int(at)} (epoch {e + 1}, "
@@ -387,6 +399,9 @@ class Trainer:
                     backup.checkpoints.wait()
                     raise Preempted(step, backup.checkpoints.directory)
                 if self.stop_training:
+                    if int(acc["nonfinite"]):  # a callback (TerminateOnNaN) stopped on a NaN:
+                        self._stopped_on_nan = True  # end now, as Keras does, keeping the
+                        return logs  # last finite state
                     break
             self._check_finite(acc)
             logs = self.task.compute(acc)

@@ -151,7 +151,8 @@ def set_learning_rate(opt_state, value: float):
     and placement). A pure function of the state: the Trainer stores the result."""
 
     def visit(node):
-        if isinstance(node, optax.InjectHyperparamsState) and "learning_rate" in node.hyperparams:
+        # optax.inject_hyperparams' state (InjectStatefulHyperparamsState in recent optax)
+        if isinstance(getattr(node, "hyperparams", None), dict) and "learning_rate" in node.hyperparams:
             old = node.hyperparams["learning_rate"]
             new = jax.device_put(jnp.asarray(value, old.dtype), getattr(old, "sharding", None))
             return node._replace(hyperparams={**node.hyperparams, "learning_rate": new})
