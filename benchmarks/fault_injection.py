@@ -71,8 +71,12 @@ def child(cfg: Config) -> int:
         arm_kill_in_commit(cfg.kill_save_step)
     d = load_digits(seed=0)
     train = d.train.subset(slice(0, cfg.train_size))
-    trainer = Trainer(create_model("mlp", input_shape=(8, 8, 1), hidden=(32,), dropout=0.2),
-                      optimizer="adam", learning_rate=3e-3, seed=1)
+    trainer = Trainer(
+        create_model("mlp", input_shape=(8, 8, 1), hidden=(32,), dropout=0.2),
+        optimizer="adam",
+        learning_rate=3e-3,
+        seed=1,
+    )
     log = (work / "batches.log").open("a")
 
     def after_step(batch, logs):
@@ -82,11 +86,22 @@ def child(cfg: Config) -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     history = trainer.fit(
-        train, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=d.val, verbose=0,
-        callbacks=[LambdaCallback(on_train_batch_end=after_step), CSVLogger(work / "log.csv"),
-                   BackupAndRestore(work / "checkpoints", save_freq=cfg.checkpoint_every,
-                                    delete_checkpoint=False)])
-    params = {k: np.asarray(v) for k, v in named_leaves(jax.device_get(trainer.state.params)).items()}
+        train,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        validation_data=d.val,
+        verbose=0,
+        callbacks=[
+            LambdaCallback(on_train_batch_end=after_step),
+            CSVLogger(work / "log.csv"),
+            BackupAndRestore(
+                work / "checkpoints", save_freq=cfg.checkpoint_every, delete_checkpoint=False
+            ),
+        ],
+    )
+    params = {
+        k: np.asarray(v) for k, v in named_leaves(jax.device_get(trainer.state.params)).items()
+    }
     np.savez(work / "final.npz", **params)
     (work / "history.json").write_text(json.dumps(history.history))
     return 0
@@ -112,9 +127,21 @@ def arm_kill_in_commit(step: int) -> None:
 
 def run_child(cfg: Config, workdir: Path, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, str(Path(__file__).resolve()), "--child", "--workdir", str(workdir),
-            "--epochs", str(cfg.epochs), "--train-size", str(cfg.train_size),
-            "--batch-size", str(cfg.batch_size), "--checkpoint-every", str(cfg.checkpoint_every)]
+    args = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        str(cfg.epochs),
+        "--train-size",
+        str(cfg.train_size),
+        "--batch-size",
+        str(cfg.batch_size),
+        "--checkpoint-every",
+        str(cfg.checkpoint_every),
+    ]
     for k, v in kw.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
@@ -123,9 +150,17 @@ def run_child(cfg: Config, workdir: Path, **kw) -> subprocess.CompletedProcess:
 def read_run(workdir: Path) -> dict:
     with np.load(workdir / "final.npz") as f:
         params = {k: f[k] for k in f.files}
-    lines = [tuple(map(int, ln.split())) for ln in (workdir / "batches.log").read_text().split("\n") if ln]
-    return {"params": params, "history": json.loads((workdir / "history.json").read_text()),
-            "csv": (workdir / "log.csv").read_text(), "lines": lines}
+    lines = [
+        tuple(map(int, ln.split()))
+        for ln in (workdir / "batches.log").read_text().split("\n")
+        if ln
+    ]
+    return {
+        "params": params,
+        "history": json.loads((workdir / "history.json").read_text()),
+        "csv": (workdir / "log.csv").read_text(),
+        "lines": lines,
+    }
 
 
 def compare(ref: dict, got: dict) -> list[str]:
@@ -155,21 +190,32 @@ def trial(cfg: Config, ref: dict, kill_at: int = 0, kill_save_step: int = 0) -> 
     with tempfile.TemporaryDirectory() as tmp:
         w = Path(tmp)
         killed = run_child(cfg, w, kill_at=kill_at, kill_save_step=kill_save_step)
-        partial = [p.name for p in (w / "checkpoints").iterdir() if ".orbax-checkpoint-tmp" in p.name] \
-            if (w / "checkpoints").exists() else []
-        steps_before = sorted(int(p.name) for p in (w / "checkpoints").iterdir() if p.name.isdigit()) \
-            if (w / "checkpoints").exists() else []
+        partial = (
+            [p.name for p in (w / "checkpoints").iterdir() if ".orbax-checkpoint-tmp" in p.name]
+            if (w / "checkpoints").exists()
+            else []
+        )
+        steps_before = (
+            sorted(int(p.name) for p in (w / "checkpoints").iterdir() if p.name.isdigit())
+            if (w / "checkpoints").exists()
+            else []
+        )
         resumed = run_child(cfg, w)
         if resumed.returncode != 0:
             raise RuntimeError(f"resumed run failed:\n{resumed.stderr[-3000:]}")
         got = read_run(w)
         left = [p.name for p in (w / "checkpoints").iterdir() if ".orbax-checkpoint-tmp" in p.name]
         problems = compare(ref, got)
-        return {"kill_at": kill_at or kill_save_step, "killed_rc": killed.returncode,
-                "identical": not problems, "problems": problems,
-                "steps_redone": len(got["lines"]) - len(ref["lines"]),
-                "partial_before_restart": partial, "partial_after_restart": left,
-                "complete_before_restart": steps_before}
+        return {
+            "kill_at": kill_at or kill_save_step,
+            "killed_rc": killed.returncode,
+            "identical": not problems,
+            "problems": problems,
+            "steps_redone": len(got["lines"]) - len(ref["lines"]),
+            "partial_before_restart": partial,
+            "partial_after_restart": left,
+            "complete_before_restart": steps_before,
+        }
 
 
 def main(cfg: Config) -> dict:
@@ -191,12 +237,15 @@ def main(cfg: Config) -> dict:
         else:
             results.append(trial(cfg, ref, kill_at=rng.randint(1, n - 1)))
     summary = {
-        "trials": len(results), "identical": sum(r["identical"] for r in results),
+        "trials": len(results),
+        "identical": sum(r["identical"] for r in results),
         "killed_by_sigkill": sum(r["killed_rc"] == -signal.SIGKILL for r in results),
-        "steps_per_run": n, "checkpoint_every": cfg.checkpoint_every,
+        "steps_per_run": n,
+        "checkpoint_every": cfg.checkpoint_every,
         "steps_redone_mean": float(np.mean([r["steps_redone"] for r in results])),
         "steps_redone_max": max(r["steps_redone"] for r in results),
-        "seconds": round(time.perf_counter() - t0, 1), "results": results,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "results": results,
     }
     return summary
 

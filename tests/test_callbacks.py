@@ -11,13 +11,23 @@ import pytest
 from jaxdl import create_model
 from jaxdl.data import ArrayDataset
 from jaxdl.errors import JaxdlError
-from jaxdl.functional import named_leaves
 from jaxdl.parallel import make_mesh
 from jaxdl.train import (
-    BackupAndRestore, CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
-    ModelCheckpoint, NonFiniteLossError, ReduceLROnPlateau, SwapEMAWeights, TensorBoard,
-    TerminateOnNaN, Trainer, make_schedule,
+    BackupAndRestore,
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    NonFiniteLossError,
+    ReduceLROnPlateau,
+    SwapEMAWeights,
+    TensorBoard,
+    TerminateOnNaN,
+    Trainer,
+    make_schedule,
 )
+
 
 @pytest.fixture(scope="module")
 def small(digits):
@@ -26,8 +36,10 @@ def small(digits):
 
 def mlp_trainer(**kw):
     kw.setdefault("mesh", make_mesh(num_devices=1))
-    return Trainer(create_model("mlp", input_shape=(8, 8, 1), hidden=(32,), dropout=kw.pop("dropout", 0.0)),
-                   **{"seed": 0, **kw})
+    return Trainer(
+        create_model("mlp", input_shape=(8, 8, 1), hidden=(32,), dropout=kw.pop("dropout", 0.0)),
+        **{"seed": 0, **kw},
+    )
 
 
 # ---- Keras parity on scripted monitor values ------------------------------------------------
@@ -57,12 +69,22 @@ def _keras_model(lr):
 VALUES = [1.0, 0.9, 0.95, 0.899, 0.97, 0.85, 0.86, 0.86, 0.87, 0.84, 0.9, 0.91, 0.92, 0.93]
 
 
-@pytest.mark.parametrize("kw", [dict(patience=2), dict(patience=1, min_delta=0.02),
-                                dict(patience=3, baseline=0.88), dict(patience=0, start_from_epoch=3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(patience=2),
+        dict(patience=1, min_delta=0.02),
+        dict(patience=3, baseline=0.88),
+        dict(patience=0, start_from_epoch=3),
+    ],
+)
 def test_early_stopping_matches_keras(kw):
     import keras
 
-    ours, theirs = EarlyStopping(monitor="val_loss", **kw), keras.callbacks.EarlyStopping(monitor="val_loss", **kw)
+    ours, theirs = (
+        EarlyStopping(monitor="val_loss", **kw),
+        keras.callbacks.EarlyStopping(monitor="val_loss", **kw),
+    )
     ft, km = _FakeTrainer(), _keras_model(0.1)
     ours.set_trainer(ft)
     theirs.set_model(km)
@@ -79,8 +101,14 @@ def test_early_stopping_matches_keras(kw):
     assert all(a == b for a, b in stops) and ours.stopped_epoch == theirs.stopped_epoch
 
 
-@pytest.mark.parametrize("kw", [dict(patience=1, factor=0.5), dict(patience=2, cooldown=1, min_lr=0.02),
-                                dict(patience=1, min_delta=0.05, mode="min")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(patience=1, factor=0.5),
+        dict(patience=2, cooldown=1, min_lr=0.02),
+        dict(patience=1, min_delta=0.05, mode="min"),
+    ],
+)
 def test_reduce_lr_on_plateau_matches_keras(kw):
     import keras
 
@@ -113,17 +141,35 @@ def _r7_run(small, workdir, interrupt_at=None):
 
     es = EarlyStopping(monitor="val_loss", patience=2, min_delta=0.005, restore_best_weights=True)
     rl = ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5, min_delta=0.01)
-    mc = ModelCheckpoint(workdir / "best", monitor="val_accuracy", save_best_only=True, keep=2,
-                         name="epoch{epoch:02d}-{val_accuracy:.3f}", save_weights_only=True)
-    cbs = [LambdaCallback(on_epoch_begin=begin), es, rl, mc,
-           BackupAndRestore(workdir / "backup", delete_checkpoint=False)]
+    mc = ModelCheckpoint(
+        workdir / "best",
+        monitor="val_accuracy",
+        save_best_only=True,
+        keep=2,
+        name="epoch{epoch:02d}-{val_accuracy:.3f}",
+        save_weights_only=True,
+    )
+    cbs = [
+        LambdaCallback(on_epoch_begin=begin),
+        es,
+        rl,
+        mc,
+        BackupAndRestore(workdir / "backup", delete_checkpoint=False),
+    ]
     try:
         h = t.fit(train, epochs=14, batch_size=32, validation_data=val, callbacks=cbs, verbose=0)
     except Interrupt:
         return None
-    return {"history": h.history, "stopped": es.stopped_epoch, "best": es.best, "best_epoch": es.best_epoch,
-            "saved": mc.saved, "kept": mc.checkpoints.steps(), "best_step": mc.checkpoints.best_step(),
-            "params": jax.device_get(t.state.params)}
+    return {
+        "history": h.history,
+        "stopped": es.stopped_epoch,
+        "best": es.best,
+        "best_epoch": es.best_epoch,
+        "saved": mc.saved,
+        "kept": mc.checkpoints.steps(),
+        "best_step": mc.checkpoints.best_step(),
+        "params": jax.device_get(t.state.params),
+    }
 
 
 @pytest.mark.slow
@@ -150,11 +196,21 @@ def test_r5_nan_stops_within_one_step_and_checkpoints_stay_finite(small, tmp_pat
     x[bad_batch * 32 + 5] = np.nan
     t = mlp_trainer()
     snaps = {}
-    snap = LambdaCallback(on_train_batch_end=lambda b, logs: snaps.__setitem__(t.step_count, jax.device_get(t.state.params)))
+    snap = LambdaCallback(
+        on_train_batch_end=lambda b, logs: snaps.__setitem__(
+            t.step_count, jax.device_get(t.state.params)
+        )
+    )
     backup = BackupAndRestore(tmp_path, save_freq=1, delete_checkpoint=False, keep=100)
     with pytest.raises(NonFiniteLossError, match=r"NaN or inf at step 4 \(epoch 1"):
-        t.fit(ArrayDataset(x, train.y), epochs=2, batch_size=32, shuffle=False, verbose=0,
-              callbacks=[snap, backup])
+        t.fit(
+            ArrayDataset(x, train.y),
+            epochs=2,
+            batch_size=32,
+            shuffle=False,
+            verbose=0,
+            callbacks=[snap, backup],
+        )
     assert t.step_count <= bad_batch + 2  # stopped within one step of the bad one
     params = jax.device_get(t.state.params)
     jax.tree.map(np.testing.assert_array_equal, params, snaps[bad_batch])  # last finite values
@@ -162,7 +218,9 @@ def test_r5_nan_stops_within_one_step_and_checkpoints_stay_finite(small, tmp_pat
     steps = backup.checkpoints.steps()
     assert max(steps) <= bad_batch  # nothing saved once the loss went bad
     _, tree, _ = backup.checkpoints.restore(lambda m: t.checkpoint_abstract(m))
-    assert all(np.isfinite(np.asarray(v, np.float32)).all() for v in jax.tree.leaves(tree["state"].params))
+    assert all(
+        np.isfinite(np.asarray(v, np.float32)).all() for v in jax.tree.leaves(tree["state"].params)
+    )
 
 
 def test_terminate_on_nan_and_cli_exit_code(small, tmp_path, capsys):
@@ -173,11 +231,34 @@ def test_terminate_on_nan_and_cli_exit_code(small, tmp_path, capsys):
     train, val = small
     x = train.x.copy()
     x[40] = np.inf
-    register_dataset("nan_digits", lambda **kw: Splits(
-        name="nan_digits", train=ArrayDataset(x, train.y), val=val, test=val, num_classes=10,
-        input_shape=(8, 8, 1)))
-    rc = main(["train", "mlp", "--dataset", "nan_digits", "--epochs", "2", "--quiet",
-               "--workdir", str(tmp_path), "--checkpoint-every", "1", "--devices", "1"])
+    register_dataset(
+        "nan_digits",
+        lambda **kw: Splits(
+            name="nan_digits",
+            train=ArrayDataset(x, train.y),
+            val=val,
+            test=val,
+            num_classes=10,
+            input_shape=(8, 8, 1),
+        ),
+    )
+    rc = main(
+        [
+            "train",
+            "mlp",
+            "--dataset",
+            "nan_digits",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--workdir",
+            str(tmp_path),
+            "--checkpoint-every",
+            "1",
+            "--devices",
+            "1",
+        ]
+    )
     assert rc == EXIT_NONFINITE == 3
     assert "became NaN or inf" in capsys.readouterr().err
 
@@ -192,8 +273,11 @@ def test_grad_accumulation_equals_the_big_batch(small):
     a.fit(train, epochs=1, batch_size=32, shuffle=False, verbose=0)
     b.fit(train, epochs=1, batch_size=16, shuffle=False, verbose=0)
     assert b.step_count == 2 * a.step_count
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=2e-5, atol=2e-6),
-                 jax.device_get(a.state.params), jax.device_get(b.state.params))
+    jax.tree.map(
+        lambda u, v: np.testing.assert_allclose(u, v, rtol=2e-5, atol=2e-6),
+        jax.device_get(a.state.params),
+        jax.device_get(b.state.params),
+    )
 
 
 def test_freeze_by_name_pattern_allocates_no_state(small):
@@ -202,18 +286,28 @@ def test_freeze_by_name_pattern_allocates_no_state(small):
     before = jax.device_get(t.state.params)
     t.fit(train, epochs=1, batch_size=32, verbose=0)
     after = jax.device_get(t.state.params)
-    np.testing.assert_array_equal(after["layers"][0]["kernel"][...], before["layers"][0]["kernel"][...])
+    np.testing.assert_array_equal(
+        after["layers"][0]["kernel"][...], before["layers"][0]["kernel"][...]
+    )
     assert not np.array_equal(after["head"]["kernel"][...], before["head"]["kernel"][...])
     moments = sum(x.size for x in jax.tree.leaves(t.state.opt_state) if x.ndim >= 1)
     free = mlp_trainer()
-    assert moments == sum(x.size for x in jax.tree.leaves(free.state.opt_state) if x.ndim >= 1) - 2 * (64 * 32 + 32)
-    with pytest.raises(JaxdlError, match=r"freeze pattern 'encoder/.\*' matches no parameter; names look like"):
+    assert moments == sum(
+        x.size for x in jax.tree.leaves(free.state.opt_state) if x.ndim >= 1
+    ) - 2 * (64 * 32 + 32)
+    with pytest.raises(
+        JaxdlError, match=r"freeze pattern 'encoder/.\*' matches no parameter; names look like"
+    ):
         mlp_trainer(freeze=["encoder/.*"])
 
 
 def test_mixed_precision_bf16_and_fp16_loss_scaling(small):
     train, val = small
-    ref = mlp_trainer(learning_rate=3e-3).fit(train, epochs=4, batch_size=32, verbose=0).history["loss"]
+    ref = (
+        mlp_trainer(learning_rate=3e-3)
+        .fit(train, epochs=4, batch_size=32, verbose=0)
+        .history["loss"]
+    )
     bf = mlp_trainer(mixed_precision="bf16", learning_rate=3e-3)
     h = bf.fit(train, epochs=4, batch_size=32, verbose=0).history["loss"]
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(bf.state.params))
@@ -235,9 +329,19 @@ def test_ema_and_swap_ema_weights(small):
     train, val = small
     t = mlp_trainer(ema_decay=0.9)
     seen = {}
-    h = t.fit(train, epochs=2, batch_size=32, validation_data=val, verbose=0,
-              callbacks=[SwapEMAWeights(), LambdaCallback(on_test_begin=lambda logs: seen.setdefault(
-                  "p", jax.device_get(t.state.params)))])
+    h = t.fit(
+        train,
+        epochs=2,
+        batch_size=32,
+        validation_data=val,
+        verbose=0,
+        callbacks=[
+            SwapEMAWeights(),
+            LambdaCallback(
+                on_test_begin=lambda logs: seen.setdefault("p", jax.device_get(t.state.params))
+            ),
+        ],
+    )
     ema, params = jax.device_get(t.state.ema_params), jax.device_get(t.state.params)
     assert not np.array_equal(ema["head"]["kernel"][...], params["head"]["kernel"][...])
     # validation ran on the averaged weights, training continued on the raw ones
@@ -251,26 +355,48 @@ def test_scheduler_lambda_csv_and_terminate_on_nan(small, tmp_path):
     train, val = small
     t = mlp_trainer(learning_rate=0.01)
     calls = []
-    h = t.fit(train, epochs=3, batch_size=32, validation_data=val, verbose=0, callbacks=[
-        LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr),
-        LambdaCallback(on_epoch_end=lambda e, logs: calls.append(e)),
-        CSVLogger(tmp_path / "log.csv")])
+    h = t.fit(
+        train,
+        epochs=3,
+        batch_size=32,
+        validation_data=val,
+        verbose=0,
+        callbacks=[
+            LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr),
+            LambdaCallback(on_epoch_end=lambda e, logs: calls.append(e)),
+            CSVLogger(tmp_path / "log.csv"),
+        ],
+    )
     assert h.history["lr"] == pytest.approx([0.01, 0.005, 0.0025]) and calls == [0, 1, 2]
     rows = (tmp_path / "log.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,accuracy") and len(rows) == 4 and rows[3].startswith("2,")
     x = train.x.copy()
     x[70] = np.nan
     t = mlp_trainer()
-    t.fit(ArrayDataset(x, train.y), epochs=2, batch_size=32, shuffle=False, verbose=0,
-          callbacks=[TerminateOnNaN()])
+    t.fit(
+        ArrayDataset(x, train.y),
+        epochs=2,
+        batch_size=32,
+        shuffle=False,
+        verbose=0,
+        callbacks=[TerminateOnNaN()],
+    )
     assert t.step_count == 3  # stopped at the batch whose loss was NaN (batch 2)
 
 
 def test_bad_callback_options(small):
     train, val = small
     t = mlp_trainer()
-    with pytest.raises(JaxdlError, match=r"monitor 'val_los' is not in the logs; available: accuracy, .*val_loss"):
-        t.fit(train, epochs=1, validation_data=val, verbose=0, callbacks=[EarlyStopping("val_los", mode="min")])
+    with pytest.raises(
+        JaxdlError, match=r"monitor 'val_los' is not in the logs; available: accuracy, .*val_loss"
+    ):
+        t.fit(
+            train,
+            epochs=1,
+            validation_data=val,
+            verbose=0,
+            callbacks=[EarlyStopping("val_los", mode="min")],
+        )
     with pytest.raises(JaxdlError, match="val_\\* needs validation_data"):
         t.fit(train, epochs=1, verbose=0, callbacks=[EarlyStopping("val_loss")])
     with pytest.raises(JaxdlError, match="save_best_only=True needs a monitor"):
@@ -280,8 +406,16 @@ def test_bad_callback_options(small):
     with pytest.raises(JaxdlError, match="factor must be in"):
         ReduceLROnPlateau(factor=1.5)
     sched = mlp_trainer(learning_rate=make_schedule("cosine", 0.01, total_steps=100))
-    with pytest.raises(JaxdlError, match="cannot set the learning rate of an optimizer built with a schedule"):
-        sched.fit(train, epochs=1, validation_data=val, verbose=0, callbacks=[ReduceLROnPlateau(patience=0)])
+    with pytest.raises(
+        JaxdlError, match="cannot set the learning rate of an optimizer built with a schedule"
+    ):
+        sched.fit(
+            train,
+            epochs=1,
+            validation_data=val,
+            verbose=0,
+            callbacks=[ReduceLROnPlateau(patience=0)],
+        )
     with pytest.raises(JaxdlError, match="save_freq must be 'epoch' or a positive number"):
         BackupAndRestore("/tmp/unused-jaxdl", save_freq=0)
     with pytest.raises(JaxdlError, match="unknown hook"):
@@ -297,8 +431,8 @@ def _events(path):
 
     data, out, i = path.read_bytes(), [], 0
     while i < len(data):
-        (n,) = struct.unpack("<Q", data[i:i + 8])
-        ev = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+        (n,) = struct.unpack("<Q", data[i : i + 8])
+        ev = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
         i += 12 + n + 4
         out += [(v.tag, v.WhichOneof("value")) for v in ev.summary.value]
     return out
@@ -307,15 +441,33 @@ def _events(path):
 def test_tensorboard_scalars_histograms_images_text(small, tmp_path):
     train, val = small
     t = mlp_trainer()
-    t.fit(train, epochs=2, batch_size=32, validation_data=val, verbose=0, callbacks=[
-        TensorBoard(tmp_path, histogram_freq=1, write_images=True, sample_data=val, update_freq=5)])
+    t.fit(
+        train,
+        epochs=2,
+        batch_size=32,
+        validation_data=val,
+        verbose=0,
+        callbacks=[
+            TensorBoard(
+                tmp_path, histogram_freq=1, write_images=True, sample_data=val, update_freq=5
+            )
+        ],
+    )
     tr = _events(next((tmp_path / "train").glob("events*")))
     va = _events(next((tmp_path / "validation").glob("events*")))
     kinds = {}
     for tag, kind in tr:
         kinds.setdefault(kind, set()).add(tag)
-    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_samples_per_second", "batch_loss"} <= kinds["simple_value"]
-    assert {"weights/head/kernel", "gradients/head/kernel", "weights/layers/0/kernel"} <= kinds["histo"]
+    assert {
+        "epoch_loss",
+        "epoch_accuracy",
+        "epoch_learning_rate",
+        "epoch_samples_per_second",
+        "batch_loss",
+    } <= kinds["simple_value"]
+    assert {"weights/head/kernel", "gradients/head/kernel", "weights/layers/0/kernel"} <= kinds[
+        "histo"
+    ]
     assert {"input_samples", "confusion_matrix"} <= kinds["image"]
     assert any("model" in tag for tag, _ in tr if tag.startswith("model"))
     assert ("epoch_loss", "simple_value") in va and ("epoch_accuracy", "simple_value") in va

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("fault_injection", ROOT / "benchmarks" / "fault_injection.py")
+_spec = importlib.util.spec_from_file_location(
+    "fault_injection", ROOT / "benchmarks" / "fault_injection.py"
+)
 fi = importlib.util.module_from_spec(_spec)
 sys.modules["fault_injection"] = fi  # dataclasses look their module up
 _spec.loader.exec_module(fi)
@@ -57,11 +59,28 @@ def test_r2_sigkill_during_checkpoint_write(reference):
 
 def _cli(workdir, *extra, model="mlp", epochs=4, wait=True):
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "jaxdl.cli", "train", model, "--dataset", "digits", "--epochs",
-            str(epochs), "--workdir", str(workdir), "--quiet", "--devices", "1", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "jaxdl.cli",
+        "train",
+        model,
+        "--dataset",
+        "digits",
+        "--epochs",
+        str(epochs),
+        "--workdir",
+        str(workdir),
+        "--quiet",
+        "--devices",
+        "1",
+        *extra,
+    ]
     if wait:
         return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _metrics(workdir):
@@ -97,7 +116,10 @@ def test_cli_workdir_killed_then_rerun_matches_uninterrupted(tmp_path, model, ep
     extra = ("--checkpoint-every", "7")
     assert _cli(tmp_path / "ref", *extra, model=model, epochs=epochs).returncode == 0
     ref = _metrics(tmp_path / "ref")
-    assert _interrupt_when_checkpointed(tmp_path / "kill", signal.SIGKILL, model, epochs, extra) == -signal.SIGKILL
+    assert (
+        _interrupt_when_checkpointed(tmp_path / "kill", signal.SIGKILL, model, epochs, extra)
+        == -signal.SIGKILL
+    )
     assert not (tmp_path / "kill" / "metrics.json").exists()
     r = _cli(tmp_path / "kill", *extra, model=model, epochs=epochs)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -109,14 +109,29 @@ class CallbackList(Callback):
         for c in self.callbacks:
             getattr(c, name)(*args)
 
-    def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
-    def on_train_end(self, logs=None): self._call("on_train_end", logs)
-    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
-    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
-    def on_train_batch_begin(self, batch, logs=None): self._call("on_train_batch_begin", batch, logs)
-    def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
-    def on_test_begin(self, logs=None): self._call("on_test_begin", logs)
-    def on_test_end(self, logs=None): self._call("on_test_end", logs)
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._call("on_test_begin", logs)
+
+    def on_test_end(self, logs=None):
+        self._call("on_test_end", logs)
 
 
 def callback_keys(callbacks: Iterable[Callback]) -> list[str]:
@@ -189,12 +204,24 @@ class ProgbarLogger(Callback):
         self._t0 = self._last = time.perf_counter()
         self._epoch = epoch
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
-                TextColumn(f"epoch {epoch + 1}/{t.epochs}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-                console=self.console, transient=False,
+                TextColumn(f"epoch {epoch + 1}/{t.epochs}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[metrics]}"),
+                console=self.console,
+                transient=False,
             )
             self._progress.start()
             self._task = self._progress.add_task("train", total=t.steps_per_epoch, metrics="")
@@ -234,7 +261,9 @@ class _Monitor:
 
     def _init_monitor(self, monitor: str, mode: str, min_delta: float, baseline=None):
         if mode not in ("auto", "min", "max"):
-            raise JaxdlError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+            raise JaxdlError(
+                f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}"
+            )
         if mode == "auto":
             name = monitor.removeprefix("val_")
             if name == "loss" or name.endswith("loss") or name in ("mae", "mse", "perplexity"):
@@ -242,8 +271,10 @@ class _Monitor:
             elif any(h in name for h in _MAX_HINTS):
                 mode = "max"
             else:
-                raise JaxdlError(f"{type(self).__name__}: cannot tell whether {monitor!r} should be "
-                                 "minimised or maximised; pass mode='min' or mode='max'")
+                raise JaxdlError(
+                    f"{type(self).__name__}: cannot tell whether {monitor!r} should be "
+                    "minimised or maximised; pass mode='min' or mode='max'"
+                )
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         self.best = baseline
 
@@ -257,9 +288,11 @@ class _Monitor:
     def _value(self, logs) -> float:
         logs = logs or {}
         if self.monitor not in logs:
-            raise JaxdlError(f"{type(self).__name__}: monitor {self.monitor!r} is not in the logs; "
-                             f"available: {', '.join(sorted(logs)) or '(none)'}"
-                             + (" (val_* needs validation_data)" if self.monitor.startswith("val_") else ""))
+            raise JaxdlError(
+                f"{type(self).__name__}: monitor {self.monitor!r} is not in the logs; "
+                f"available: {', '.join(sorted(logs)) or '(none)'}"
+                + (" (val_* needs validation_data)" if self.monitor.startswith("val_") else "")
+            )
         return float(logs[self.monitor])
 
 
@@ -274,13 +307,23 @@ class EarlyStopping(Callback, _Monitor):
     the best value that does not beat the baseline does not reset wait. `restore_best_weights`
     puts back the weights of the best epoch at the end of training (only if it ever saw one)."""
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
-                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
-                 restore_best_weights: bool = False, start_from_epoch: int = 0):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ):
         self._init_monitor(monitor, mode, min_delta, None)
         if patience < 0 or start_from_epoch < 0:
-            raise JaxdlError(f"EarlyStopping: patience and start_from_epoch must be >= 0, got "
-                             f"{patience} and {start_from_epoch}")
+            raise JaxdlError(
+                f"EarlyStopping: patience and start_from_epoch must be >= 0, got "
+                f"{patience} and {start_from_epoch}"
+            )
         self.patience, self.verbose, self.baseline = patience, verbose, baseline
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
         self.on_train_begin()
@@ -316,12 +359,19 @@ class EarlyStopping(Callback, _Monitor):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                print(
+                    "Restoring model weights from the end of the best epoch: "
+                    f"{self.best_epoch + 1}."
+                )
             self.trainer.set_params(self.best_weights)
 
     def get_state(self):
-        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
-                "best_epoch": self.best_epoch}
+        return {
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+        }
 
     def set_state(self, state):
         self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
@@ -342,9 +392,17 @@ class ReduceLROnPlateau(Callback, _Monitor):
     `patience` epochs; then wait `cooldown` epochs; never below `min_lr` (Keras 3 defaults). Needs
     a constant learning rate (a schedule would overwrite it at the next step)."""
 
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
-                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
-                 min_lr: float = 0.0):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ):
         if not 0.0 < factor < 1.0:
             raise JaxdlError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
         self._init_monitor(monitor, mode, min_delta, None)
@@ -372,14 +430,20 @@ class ReduceLROnPlateau(Callback, _Monitor):
                     new = max(old * self.factor, self.min_lr)
                     self.trainer.set_learning_rate(new)
                     if self.verbose:
-                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                        print(
+                            f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}."
+                        )
                     self.cooldown_counter, self.wait = self.cooldown, 0
 
     def get_state(self):
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
 
     def set_state(self, state):
-        self.best, self.wait, self.cooldown_counter = state["best"], state["wait"], state["cooldown_counter"]
+        self.best, self.wait, self.cooldown_counter = (
+            state["best"],
+            state["wait"],
+            state["cooldown_counter"],
+        )
 
 
 class LearningRateScheduler(Callback):
@@ -394,8 +458,10 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         lr = self.schedule(epoch, self.trainer.learning_rate)
         if not isinstance(lr, (int, float)) or not math.isfinite(lr):
-            raise JaxdlError(f"LearningRateScheduler: schedule({epoch}, lr) must return a finite "
-                             f"number, got {lr!r}")
+            raise JaxdlError(
+                f"LearningRateScheduler: schedule({epoch}, lr) must return a finite "
+                f"number, got {lr!r}"
+            )
         self.trainer.set_learning_rate(float(lr))
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
@@ -413,7 +479,9 @@ class TerminateOnNaN(Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             if self.raise_error:
-                raise RuntimeError(f"NaN or Inf found in input tensor: loss {loss} at batch {batch}")
+                raise RuntimeError(
+                    f"NaN or Inf found in input tensor: loss {loss} at batch {batch}"
+                )
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.trainer.stop_training = True
 
@@ -423,17 +491,31 @@ class LambdaCallback(Callback):
     on_train_batch_begin(batch, logs) (alias on_batch_begin), on_train_batch_end(batch, logs)
     (alias on_batch_end), on_train_begin(logs), on_train_end(logs), on_test_begin/end(logs)."""
 
-    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
-              "on_train_begin", "on_train_end", "on_test_begin", "on_test_end")
+    _HOOKS = (
+        "on_epoch_begin",
+        "on_epoch_end",
+        "on_train_batch_begin",
+        "on_train_batch_end",
+        "on_train_begin",
+        "on_train_end",
+        "on_test_begin",
+        "on_test_end",
+    )
 
     def __init__(self, **hooks: Callable):
         hooks = dict(hooks)
-        for alias, name in (("on_batch_begin", "on_train_batch_begin"), ("on_batch_end", "on_train_batch_end")):
+        for alias, name in (
+            ("on_batch_begin", "on_train_batch_begin"),
+            ("on_batch_end", "on_train_batch_end"),
+        ):
             if alias in hooks:
                 hooks[name] = hooks.pop(alias)
         bad = set(hooks) - set(self._HOOKS)
         if bad:
-            raise JaxdlError(f"LambdaCallback: unknown hook(s) {sorted(bad)}; expected some of {list(self._HOOKS)}")
+            raise JaxdlError(
+                f"LambdaCallback: unknown hook(s) {sorted(bad)}; "
+                f"expected some of {list(self._HOOKS)}"
+            )
         for name, fn in hooks.items():
             setattr(self, name, fn if fn is not None else getattr(self, name))
 
@@ -488,7 +570,9 @@ class SwapEMAWeights(Callback):
 def _save_freq(value, who: str):
     if value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise JaxdlError(f"{who}: save_freq must be 'epoch' or a positive number of steps, got {value!r}")
+    raise JaxdlError(
+        f"{who}: save_freq must be 'epoch' or a positive number of steps, got {value!r}"
+    )
 
 
 class BackupAndRestore(Callback):
@@ -500,8 +584,14 @@ class BackupAndRestore(Callback):
     (Keras's default; `jaxdl train --workdir` keeps them). `keep`: how many to keep (>= 2 leaves
     one to fall back on if the newest is damaged). SIGTERM during fit saves and stops (Trainer)."""
 
-    def __init__(self, backup_dir: str | Path, save_freq: str | int = "epoch",
-                 delete_checkpoint: bool = True, keep: int = 2, async_save: bool = True):
+    def __init__(
+        self,
+        backup_dir: str | Path,
+        save_freq: str | int = "epoch",
+        delete_checkpoint: bool = True,
+        keep: int = 2,
+        async_save: bool = True,
+    ):
         from jaxdl.train.checkpoint import Checkpoints
 
         self.save_freq = _save_freq(save_freq, "BackupAndRestore")
@@ -544,11 +634,20 @@ class ModelCheckpoint(Callback, _Monitor):
     key, e.g. 'epoch{epoch:02d}-{val_loss:.3f}', rendered into each checkpoint's metadata and
     listed in `saved` as (step, name)."""
 
-    def __init__(self, directory: str | Path, monitor: str | None = "val_loss", verbose: int = 0,
-                 save_best_only: bool = False, save_weights_only: bool = False,
-                 mode: str = "auto", save_freq: str | int = "epoch",
-                 initial_value_threshold: float | None = None, keep: int | None = None,
-                 name: str = "epoch{epoch:03d}", async_save: bool = True):
+    def __init__(
+        self,
+        directory: str | Path,
+        monitor: str | None = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: str | int = "epoch",
+        initial_value_threshold: float | None = None,
+        keep: int | None = None,
+        name: str = "epoch{epoch:03d}",
+        async_save: bool = True,
+    ):
         from jaxdl.train.checkpoint import Checkpoints
 
         if save_best_only and monitor is None:
@@ -559,21 +658,33 @@ class ModelCheckpoint(Callback, _Monitor):
             self.monitor, self.mode, self.best = None, "min", None
         self.save_freq = _save_freq(save_freq, "ModelCheckpoint")
         if self.save_freq != "epoch" and monitor is not None and save_best_only:
-            raise JaxdlError("ModelCheckpoint: save_best_only with an integer save_freq would "
-                             "compare running training metrics; use save_freq='epoch'")
-        self.verbose, self.save_best_only, self.save_weights_only = verbose, save_best_only, save_weights_only
+            raise JaxdlError(
+                "ModelCheckpoint: save_best_only with an integer save_freq would "
+                "compare running training metrics; use save_freq='epoch'"
+            )
+        self.verbose, self.save_best_only, self.save_weights_only = (
+            verbose,
+            save_best_only,
+            save_weights_only,
+        )
         self.name, self._name_keys = name, _TemplateKeys().fields(name)
         self.saved: list[tuple[int, str]] = []
         self.checkpoints = Checkpoints(
-            directory, keep=keep, best_metric=monitor if (keep and monitor) else None,
-            best_mode=self.mode, async_save=async_save)
+            directory,
+            keep=keep,
+            best_metric=monitor if (keep and monitor) else None,
+            best_mode=self.mode,
+            async_save=async_save,
+        )
 
     def _save(self, step: int, epoch: int, logs):
         logs = dict(logs or {})
         missing = self._name_keys - set(logs) - {"epoch", "step"}
         if missing:
-            raise JaxdlError(f"ModelCheckpoint: name template {self.name!r} uses {sorted(missing)}, "
-                             f"not in the logs; available: {', '.join(sorted(logs))}")
+            raise JaxdlError(
+                f"ModelCheckpoint: name template {self.name!r} uses {sorted(missing)}, "
+                f"not in the logs; available: {', '.join(sorted(logs))}"
+            )
         name = self.name.format(**{**logs, "epoch": epoch + 1, "step": step})
         metrics = None
         if self.monitor is not None:
@@ -582,11 +693,18 @@ class ModelCheckpoint(Callback, _Monitor):
                 return
             if self.save_best_only:
                 if self.verbose:
-                    print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {current}")
+                    print(
+                        f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {current}"
+                    )
                 self.best = current
             metrics = {self.monitor: current}
-        self.trainer.save_checkpoint(self.checkpoints, step=step, weights_only=self.save_weights_only,
-                                     extra_meta={"name": name, "epoch": epoch + 1}, metrics=metrics)
+        self.trainer.save_checkpoint(
+            self.checkpoints,
+            step=step,
+            weights_only=self.save_weights_only,
+            extra_meta={"name": name, "epoch": epoch + 1},
+            metrics=metrics,
+        )
         self.saved.append((step, name))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -609,7 +727,18 @@ class ModelCheckpoint(Callback, _Monitor):
 
 
 __all__ = [
-    "LazyLogs", "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
-    "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN", "LambdaCallback",
-    "SwapEMAWeights", "BackupAndRestore", "ModelCheckpoint", "callback_keys",
+    "LazyLogs",
+    "Callback",
+    "CallbackList",
+    "History",
+    "ProgbarLogger",
+    "EarlyStopping",
+    "ReduceLROnPlateau",
+    "LearningRateScheduler",
+    "TerminateOnNaN",
+    "LambdaCallback",
+    "SwapEMAWeights",
+    "BackupAndRestore",
+    "ModelCheckpoint",
+    "callback_keys",
 ]

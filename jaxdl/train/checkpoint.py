@@ -41,7 +41,6 @@ from orbax.checkpoint import checkpoint_managers as ocm
 from jaxdl.errors import JaxdlError
 
 TREE, META = "tree", "meta"
-_TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(JaxdlError):
@@ -90,14 +89,17 @@ def check_safe_tree(directory: str | os.PathLike) -> None:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             if ".." in name:
-                raise UnsafeCheckpointError(f"checkpoint directory {str(root)!r} holds a name "
-                                            f"with '..': {str(p)!r}; refusing to use it")
+                raise UnsafeCheckpointError(
+                    f"checkpoint directory {str(root)!r} holds a name "
+                    f"with '..': {str(p)!r}; refusing to use it"
+                )
             if p.is_symlink():
                 target = p.resolve()
                 if target != root and root not in target.parents:
                     raise UnsafeCheckpointError(
                         f"checkpoint directory {str(root)!r} holds a symbolic link pointing "
-                        f"outside it: {str(p)!r} -> {str(target)!r}; refusing to use it")
+                        f"outside it: {str(p)!r} -> {str(target)!r}; refusing to use it"
+                    )
 
 
 # ---- tree descriptions ----------------------------------------------------------------------
@@ -135,12 +137,21 @@ def abstract_like(tree, sharding: Callable[[Any], Any] | Any = None):
     """ShapeDtypeStructs of `tree`; `sharding` is one sharding, a function leaf -> sharding, or a
     tree of shardings; None keeps each array's own sharding."""
     if sharding is None:
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)), tree)
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
+            tree,
+        )
     if callable(sharding):
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding(a)), tree)
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding(a)), tree
+        )
     if isinstance(sharding, jax.sharding.Sharding):
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, sharding)
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree
+        )
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, sharding
+    )
 
 
 def describe_mismatch(saved: dict, wanted: dict, limit: int = 8) -> list[str]:
@@ -170,24 +181,41 @@ class Checkpoints:
     re-reads from disk after a restart, so retention stays right across restarts).
     async_save: write in a background thread; `wait()` blocks until the writes are complete."""
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int | None = 2,
-                 best_metric: str | None = None, best_mode: str = "min", async_save: bool = True):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep: int | None = 2,
+        best_metric: str | None = None,
+        best_mode: str = "min",
+        async_save: bool = True,
+    ):
         self.directory = check_writable_dir(directory, what="checkpoint directory").resolve()
         check_safe_tree(self.directory)
         if best_mode not in ("min", "max"):
             raise JaxdlError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
         if best_metric is not None:
-            policy = ocm.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min",
-                               n=keep, keep_checkpoints_without_metrics=False)
+            policy = ocm.BestN(
+                get_metric_fn=lambda m: m[best_metric],
+                reverse=best_mode == "min",
+                n=keep,
+                keep_checkpoints_without_metrics=False,
+            )
         else:
             policy = ocm.LatestN(n=keep)
         options = ocp.CheckpointManagerOptions(
-            best_fn=(lambda m: m[best_metric]) if best_metric else None, best_mode=best_mode,
-            preservation_policy=policy, enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True, create=True)
+            best_fn=(lambda m: m[best_metric]) if best_metric else None,
+            best_mode=best_mode,
+            preservation_policy=policy,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
         # orbax logs every save at INFO; the training loop reports what matters
         logging.getLogger("absl").setLevel(logging.WARNING)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=(TREE, META))
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=(TREE, META)
+        )
 
     # -- queries
     def steps(self) -> list[int]:
@@ -203,16 +231,22 @@ class Checkpoints:
         return self.directory / str(step)
 
     # -- writing
-    def save(self, step: int, tree, meta: dict | None = None, *, metrics: dict | None = None) -> None:
+    def save(
+        self, step: int, tree, meta: dict | None = None, *, metrics: dict | None = None
+    ) -> None:
         """Write `tree` (arrays) and `meta` (JSON) as checkpoint `step`. Raises NonFiniteError,
         writing nothing, if any floating-point leaf holds NaN or inf."""
         host = jax.device_get(tree)
         bad = non_finite_leaves(host)
         if bad:
-            raise NonFiniteError(f"refusing to save checkpoint {step} in {str(self.directory)!r}: "
-                                 f"non-finite values in {', '.join(bad[:5])}")
+            raise NonFiniteError(
+                f"refusing to save checkpoint {step} in {str(self.directory)!r}: "
+                f"non-finite values in {', '.join(bad[:5])}"
+            )
         meta = {**(meta or {}), "spec": tree_spec(host), "checksums": checksums(host)}
-        args = ocp.args.Composite(**{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)})
+        args = ocp.args.Composite(
+            **{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)}
+        )
         self._manager.save(step, args=args, metrics=metrics, force=True)
 
     def wait(self) -> None:
@@ -235,8 +269,14 @@ class Checkpoints:
         out = self._manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
         return dict(out[META])
 
-    def restore(self, abstract_tree, *, fingerprint: dict | None = None, step: int | None = None,
-                meta_check: Callable[[dict], None] | None = None):
+    def restore(
+        self,
+        abstract_tree,
+        *,
+        fingerprint: dict | None = None,
+        step: int | None = None,
+        meta_check: Callable[[dict], None] | None = None,
+    ):
         """(step, tree, meta) of the newest usable checkpoint (or of `step`), or None if there is
         none. `abstract_tree` (or a function of the checkpoint's meta returning it) gives
         structure, shapes, dtypes and target shardings; `fingerprint`
@@ -258,7 +298,8 @@ class Checkpoints:
             self._check_match(s, meta, saved, tree_spec(target), fingerprint)
             try:
                 restored = self._manager.restore(
-                    s, args=ocp.args.Composite(**{TREE: ocp.args.StandardRestore(target)}))[TREE]
+                    s, args=ocp.args.Composite(**{TREE: ocp.args.StandardRestore(target)})
+                )[TREE]
             except Exception as e:
                 self._quarantine(s, f"its arrays cannot be read ({type(e).__name__}: {e})")
                 continue
@@ -266,7 +307,9 @@ class Checkpoints:
             got = checksums(host)
             bad = [k for k, v in meta.get("checksums", {}).items() if got.get(k) != v]
             if bad or set(got) != set(meta.get("checksums", {})):
-                self._quarantine(s, f"its bytes differ from the recorded checksums ({', '.join(bad[:3])})")
+                self._quarantine(
+                    s, f"its bytes differ from the recorded checksums ({', '.join(bad[:3])})"
+                )
                 continue
             if non_finite_leaves(host):
                 self._quarantine(s, "it holds non-finite values")
@@ -278,15 +321,21 @@ class Checkpoints:
         where = f"checkpoint {step} in {str(self.directory)!r}"
         if fingerprint is not None and meta.get("fingerprint") is not None:
             theirs = meta["fingerprint"]
-            diff = [f"{k}: checkpoint {theirs.get(k)!r}, now {v!r}"
-                    for k, v in fingerprint.items() if theirs.get(k) != v]
+            diff = [
+                f"{k}: checkpoint {theirs.get(k)!r}, now {v!r}"
+                for k, v in fingerprint.items()
+                if theirs.get(k) != v
+            ]
             if diff:
-                raise CheckpointMismatchError(f"{where} was written for a different model: "
-                                              + "; ".join(diff))
+                raise CheckpointMismatchError(
+                    f"{where} was written for a different model: " + "; ".join(diff)
+                )
         problems = describe_mismatch(saved, wanted)
         if problems:
-            raise CheckpointMismatchError(f"{where} does not match the model (no value is cast "
-                                          "or reshaped): " + "; ".join(problems))
+            raise CheckpointMismatchError(
+                f"{where} does not match the model (no value is cast "
+                "or reshaped): " + "; ".join(problems)
+            )
 
     def _quarantine(self, step: int, why: str) -> None:
         src = self.path(step)
@@ -297,13 +346,10 @@ class Checkpoints:
         while dest.exists():
             dest, n = dest_root / f"{step}-{n}", n + 1
         shutil.move(str(src), str(dest))
-        warnings.warn(f"checkpoint {step} in {str(self.directory)!r} is unusable: {why}; moved "
-                      f"it to {str(dest)!r} and trying the previous one",
-                      CorruptCheckpointWarning, stacklevel=3)
+        warnings.warn(
+            f"checkpoint {step} in {str(self.directory)!r} is unusable: {why}; moved "
+            f"it to {str(dest)!r} and trying the previous one",
+            CorruptCheckpointWarning,
+            stacklevel=3,
+        )
         self._manager.reload()
-
-
-def has_partial_writes(directory: str | os.PathLike) -> bool:
-    """Whether `directory` holds an unfinished orbax write (a `*.orbax-checkpoint-tmp-*` entry)."""
-    d = Path(directory)
-    return d.is_dir() and any(_TMP_MARK in p.name for p in d.iterdir())

@@ -35,12 +35,26 @@ def confusion_matrix_figure(cm, class_names=None):
     names = class_names or [str(i) for i in range(n)]
     fig, ax = plt.subplots(figsize=(max(4, n * 0.5), max(4, n * 0.5)))
     ax.imshow(cm, cmap="Blues")
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=names, yticklabels=names,
-           xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=names,
+        yticklabels=names,
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     fig.tight_layout()
     return fig
 
@@ -68,7 +82,7 @@ def image_grid(x: np.ndarray, max_images: int = 16) -> np.ndarray:
     grid = np.zeros((rows * h, cols * w, c), np.float32)
     for k in range(b):
         r, q = divmod(k, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = x[k]
+        grid[r * h : (r + 1) * h, q * w : (q + 1) * w] = x[k]
     return grid
 
 
@@ -83,18 +97,33 @@ class TensorBoard(Callback):
     write_graph: the model structure as text. profile_batch: (start, stop) step numbers to
     trace with jax.profiler (viewable in TensorBoard's profile tab), or 0 for none."""
 
-    def __init__(self, log_dir: str | Path = "logs", histogram_freq: int = 0,
-                 write_graph: bool = True, write_images: bool = False,
-                 update_freq: str | int = "epoch", profile_batch: int | tuple[int, int] = 0,
-                 sample_data=None):
+    def __init__(
+        self,
+        log_dir: str | Path = "logs",
+        histogram_freq: int = 0,
+        write_graph: bool = True,
+        write_images: bool = False,
+        update_freq: str | int = "epoch",
+        profile_batch: int | tuple[int, int] = 0,
+        sample_data=None,
+    ):
         if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
-            raise JaxdlError(f"TensorBoard: update_freq must be 'epoch' or a positive int, got {update_freq!r}")
+            raise JaxdlError(
+                f"TensorBoard: update_freq must be 'epoch' or a positive int, got {update_freq!r}"
+            )
         if isinstance(profile_batch, int):
             profile_batch = (profile_batch, profile_batch) if profile_batch > 0 else (0, 0)
         if profile_batch[0] > profile_batch[1] or profile_batch[0] < 0:
-            raise JaxdlError(f"TensorBoard: profile_batch must be (start, stop) with 0 <= start <= stop, got {profile_batch}")
+            raise JaxdlError(
+                "TensorBoard: profile_batch must be (start, stop) with 0 <= start <= stop, "
+                f"got {profile_batch}"
+            )
         self.log_dir = Path(log_dir)
-        self.histogram_freq, self.write_graph, self.write_images = histogram_freq, write_graph, write_images
+        self.histogram_freq, self.write_graph, self.write_images = (
+            histogram_freq,
+            write_graph,
+            write_images,
+        )
         self.update_freq, self.profile_batch = update_freq, profile_batch
         self.sample_data = sample_data  # ArrayDataset or (x, y): images and gradient histograms
         self._writers: dict = {}
@@ -113,7 +142,10 @@ class TensorBoard(Callback):
             self._writer("train").add_text("model", f"```\n{self._structure()}\n```", 0)
 
     def _structure(self) -> str:
-        lines = [f"{self.trainer.fingerprint['model']}", f"config: {self.trainer.fingerprint['config']}"]
+        lines = [
+            f"{self.trainer.fingerprint['model']}",
+            f"config: {self.trainer.fingerprint['config']}",
+        ]
         for name, leaf in named_leaves(self.trainer.state.params).items():
             lines.append(f"{name:40s} {str(leaf.dtype):8s} {tuple(leaf.shape)}")
         return "\n".join(lines)
@@ -133,7 +165,11 @@ class TensorBoard(Callback):
             jax.block_until_ready(t.state.params)
             jax.profiler.stop_trace()
             self._profiling = False
-        if self.update_freq != "epoch" and t.step_count % self.update_freq == 0 and logs is not None:
+        if (
+            self.update_freq != "epoch"
+            and t.step_count % self.update_freq == 0
+            and logs is not None
+        ):
             self._writer("train").add_scalar("batch_loss", logs["loss"], t.step_count)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -219,4 +255,4 @@ class CSVLogger(Callback):
         self.rows, self.keys, self._fresh = state["rows"], state["keys"], False
         if self.filename.exists():  # drop rows written after the checkpoint
             lines = self.filename.read_text().splitlines(keepends=True)
-            self.filename.write_text("".join(lines[:1 + self.rows] if self.rows else []))
+            self.filename.write_text("".join(lines[: 1 + self.rows] if self.rows else []))

@@ -47,11 +47,31 @@ from jaxdl.errors import JaxdlError, check_positive, unknown_name
 from jaxdl.functional import make_apply, merge, split
 from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicated, shard_batch
 from jaxdl.train.callbacks import (
-    BackupAndRestore, Callback, CallbackList, History, LazyLogs, ProgbarLogger, callback_keys,
+    BackupAndRestore,
+    Callback,
+    CallbackList,
+    History,
+    LazyLogs,
+    ProgbarLogger,
+    callback_keys,
 )
-from jaxdl.train.optim import Regularizer, current_learning_rate, freeze, make_optimizer, set_learning_rate
+from jaxdl.train.optim import (
+    Regularizer,
+    current_learning_rate,
+    make_optimizer,
+    set_learning_rate,
+)
+from jaxdl.train.optim import (
+    freeze as freeze_params,
+)
 from jaxdl.train.state import TrainState
-from jaxdl.train.steps import COMPUTE_DTYPES, make_eval_step, make_grad_fn, make_predict_step, make_train_step
+from jaxdl.train.steps import (
+    COMPUTE_DTYPES,
+    make_eval_step,
+    make_grad_fn,
+    make_predict_step,
+    make_train_step,
+)
 from jaxdl.train.tasks import ClassificationTask, Task
 
 EXIT_NONFINITE = 3  # `jaxdl train`: the loss became NaN or inf
@@ -66,8 +86,10 @@ class Preempted(Exception):
     """fit received SIGTERM, saved a checkpoint (`step`) and stopped."""
 
     def __init__(self, step: int, directory):
-        super().__init__(f"SIGTERM: saved checkpoint {step} in {str(directory)!r} and stopped; "
-                         "run the same command again to resume")
+        super().__init__(
+            f"SIGTERM: saved checkpoint {step} in {str(directory)!r} and stopped; "
+            "run the same command again to resume"
+        )
         self.step, self.directory = step, directory
 
 
@@ -118,7 +140,11 @@ class Trainer:
         check_positive("grad_accum", grad_accum, integer=True)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise JaxdlError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
-        self.mixed_precision, self.grad_accum, self.ema_decay = mixed_precision, grad_accum, ema_decay
+        self.mixed_precision, self.grad_accum, self.ema_decay = (
+            mixed_precision,
+            grad_accum,
+            ema_decay,
+        )
         self._lr_is_schedule = tx is not None or callable(learning_rate)
         self.graphdef, params, model_state = split(model)
         self.apply = make_apply(self.graphdef)
@@ -131,19 +157,32 @@ class Trainer:
             out = output_shape(model, jax.ShapeDtypeStruct((1, *shape), jnp.float32))
             task = ClassificationTask(out[-1])
         self.task = task
-        tx = tx if tx is not None else make_optimizer(
-            optimizer, learning_rate, clip_norm=clip_norm, **(optimizer_options or {}))
+        tx = (
+            tx
+            if tx is not None
+            else make_optimizer(
+                optimizer, learning_rate, clip_norm=clip_norm, **(optimizer_options or {})
+            )
+        )
         if freeze:
-            tx = globals()["freeze"](tx, params, tuple(freeze))
+            tx = freeze_params(tx, params, tuple(freeze))
         if grad_accum > 1:
             tx = optax.MultiSteps(tx, every_k_schedule=grad_accum)
         self.tx = tx
         self.regularizers = tuple(regularizers)
         self.seed = seed
-        self.fingerprint = {"model": f"{type(model).__module__}.{type(model).__qualname__}",
-                            "config": repr(self.model_config)}
-        state = TrainState.create(params, model_state, self.tx, seed, ema=ema_decay is not None,
-                                  loss_scale=initial_loss_scale if mixed_precision == "fp16" else None)
+        self.fingerprint = {
+            "model": f"{type(model).__module__}.{type(model).__qualname__}",
+            "config": repr(self.model_config),
+        }
+        state = TrainState.create(
+            params,
+            model_state,
+            self.tx,
+            seed,
+            ema=ema_decay is not None,
+            loss_scale=initial_loss_scale if mixed_precision == "fp16" else None,
+        )
         self.state = jax.device_put(state, self.state_shardings(state))
         self.step_count = 0
         self.position = (0, 0)
@@ -169,18 +208,30 @@ class Trainer:
     def _compile(self):
         rep = replicated(self.mesh)
         step = make_train_step(
-            self.apply, self.tx, self.task, self.regularizers,
+            self.apply,
+            self.tx,
+            self.task,
+            self.regularizers,
             compute_dtype=COMPUTE_DTYPES.get(self.mixed_precision),
-            loss_scaling=self.mixed_precision == "fp16", ema_decay=self.ema_decay)
+            loss_scaling=self.mixed_precision == "fp16",
+            ema_decay=self.ema_decay,
+        )
         # the metric sums are not donated: the host reads the previous step's NaN flag from them
         # while the next step runs
-        self._train_step = jax.jit(step, donate_argnums=(0,), out_shardings=(self.state_shardings(), rep))
-        self._eval_step = jax.jit(make_eval_step(self.apply, self.task), donate_argnums=(2,), out_shardings=rep)
+        self._train_step = jax.jit(
+            step, donate_argnums=(0,), out_shardings=(self.state_shardings(), rep)
+        )
+        self._eval_step = jax.jit(
+            make_eval_step(self.apply, self.task), donate_argnums=(2,), out_shardings=rep
+        )
         self._predict_step = jax.jit(make_predict_step(self.apply))
 
     def _init_metrics(self):
-        acc = {**self.task.init_metrics(), "nonfinite": jnp.zeros((), jnp.int32),
-               "nonfinite_at": jnp.full((), -1, jnp.int32)}
+        acc = {
+            **self.task.init_metrics(),
+            "nonfinite": jnp.zeros((), jnp.int32),
+            "nonfinite_at": jnp.full((), -1, jnp.int32),
+        }
         return jax.device_put(acc, replicated(self.mesh))
 
     # ---- views --------------------------------------------------------------------------
@@ -200,9 +251,11 @@ class Trainer:
 
     def check_learning_rate_settable(self, who: str = "set_learning_rate") -> None:
         if self._lr_is_schedule:
-            raise JaxdlError(f"{who}: cannot set the learning rate of an optimizer built with a "
-                             "schedule or a custom tx (the schedule would overwrite it); use a "
-                             "constant learning_rate")
+            raise JaxdlError(
+                f"{who}: cannot set the learning rate of an optimizer built with a "
+                "schedule or a custom tx (the schedule would overwrite it); use a "
+                "constant learning_rate"
+            )
 
     def set_learning_rate(self, value: float) -> None:
         """Set the learning rate in force (ReduceLROnPlateau, LearningRateScheduler)."""
@@ -211,7 +264,9 @@ class Trainer:
         self.state = self.state.replace(opt_state=set_learning_rate(self.state.opt_state, value))
 
     def set_params(self, params) -> None:
-        self.state = self.state.replace(params=jax.device_put(params, self.state_shardings().params))
+        self.state = self.state.replace(
+            params=jax.device_put(params, self.state_shardings().params)
+        )
 
     def abstract_params(self):
         from jaxdl.train.checkpoint import abstract_like
@@ -219,8 +274,15 @@ class Trainer:
         return abstract_like(self.state.params, self.state_shardings().params)
 
     # ---- checkpoints --------------------------------------------------------------------
-    def save_checkpoint(self, checkpoints, *, step: int | None = None, weights_only: bool = False,
-                        extra_meta: dict | None = None, metrics: dict | None = None) -> int:
+    def save_checkpoint(
+        self,
+        checkpoints,
+        *,
+        step: int | None = None,
+        weights_only: bool = False,
+        extra_meta: dict | None = None,
+        metrics: dict | None = None,
+    ) -> int:
         """Write the training checkpoint (state, data position, running metrics, callback
         state) or, with `weights_only`, params and model state, as `step` (default: the number
         of steps taken) of `checkpoints` (a jaxdl.train.checkpoint.Checkpoints)."""
@@ -231,14 +293,25 @@ class Trainer:
         if weights_only:
             tree = {"params": self.state.params, "model_state": self.state.model_state}
         else:
-            cbs = list(getattr(self, "_callbacks", []))
+            cbs = self._callbacks
+            trees = {
+                k: t
+                for k, c in zip(callback_keys(cbs), cbs, strict=True)
+                if (t := c.get_tree()) is not None
+            }
             keys = callback_keys(cbs)
-            trees = {k: c.get_tree() for k, c in zip(keys, cbs) if c.get_tree() is not None}
-            tree = {"state": self.state, "acc": self._acc if self._acc is not None else self._init_metrics(),
-                    "callbacks": trees}
-            meta.update(position=list(self.position), step_count=self.step_count,
-                        callbacks={k: c.get_state() for k, c in zip(keys, cbs)},
-                        callback_trees=sorted(trees), data=self._data_signature)
+            tree = {
+                "state": self.state,
+                "acc": self._acc if self._acc is not None else self._init_metrics(),
+                "callbacks": trees,
+            }
+            meta.update(
+                position=list(self.position),
+                step_count=self.step_count,
+                callbacks={k: c.get_state() for k, c in zip(keys, cbs, strict=True)},
+                callback_trees=sorted(trees),
+                data=self._data_signature,
+            )
         if step in checkpoints.steps():  # the same point reached again after a resume
             checkpoints.delete(step)
         checkpoints.save(step, tree, meta, metrics=metrics)
@@ -250,15 +323,20 @@ class Trainer:
         from jaxdl.train.checkpoint import CheckpointMismatchError, abstract_like
 
         keys = callback_keys(self._callbacks)
-        by_key = dict(zip(keys, self._callbacks))
+        by_key = dict(zip(keys, self._callbacks, strict=True))
         trees = {}
         for k in meta.get("callback_trees", []):
             if k not in by_key:
-                raise CheckpointMismatchError(f"the checkpoint holds arrays of callback {k!r}, "
-                                              f"absent now (callbacks: {', '.join(keys)})")
+                raise CheckpointMismatchError(
+                    f"the checkpoint holds arrays of callback {k!r}, "
+                    f"absent now (callbacks: {', '.join(keys)})"
+                )
             trees[k] = by_key[k].tree_template()
-        return {"state": abstract_like(self.state, self.state_shardings()),
-                "acc": abstract_like(self._init_metrics(), replicated(self.mesh)), "callbacks": trees}
+        return {
+            "state": abstract_like(self.state, self.state_shardings()),
+            "acc": abstract_like(self._init_metrics(), replicated(self.mesh)),
+            "callbacks": trees,
+        }
 
     def _restore_checkpoint(self, checkpoints, cbs: list[Callback]) -> bool:
         """Load the newest usable training checkpoint of `checkpoints` into the trainer and the
@@ -266,16 +344,19 @@ class Trainer:
         from jaxdl.train.checkpoint import CheckpointMismatchError
 
         keys = callback_keys(cbs)
-        by_key = dict(zip(keys, cbs))
+        by_key = dict(zip(keys, cbs, strict=True))
 
         def check(meta):
             if meta.get("data") != self._data_signature:
                 raise CheckpointMismatchError(
                     f"checkpoint in {str(checkpoints.directory)!r} was written for other data or "
                     f"batching {meta.get('data')}, now {self._data_signature}: its data position "
-                    "would not mean the same batches")
+                    "would not mean the same batches"
+                )
 
-        found = checkpoints.restore(self.checkpoint_abstract, fingerprint=self.fingerprint, meta_check=check)
+        found = checkpoints.restore(
+            self.checkpoint_abstract, fingerprint=self.fingerprint, meta_check=check
+        )
         if found is None:
             return False
         _, tree, meta = found
@@ -296,7 +377,9 @@ class Trainer:
         self.task.check_labels(ds.y, where=f"{where} labels")
         # trace once abstractly: an input that does not fit the model fails here, clearly
         x = jax.ShapeDtypeStruct((batch_size, *ds.x.shape[1:]), ds.x.dtype)
-        jax.eval_shape(lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x)
+        jax.eval_shape(
+            lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x
+        )
 
     # ---- verbs --------------------------------------------------------------------------
     def fit(
@@ -327,10 +410,20 @@ class Trainer:
             raise JaxdlError(f"fit: at most one BackupAndRestore callback, got {len(backups)}")
         backup = backups[0] if backups else None
         # the backup runs last, so the state it saves includes every other callback's update
-        cbs = [history] + ([ProgbarLogger()] if verbose else []) + [c for c in user if c is not backup] + backups
+        cbs = (
+            [history]
+            + ([ProgbarLogger()] if verbose else [])
+            + [c for c in user if c is not backup]
+            + backups
+        )
         cb = CallbackList(cbs)
         self._callbacks = cbs
-        self._data_signature = {"n": len(train), "batch_size": batch_size, "seed": self.seed, "shuffle": shuffle}
+        self._data_signature = {
+            "n": len(train),
+            "batch_size": batch_size,
+            "seed": self.seed,
+            "shuffle": shuffle,
+        }
         cb.set_trainer(self)
         self.epochs, self.batch_size = epochs, batch_size
         self.steps_per_epoch = num_batches(len(train), batch_size)
@@ -368,7 +461,8 @@ class Trainer:
                 f"the loss (or its gradients) became NaN or inf at step {int(at)} (epoch {e + 1}, "
                 f"near batch {b}); training stopped. Params and checkpoints keep the values of "
                 "the last finite step. Usual causes: a learning rate too high, NaN or inf in "
-                "the inputs, log(0) in a custom loss, fp16 without loss scaling.")
+                "the inputs, log(0) in a custom loss, fp16 without loss scaling."
+            )
 
     def _fit_epochs(self, train, val, epochs, batch_size, shuffle, cb, backup) -> dict:
         logs: dict[str, Any] = {}
@@ -379,7 +473,9 @@ class Trainer:
             acc = self._acc if self._acc is not None else self._init_metrics()
             first = start_batch if epoch == start_epoch else 0
             self.samples_seen_epoch = 0
-            data = batches(train, batch_size, shuffle=shuffle, seed=self.seed, epoch=epoch, start=first)
+            data = batches(
+                train, batch_size, shuffle=shuffle, seed=self.seed, epoch=epoch, start=first
+            )
             for i, batch in enumerate(data, start=first):
                 cb.on_train_batch_begin(i)
                 self.samples_seen_epoch += int(batch["weight"].sum())
@@ -425,7 +521,9 @@ class Trainer:
         self._check_data(ds, bs, "evaluation")
         acc = self._init_metrics()
         for batch in batches(ds, bs, shuffle=False):
-            acc = self._eval_step(self.state.params, self.state.model_state, acc, shard_batch(batch, self.mesh))
+            acc = self._eval_step(
+                self.state.params, self.state.model_state, acc, shard_batch(batch, self.mesh)
+            )
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
@@ -436,7 +534,9 @@ class Trainer:
         check_batch_size(bs, self.mesh)
         outs = []
         for batch in batches(ds, bs, shuffle=False):
-            out = self._predict_step(self.state.params, self.state.model_state, shard_batch(batch["x"], self.mesh))
+            out = self._predict_step(
+                self.state.params, self.state.model_state, shard_batch(batch["x"], self.mesh)
+            )
             outs.append(np.asarray(out)[batch["weight"] > 0])
         return np.concatenate(outs)
 

@@ -21,8 +21,16 @@ class TrainState:
     loss_scale: Any = None  # dynamic fp16 loss scale {'scale': f32, 'good_steps': i32}
 
     @classmethod
-    def create(cls, params, model_state, tx: optax.GradientTransformation, seed: int = 0, *,
-               ema: bool = False, loss_scale: float | None = None) -> TrainState:
+    def create(
+        cls,
+        params,
+        model_state,
+        tx: optax.GradientTransformation,
+        seed: int = 0,
+        *,
+        ema: bool = False,
+        loss_scale: float | None = None,
+    ) -> TrainState:
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -30,6 +38,10 @@ class TrainState:
             opt_state=tx.init(params),
             rng=jax.random.PRNGKey(seed),
             ema_params=jax.tree.map(jnp.copy, params) if ema else None,
-            loss_scale=None if loss_scale is None else {
-                "scale": jnp.asarray(loss_scale, jnp.float32), "good_steps": jnp.zeros((), jnp.int32)},
+            loss_scale=None
+            if loss_scale is None
+            else {
+                "scale": jnp.asarray(loss_scale, jnp.float32),
+                "good_steps": jnp.zeros((), jnp.int32),
+            },
         )

@@ -17,7 +17,6 @@ from jaxdl.train.optim import Regularizer, regularization_penalty
 from jaxdl.train.state import TrainState
 from jaxdl.train.tasks import Task
 
-
 # dynamic loss scaling for fp16 (Micikevicius et al., 2018, "Mixed precision training"):
 # halve the scale on overflow, double it after this many finite steps
 LOSS_SCALE_PERIOD = 2000
@@ -26,11 +25,17 @@ COMPUTE_DTYPES = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 
 def cast_floating(tree, dtype):
     """Every floating-point leaf of `tree` cast to `dtype` (integers and keys unchanged)."""
-    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(a))
+        for a in jax.tree.leaves(tree)
+        if jnp.issubdtype(a.dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
@@ -38,9 +43,16 @@ def _select(ok, new, old):
     return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
-def make_train_step(apply: Callable, tx: optax.GradientTransformation, task: Task,
-                    regularizers: Sequence[Regularizer] = (), *, compute_dtype=None,
-                    loss_scaling: bool = False, ema_decay: float | None = None):
+def make_train_step(
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    task: Task,
+    regularizers: Sequence[Regularizer] = (),
+    *,
+    compute_dtype=None,
+    loss_scaling: bool = False,
+    ema_decay: float | None = None,
+):
     """train_step(state, acc, batch) -> (state, acc). Randomness: fold_in(state.rng, state.step).
 
     compute_dtype: run the forward and backward pass in this dtype (bf16 or fp16) while params,
@@ -75,7 +87,9 @@ def make_train_step(apply: Callable, tx: optax.GradientTransformation, task: Tas
             loss = data_loss + extra
             return (loss * scale if loss_scaling else loss), (loss, out, new_ms, per, w, extra)
 
-        (_, (loss, out, new_ms, per, w, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(ts.params)
+        (_, (loss, out, new_ms, per, w, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            ts.params
+        )
         if loss_scaling:
             grads = jax.tree.map(lambda g: g / scale, grads)
         finite_loss, finite_grads = jnp.isfinite(loss), _all_finite(grads)
@@ -90,12 +104,16 @@ def make_train_step(apply: Callable, tx: optax.GradientTransformation, task: Tas
         old = {"params": ts.params, "opt_state": ts.opt_state, "model_state": ts.model_state}
         if ema_decay is not None:
             d = jnp.where(ts.step == 0, 0.0, ema_decay)
-            new["ema_params"] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ts.ema_params, params)
+            new["ema_params"] = jax.tree.map(
+                lambda e, p: d * e + (1 - d) * p, ts.ema_params, params
+            )
             old["ema_params"] = ts.ema_params
         ts = ts.replace(step=ts.step + 1, **_select(ok, new, old))
         if loss_scaling:
             grow = ts.loss_scale["good_steps"] + 1 >= LOSS_SCALE_PERIOD
-            s = jnp.where(finite_grads, jnp.where(grow, scale * 2, scale), jnp.maximum(scale / 2, 1.0))
+            s = jnp.where(
+                finite_grads, jnp.where(grow, scale * 2, scale), jnp.maximum(scale / 2, 1.0)
+            )
             good = jnp.where(finite_grads & ~grow, ts.loss_scale["good_steps"] + 1, 0)
             ts = ts.replace(loss_scale={"scale": jnp.where(healthy, s, scale), "good_steps": good})
         acc = task.update_metrics(acc, out, batch, per, w, extra)
