@@ -4,6 +4,10 @@
     jaxdl summary resnet50 --input 224
     jaxdl train mlp --dataset digits --epochs 30 --batch-size 32 --optimizer adam --lr 1e-3 --json
     jaxdl bench 'resnet*' --mode train --batch 64 128 --dtype bf16 --compare torch --plot
+    jaxdl train mlp --dataset digits --epochs 20 --workdir W   # resumes from W/checkpoints
+
+Exit codes of `train`: 0 done, 2 bad input, 3 the loss became NaN or inf (EXIT_NONFINITE),
+75 stopped by SIGTERM after saving a checkpoint (EXIT_PREEMPTED: run it again to resume).
 
 Each subcommand is a frozen dataclass parsed by tyro (DESIGN.md decision 9); `--set KEY=VALUE`
 overrides a field of the model's config (values are Python literals: `--set hidden=(256,128)`).
@@ -146,7 +150,23 @@ class Train:
     init_timeout: int = 300
     """Multi-host: seconds to wait for the coordinator and the other processes."""
     workdir: str | None = None
-    """Where metrics.json (and checkpoints) go."""
+    """Where metrics.json, log.csv and checkpoints/ go; an existing run there is resumed from
+    its newest complete checkpoint."""
+    checkpoint_every: int | None = None
+    """With --workdir: checkpoint every N steps (default: every epoch)."""
+    keep_checkpoints: int = 2
+    early_stopping: int | None = None
+    """Stop when val_loss has not improved for this many epochs (restoring the best weights)."""
+    tensorboard: bool = False
+    """With --workdir: TensorBoard logs in WORKDIR/tensorboard (scalars, histograms, images)."""
+    profile_steps: tuple[int, int] | None = None
+    """With --tensorboard: jax.profiler trace of steps START STOP."""
+    mixed_precision: str | None = None
+    """bf16 (bf16 compute, fp32 params) or fp16 (with dynamic loss scaling)."""
+    grad_accum: int = 1
+    """Accumulate gradients over this many batches per update (optax.MultiSteps)."""
+    freeze: tuple[str, ...] = ()
+    """Regexes of parameter names to freeze, e.g. 'layers/0/.*'."""
     json: bool = False
     """Print the final metrics as one JSON object on the last line."""
     quiet: bool = False
@@ -162,7 +182,11 @@ class Train:
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
         from jaxdl.parallel import initialize_distributed, local_rows, make_mesh
-        from jaxdl.train import Trainer, make_schedule
+        from jaxdl.train import (
+            EXIT_NONFINITE, EXIT_PREEMPTED, BackupAndRestore, CSVLogger, EarlyStopping,
+            NonFiniteLossError, Preempted, TensorBoard, Trainer, make_schedule,
+        )
+        from jaxdl.train.checkpoint import check_writable_dir
         from jaxdl.train.tasks import LanguageModelTask
 
         check_positive("--epochs", self.epochs, integer=True)
@@ -172,9 +196,17 @@ class Train:
         # before anything touches a device: a multi-host run sees every process's devices
         initialize_distributed(self.coordinator, self.num_processes, self.process_id,
                                timeout=self.init_timeout)
-        workdir = Path(self.workdir) if self.workdir else None
-        if workdir is not None and workdir.exists() and not workdir.is_dir():
-            raise JaxdlError(f"--workdir {workdir} exists and is not a directory")
+        check_positive("--grad-accum", self.grad_accum, integer=True)
+        if self.workdir is None:
+            for flag, value in (("--checkpoint-every", self.checkpoint_every),
+                                ("--tensorboard", self.tensorboard or None)):
+                if value is not None:
+                    raise JaxdlError(f"{flag} needs --workdir (where checkpoints and logs go)")
+        if self.profile_steps is not None and not self.tensorboard:
+            raise JaxdlError("--profile-steps needs --tensorboard")
+        if self.checkpoint_every is not None:
+            check_positive("--checkpoint-every", self.checkpoint_every, integer=True)
+        workdir = check_writable_dir(self.workdir, what="--workdir") if self.workdir else None
         splits = load_dataset(self.dataset, seed=self.seed, val_fraction=self.val_fraction,
                               test_fraction=self.test_fraction)
         vocab = splits.info.get("vocab")  # text datasets: next-token prediction
@@ -193,15 +225,35 @@ class Train:
                 raise JaxdlError(f"{self.dataset} is next-token text: the model must map tokens "
                                  f"{(1, *splits.input_shape)} to logits {want}; "
                                  f"{self.name} gives {got}")
-        total_steps = self.epochs * num_batches(len(splits.train), self.batch_size)
-        lr = make_schedule(self.schedule, self.lr, total_steps=total_steps, warmup_steps=self.warmup_steps)
+        total_steps = self.epochs * num_batches(len(splits.train), self.batch_size) // self.grad_accum
+        lr = make_schedule(self.schedule, self.lr, total_steps=max(total_steps, 1),
+                           warmup_steps=self.warmup_steps)
+        if self.schedule == "constant":
+            lr = self.lr  # a number, so ReduceLROnPlateau-style callbacks may change it
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
         augment = parse_augment(self.augment) if self.augment else None
         trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
                           seed=self.seed, mesh=mesh, fsdp=self.fsdp, augment=augment,
-                          task=LanguageModelTask(len(vocab)) if vocab else None)
+                          task=LanguageModelTask(len(vocab)) if vocab else None,
+                          mixed_precision=self.mixed_precision, grad_accum=self.grad_accum,
+                          freeze=self.freeze)
         train = Pipeline(splits.train, self.batch_size, seed=self.seed, num_workers=self.workers,
                          rows=local_rows(self.batch_size, mesh))
+        callbacks = []
+        if self.early_stopping is not None:
+            if splits.val is None:
+                raise JaxdlError("--early-stopping monitors val_loss: needs --val-fraction > 0")
+            callbacks.append(EarlyStopping("val_loss", patience=self.early_stopping,
+                                           restore_best_weights=True))
+        if workdir is not None:
+            callbacks.append(CSVLogger(workdir / "log.csv"))
+            if self.tensorboard:
+                sample = splits.val if splits.val is not None else splits.test
+                callbacks.append(TensorBoard(workdir / "tensorboard", histogram_freq=1, write_images=True,
+                                             profile_batch=self.profile_steps or 0,
+                                             sample_data=sample.subset(slice(0, 256))))
+            callbacks.append(BackupAndRestore(workdir / "checkpoints", save_freq=self.checkpoint_every or "epoch",
+                                              delete_checkpoint=False, keep=self.keep_checkpoints))
         console = Console(highlight=False, stderr=False)
         if not self.quiet:
             console.print(f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
@@ -209,8 +261,16 @@ class Train:
                           f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                           f"{', FSDP' if self.fsdp else ''}")
         t0 = time.perf_counter()
-        history = trainer.fit(train, epochs=self.epochs, batch_size=self.batch_size,
-                              validation_data=splits.val, verbose=0 if self.quiet else 1)
+        try:
+            history = trainer.fit(train, epochs=self.epochs, batch_size=self.batch_size,
+                                  validation_data=splits.val, callbacks=callbacks,
+                                  verbose=0 if self.quiet else 1)
+        except NonFiniteLossError as e:
+            print(f"jaxdl: error: {e}", file=sys.stderr)
+            return EXIT_NONFINITE
+        except Preempted as e:
+            print(f"jaxdl: {e}", file=sys.stderr)
+            return EXIT_PREEMPTED
         train_time = time.perf_counter() - t0
         test = trainer.evaluate(splits.test, batch_size=max(self.batch_size, 256))
         result = {"model": self.name, "dataset": self.dataset, "epochs": len(history.epoch),
