@@ -46,7 +46,7 @@ def resolve_padding(padding, kernel, dilation=1, ndim: int = 2):
         return tuple(((di * (ki - 1)) // 2, (di * (ki - 1)) // 2) for ki, di in zip(k, d))
     if padding == "same_keras":
         return "SAME"
-    if isinstance(padding, Sequence) and all(isinstance(p, Sequence) for p in padding):
+    if not isinstance(padding, str) and all(isinstance(p, Sequence) for p in padding):
         return tuple(tuple(p) for p in padding)
     raise JaxdlError(f"padding must be 'valid', 'same', 'same_keras' or an int, got {padding!r}")
 
@@ -185,6 +185,13 @@ def global_pool(x, kind: str = "avg"):
     if kind == "max":
         return jnp.max(x, axis=axes)
     raise JaxdlError(f"pooling must be 'avg' or 'max', got {kind!r}")
+
+
+class Flatten(nnx.Module):
+    """[B, ...] -> [B, prod(...)] (Keras Flatten; channels-last order)."""
+
+    def __call__(self, x):
+        return x.reshape(x.shape[0], -1)
 
 
 class MaxPool(nnx.Module):
