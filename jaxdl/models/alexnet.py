@@ -29,11 +29,11 @@ class AlexNetConfig(ClassifierConfig):
 
 
 class AlexNet(ConvNet):
-    """x: [B, H, W, C] (H, W >= 63) -> [B, num_classes]. Parameters `conv1`..`conv5` (each
+    """x: [B, H, W, C] (H, W >= 67) -> [B, num_classes]. Parameters `conv1`..`conv5` (each
     `conv/kernel`, `conv/bias`), `head/hidden/0`, `head/hidden/1`, `head/fc`."""
 
     family = "alexnet"
-    min_size = 63  # the smallest input that leaves a 1x1 map after the third pool
+    min_size = 67  # the smallest input that leaves a 1x1 map after the third pool
 
     def __init__(self, config: AlexNetConfig, *, rngs: nnx.Rngs):
         self.config = c = config
