@@ -28,8 +28,10 @@ from jaxdl.train import Trainer, make_schedule
 
 # name -> (registered model, config overrides)
 MODELS = {
-    "vgg_small": ("vgg11_bn", {"stages": ((32, 32), (64, 64), (128, 128)), "fc": (256,),
-                               "dropout": 0.3}),
+    "vgg_small": (
+        "vgg11_bn",
+        {"stages": ((32, 32), (64, 64), (128, 128)), "fc": (256,), "dropout": 0.3},
+    ),
     "resnet18": ("resnet18", {}),
 }
 
@@ -56,7 +58,8 @@ def load_cifar10(data_dir: str | None):
     except Exception as e:  # TFDS raises several kinds when the data is not prepared
         raise JaxdlError(
             "cifar10 is not prepared for TFDS here (offline?). Run `tfds build cifar10` where the "
-            f"internet can be reached and copy the folder, or pass --data-dir. ({type(e).__name__}: {e})"
+            "internet can be reached and copy the folder, or pass --data-dir. "
+            f"({type(e).__name__}: {e})"
         ) from e
 
     def arrays(split):
@@ -75,7 +78,7 @@ def synthetic(n: int, seed: int):
     x = rng.normal(0.0, 0.3, (n, 32, 32, 3)).astype(np.float32)
     for i, c in enumerate(y):
         r, q = divmod(int(c), 4)
-        x[i, 8 * r:8 * r + 8, 8 * q:8 * q + 8, c % 3] += 2.0
+        x[i, 8 * r : 8 * r + 8, 8 * q : 8 * q + 8, c % 3] += 2.0
     return ArrayDataset(x, y)
 
 
@@ -92,20 +95,34 @@ def main(cfg: Config) -> dict:
         name, overrides = MODELS[key]
         overrides = dict(overrides, input_shape=(32, 32, 3), num_classes=10)
         if cfg.smoke:  # seconds, not minutes: a few narrow blocks
-            overrides.update({"vgg_small": {"stages": ((8,), (16,)), "fc": (32,)},
-                              "resnet18": {"layers": (1, 1), "widths": (8, 16), "stem_width": 8}}[key])
+            overrides.update(
+                {
+                    "vgg_small": {"stages": ((8,), (16,)), "fc": (32,)},
+                    "resnet18": {"layers": (1, 1), "widths": (8, 16), "stem_width": 8},
+                }[key]
+            )
         model = create_model(name, **overrides)
         steps = epochs * num_batches(len(train), cfg.batch_size)
-        trainer = Trainer(model, optimizer="adam", seed=cfg.seed, mesh=make_mesh(num_devices=1),
-                          learning_rate=make_schedule("cosine", cfg.lr, total_steps=steps))
+        trainer = Trainer(
+            model,
+            optimizer="adam",
+            seed=cfg.seed,
+            mesh=make_mesh(num_devices=1),
+            learning_rate=make_schedule("cosine", cfg.lr, total_steps=steps),
+        )
         t0 = time.perf_counter()
         trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=0 if cfg.smoke else 1)
         dt = time.perf_counter() - t0
         ev = trainer.evaluate(test)
-        console.print(f"{key}: test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, "
-                      f"train time {dt:.1f}s")
-        results[key] = {"test_accuracy": float(ev["accuracy"]), "test_loss": float(ev["loss"]),
-                        "train_time_s": dt}
+        console.print(
+            f"{key}: test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, "
+            f"train time {dt:.1f}s"
+        )
+        results[key] = {
+            "test_accuracy": float(ev["accuracy"]),
+            "test_loss": float(ev["loss"]),
+            "train_time_s": dt,
+        }
     return results
 
 

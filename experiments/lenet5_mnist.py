@@ -17,11 +17,10 @@ import tyro
 from rich.console import Console
 
 from jaxdl import create_model
-from jaxdl.data import load_dataset, shared_data_dir
+from jaxdl.data import load_dataset, num_batches, shared_data_dir
 from jaxdl.errors import JaxdlError
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_schedule
-from jaxdl.data import num_batches
 
 
 @dataclass(frozen=True)
@@ -44,23 +43,41 @@ def main(cfg: Config) -> dict:
     else:
         folder = cfg.data or (shared_data_dir() / "mnist" if shared_data_dir() else None)
         if folder is None:
-            raise JaxdlError("no MNIST folder: pass --data PATH (IDX files) or set JAXDL_SHARED_DATA")
-        splits = load_dataset(f"mnist_idx:{folder}", seed=cfg.seed, val_fraction=0.0, test_fraction=0.2)
+            raise JaxdlError(
+                "no MNIST folder: pass --data PATH (IDX files) or set JAXDL_SHARED_DATA"
+            )
+        splits = load_dataset(
+            f"mnist_idx:{folder}", seed=cfg.seed, val_fraction=0.0, test_fraction=0.2
+        )
         epochs = cfg.epochs
-    model = create_model("lenet5", input_shape=splits.input_shape, num_classes=splits.num_classes,
-                         activation=cfg.activation, pool=cfg.pool, dropout=cfg.dropout)
+    model = create_model(
+        "lenet5",
+        input_shape=splits.input_shape,
+        num_classes=splits.num_classes,
+        activation=cfg.activation,
+        pool=cfg.pool,
+        dropout=cfg.dropout,
+    )
     steps = epochs * num_batches(len(splits.train), cfg.batch_size)
     lr = make_schedule("cosine", cfg.lr, total_steps=steps)
-    trainer = Trainer(model, optimizer="adam", learning_rate=lr, seed=cfg.seed, mesh=make_mesh(num_devices=1))
+    trainer = Trainer(
+        model, optimizer="adam", learning_rate=lr, seed=cfg.seed, mesh=make_mesh(num_devices=1)
+    )
     t0 = time.perf_counter()
     trainer.fit(splits.train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
     train_time = time.perf_counter() - t0
     ev = trainer.evaluate(splits.test)
     Console(highlight=False).print(
         f"LeNet-5 on {splits.name}: {len(splits.train)} train / {len(splits.test)} test, "
-        f"test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, train time {train_time:.1f}s")
-    return {"test_accuracy": float(ev["accuracy"]), "test_loss": float(ev["loss"]),
-            "train_time_s": train_time, "n_train": len(splits.train), "n_test": len(splits.test)}
+        f"test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, train time {train_time:.1f}s"
+    )
+    return {
+        "test_accuracy": float(ev["accuracy"]),
+        "test_loss": float(ev["loss"]),
+        "train_time_s": train_time,
+        "n_train": len(splits.train),
+        "n_test": len(splits.test),
+    }
 
 
 if __name__ == "__main__":

@@ -18,26 +18,68 @@ from jaxdl.models.inception import aux_loss
 TINY = [
     ("lenet5", {"input_shape": (28, 28, 1), "dropout": 0.3}, 28),
     ("alexnet", {"input_shape": (67, 67, 3), "widths": (8, 8, 8, 8, 8), "fc": (16, 16)}, 67),
-    ("vgg11_bn", {"input_shape": (32, 32, 3), "stages": ((8,), (8,), (8, 8), (8,), (8,)),
-                  "fc": (16, 16)}, 32),
-    ("resnet18", {"input_shape": (32, 32, 3), "layers": (1, 1), "widths": (8, 16),
-                  "stem_width": 8}, 32),
-    ("resnext50_32x4d", {"input_shape": (32, 32, 3), "layers": (1, 1), "widths": (8, 16),
-                         "stem_width": 8, "groups": 2, "se_reduction": 4}, 32),
-    ("densenet121", {"input_shape": (32, 32, 3), "growth": 4, "blocks": (2, 2),
-                     "stem_width": 8, "dropout": 0.2}, 32),
+    (
+        "vgg11_bn",
+        {"input_shape": (32, 32, 3), "stages": ((8,), (8,), (8, 8), (8,), (8,)), "fc": (16, 16)},
+        32,
+    ),
+    (
+        "resnet18",
+        {"input_shape": (32, 32, 3), "layers": (1, 1), "widths": (8, 16), "stem_width": 8},
+        32,
+    ),
+    (
+        "resnext50_32x4d",
+        {
+            "input_shape": (32, 32, 3),
+            "layers": (1, 1),
+            "widths": (8, 16),
+            "stem_width": 8,
+            "groups": 2,
+            "width_per_group": 32,
+            "se_reduction": 4,
+        },
+        32,
+    ),
+    (
+        "densenet121",
+        {
+            "input_shape": (32, 32, 3),
+            "growth": 4,
+            "blocks": (2, 2),
+            "stem_width": 8,
+            "dropout": 0.2,
+        },
+        32,
+    ),
     ("mobilenet_v1", {"input_shape": (32, 32, 3), "width_mult": 0.125, "dropout": 0.2}, 32),
     ("mobilenet_v2", {"input_shape": (32, 32, 3), "width_mult": 0.25}, 32),
     ("mobilenet_v3_small", {"input_shape": (32, 32, 3), "width_mult": 0.25}, 32),
-    ("efficientnet_b0", {"input_shape": (32, 32, 3), "width_mult": 0.25, "depth_mult": 0.3,
-                         "drop_path": 0.5}, 32),
+    (
+        "efficientnet_b0",
+        {"input_shape": (32, 32, 3), "width_mult": 0.25, "depth_mult": 0.3, "drop_path": 0.5},
+        32,
+    ),
     ("googlenet", {"input_shape": (64, 64, 3), "width_mult": 0.125, "aux_logits": True}, 64),
     ("inception_v3", {"input_shape": (75, 75, 3), "width_mult": 0.0625}, 75),
-    ("inception_resnet_v2", {"input_shape": (75, 75, 3), "width_mult": 0.0625,
-                             "repeats": (1, 1, 2)}, 75),
+    (
+        "inception_resnet_v2",
+        {"input_shape": (75, 75, 3), "width_mult": 0.0625, "repeats": (1, 1, 2)},
+        75,
+    ),
     ("xception", {"input_shape": (71, 71, 3), "width_mult": 0.0625, "middle_blocks": 1}, 71),
-    ("unet", {"input_shape": (16, 16, 2), "width": 4, "depth": 2, "padding": "same",
-              "batch_norm": True, "num_classes": 3}, 16),
+    (
+        "unet",
+        {
+            "input_shape": (16, 16, 2),
+            "width": 4,
+            "depth": 2,
+            "padding": "same",
+            "batch_norm": True,
+            "num_classes": 3,
+        },
+        16,
+    ),
 ]
 
 
@@ -98,11 +140,14 @@ def test_family_behaviour(name, overrides, side):
         np.testing.assert_array_equal(first(out1), first(out_same))
         assert not np.allclose(first(out1), first(out_other))
 
-    # one SGD step lowers the loss on the same batch (same key: same dropout masks)
-    lr = 0.05
-    stepped = jax.tree.map(lambda p, g: p - lr * g / (optax.global_norm(grads) + 1e-12), params, grads)
-    loss1, _, _, _ = train_fn(stepped, state, k1)
-    assert float(loss1) < float(loss0)
+    # one gradient step lowers the loss on the same batch (same key: same dropout masks); the
+    # step has a fixed length, small enough for the ReLU kinks (largest of two that works)
+    norm = optax.global_norm(grads)
+    losses = []
+    for lr in (1e-2, 1e-3):
+        stepped = jax.tree.map(lambda p, g, lr=lr: p - lr * g / norm, params, grads)
+        losses.append(float(train_fn(stepped, state, k1)[0]))
+    assert min(losses) < float(loss0), (losses, float(loss0))
 
 
 def test_googlenet_aux_heads_only_in_training():

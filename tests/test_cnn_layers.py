@@ -9,8 +9,19 @@ from flax import nnx
 from jaxdl.bench.summary import summarize
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import param_counts
-from jaxdl.nn import (AvgPool, ConvBN, Flatten, MaxPool, SeparableConv, avg_pool, conv_output_size,
-                      conv_params, global_pool, max_pool, receptive_field)
+from jaxdl.nn import (
+    AvgPool,
+    ConvBN,
+    Flatten,
+    MaxPool,
+    SeparableConv,
+    avg_pool,
+    conv_output_size,
+    conv_params,
+    global_pool,
+    max_pool,
+    receptive_field,
+)
 
 
 def _conv(cin, cout, k, **kw):
@@ -36,16 +47,22 @@ def test_vertical_edge_5x5():
 
 # The 3-channel example: an RGB 3x3 patch, one kernel per channel, bias 1; the channel sums
 # 148 + (-8) + (-166) plus the bias give -25.
-PATCH = np.array([
-    [[156, 155, 156], [153, 154, 157], [149, 151, 155]],  # R
-    [[167, 166, 167], [164, 165, 168], [160, 162, 166]],  # G
-    [[163, 162, 163], [160, 161, 164], [156, 158, 161]],  # B
-], np.float32)
-KERNELS = np.array([
-    [[-1, -1, 1], [0, 1, -1], [0, 1, 1]],
-    [[1, 0, 0], [1, -1, -1], [1, 0, -1]],
-    [[-1, 0, 0], [0, 0, -1], [0, 0, 1]],
-], np.float32)
+PATCH = np.array(
+    [
+        [[156, 155, 156], [153, 154, 157], [149, 151, 155]],  # R
+        [[167, 166, 167], [164, 165, 168], [160, 162, 166]],  # G
+        [[163, 162, 163], [160, 161, 164], [156, 158, 161]],  # B
+    ],
+    np.float32,
+)
+KERNELS = np.array(
+    [
+        [[-1, -1, 1], [0, 1, -1], [0, 1, 1]],
+        [[1, 0, 0], [1, -1, -1], [1, 0, -1]],
+        [[-1, 0, 0], [0, 0, -1], [0, 0, 1]],
+    ],
+    np.float32,
+)
 
 
 def test_three_channel_example_gives_minus_25():
@@ -62,9 +79,14 @@ def test_three_channel_example_gives_minus_25():
 def test_804554_parameter_network():
     """28x28x1 -> Conv 32 3x3 same -> MaxPool 2 -> Flatten -> Dense 128 -> Dense 10."""
     rngs = nnx.Rngs(0)
-    net = nnx.Sequential(ConvBN(1, 32, 3, bn=None, rngs=rngs), MaxPool(2), Flatten(),
-                         nnx.Linear(14 * 14 * 32, 128, rngs=rngs), jax.nn.relu,
-                         nnx.Linear(128, 10, rngs=rngs))
+    net = nnx.Sequential(
+        ConvBN(1, 32, 3, bn=None, rngs=rngs),
+        MaxPool(2),
+        Flatten(),
+        nnx.Linear(14 * 14 * 32, 128, rngs=rngs),
+        jax.nn.relu,
+        nnx.Linear(128, 10, rngs=rngs),
+    )
     counts = param_counts(net)
     assert counts["trainable"] == 804_554
     assert counts["trainable"] == conv_params(3, 1, 32) + (6272 + 1) * 128 + (128 + 1) * 10
@@ -72,8 +94,18 @@ def test_804554_parameter_network():
 
 
 @pytest.mark.parametrize("padding", ["valid", "same", "same_keras", 2])
-@pytest.mark.parametrize("n,k,s,d", [(5, 3, 1, 1), (28, 3, 2, 1), (227, 11, 4, 1), (32, 5, 1, 1),
-                                     (17, 3, 2, 2), (224, 7, 2, 1), (10, 1, 2, 1)])
+@pytest.mark.parametrize(
+    "n,k,s,d",
+    [
+        (5, 3, 1, 1),
+        (28, 3, 2, 1),
+        (227, 11, 4, 1),
+        (32, 5, 1, 1),
+        (17, 3, 2, 2),
+        (224, 7, 2, 1),
+        (10, 1, 2, 1),
+    ],
+)
 def test_output_size_formula_matches_the_conv(padding, n, k, s, d):
     conv = _conv(1, 2, k, stride=s, padding=padding, dilation=d)
     shape = jax.eval_shape(lambda x: conv(x), jax.ShapeDtypeStruct((1, n, n, 1), jnp.float32)).shape
@@ -117,7 +149,11 @@ def test_param_count_formula_groups_and_separable():
     sep = SeparableConv(32, 64, rngs=nnx.Rngs(0))
     assert param_counts(sep)["trainable"] == 9 * 32 + 32 * 64
     bn = ConvBN(3, 16, 3, rngs=nnx.Rngs(0))  # BN: no conv bias, gamma and beta trainable
-    assert param_counts(bn) == {"trainable": 27 * 16 + 32, "non_trainable": 32, "total": 27 * 16 + 64}
+    assert param_counts(bn) == {
+        "trainable": 27 * 16 + 32,
+        "non_trainable": 32,
+        "total": 27 * 16 + 64,
+    }
     with pytest.raises(JaxdlError, match="groups"):
         ConvBN(6, 8, 3, groups=4, rngs=nnx.Rngs(0))
     with pytest.raises(JaxdlError, match="padding"):
@@ -147,7 +183,9 @@ def test_conv_matches_keras(padding, stride):
     keras = pytest.importorskip("keras")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 9, 10, 3)).astype(np.float32)
-    layer = keras.layers.Conv2D(4, 3, strides=stride, padding="valid" if padding == "valid" else "same")
+    layer = keras.layers.Conv2D(
+        4, 3, strides=stride, padding="valid" if padding == "valid" else "same"
+    )
     ref = np.asarray(layer(x))
     conv = _conv(3, 4, 3, stride=stride, padding=padding)
     conv.conv.kernel[...] = jnp.asarray(layer.kernel.numpy())
@@ -157,8 +195,9 @@ def test_conv_matches_keras(padding, stride):
 
 def test_summary_of_composed_network_reports_macs():
     rngs = nnx.Rngs(0)
-    net = nnx.Sequential(ConvBN(1, 32, 3, bn=None, rngs=rngs), MaxPool(2), Flatten(),
-                         nnx.Linear(6272, 10, rngs=rngs))
+    net = nnx.Sequential(
+        ConvBN(1, 32, 3, bn=None, rngs=rngs), MaxPool(2), Flatten(), nnx.Linear(6272, 10, rngs=rngs)
+    )
 
     class Wrap(nnx.Module):
         def __init__(self):

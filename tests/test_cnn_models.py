@@ -20,22 +20,44 @@ from jaxdl.models.unet import unet_output_size
 
 # REFERENCE.md, trainable parameters with 1000 classes (unet: 2 classes, lenet5: 10).
 PINNED = {
-    "lenet5": 61_706, "alexnet": 62_378_344,
-    "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
-    "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992,
+    "lenet5": 61_706,
+    "alexnet": 62_378_344,
+    "vgg11": 132_863_336,
+    "vgg13": 133_047_848,
+    "vgg16": 138_357_544,
+    "vgg19": 143_667_240,
+    "vgg11_bn": 132_868_840,
+    "vgg13_bn": 133_053_736,
+    "vgg16_bn": 138_365_992,
     "vgg19_bn": 143_678_248,  # torchvision's *_bn counts
-    "googlenet": 6_624_904, "inception_v3": 23_834_568, "inception_resnet_v2": 55_843_464,
+    "googlenet": 6_624_904,
+    "inception_v3": 23_834_568,
+    "inception_resnet_v2": 55_843_464,
     "xception": 22_855_952,
-    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
-    "resnet101": 44_549_160, "resnet152": 60_192_808, "resnext50_32x4d": 25_028_904,
-    "resnext101_32x8d": 88_791_336, "seresnet50": 28_088_024,
-    "densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+    "seresnet50": 28_088_024,
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
     "densenet264": 33_337_704,
-    "mobilenet_v1": 4_231_976, "mobilenet_v2": 3_504_872, "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v1": 4_231_976,
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_small": 2_542_856,
     "mobilenet_v3_large": 5_483_032,
-    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
-    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
-    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+    "efficientnet_b0": 5_288_548,
+    "efficientnet_b1": 7_794_184,
+    "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616,
+    "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704,
+    "efficientnet_b7": 66_347_960,
     "unet": 31_030_658,
 }
 
@@ -45,7 +67,11 @@ CONVENTIONS = [
     ("inception_v3", {"aux_logits": True}, 27_161_264),  # torchvision with AuxLogits
     ("inception_v3", {"bn_scale": False}, 23_817_352),  # Keras: 23,851,784 - 34,432 BN stats
     ("inception_resnet_v2", {"bn_scale": False}, 55_813_192),  # Keras: 55,873,736 - 60,544
-    ("resnet50", {"stride_in_1x1": True, "conv_bias": True}, 25_583_592),  # Keras v1: 25,636,712 - 53,120
+    (
+        "resnet50",
+        {"stride_in_1x1": True, "conv_bias": True},
+        25_583_592,
+    ),  # Keras v1: 25,636,712 - 53,120
 ]
 
 
@@ -69,8 +95,14 @@ def test_parameter_count_conventions(name, overrides, expected):
 
 
 # REFERENCE.md GMACs at the family's resolution (224, inception_v3 299).
-MACS = {"resnet50": 4.09, "vgg16": 15.47, "densenet121": 2.83, "mobilenet_v2": 0.30,
-        "efficientnet_b0": 0.386, "inception_v3": 5.71}
+MACS = {
+    "resnet50": 4.09,
+    "vgg16": 15.47,
+    "densenet121": 2.83,
+    "mobilenet_v2": 0.30,
+    "efficientnet_b0": 0.386,
+    "inception_v3": 5.71,
+}
 
 
 @pytest.mark.parametrize("name", sorted(MACS))
@@ -97,15 +129,18 @@ def test_cli_summary_resnet50():
 
 
 def _shape(model, x_shape, **kw):
-    return jax.eval_shape(lambda m, x: m(x, **kw), model, jax.ShapeDtypeStruct(x_shape, jnp.float32))
+    return jax.eval_shape(
+        lambda m, x: m(x, **kw), model, jax.ShapeDtypeStruct(x_shape, jnp.float32)
+    )
 
 
 def test_unet_paper_shapes():
     model = abstract_model("unet")
     assert unet_output_size(572) == 388
     assert _shape(model, (1, 572, 572, 1)).shape == (1, 388, 388, 2)
-    feats = jax.eval_shape(lambda m, x: m.features(x), model,
-                           jax.ShapeDtypeStruct((1, 572, 572, 1), jnp.float32))
+    feats = jax.eval_shape(
+        lambda m, x: m.features(x), model, jax.ShapeDtypeStruct((1, 572, 572, 1), jnp.float32)
+    )
     assert feats["level1"].shape == (1, 568, 568, 64) and feats["bottom"].shape == (1, 28, 28, 1024)
     with pytest.raises(JaxdlError, match="odd size"):
         create_model("unet", input_shape=(570, 570, 1))
@@ -116,22 +151,32 @@ def test_keras_applications_options():
     m = abstract_model("resnet18", include_top=False, input_shape=(64, 64, 3))
     assert _shape(m, (2, 64, 64, 3)).shape == (2, 2, 2, 512)
     assert n_params("resnet18", include_top=False) == PINNED["resnet18"] - 513_000
-    m = abstract_model("mobilenet_v2", include_top=False, pooling="max",
-                                            input_shape=(96, 128, 3))
+    m = abstract_model("mobilenet_v2", include_top=False, pooling="max", input_shape=(96, 128, 3))
     assert _shape(m, (2, 96, 128, 3)).shape == (2, 1280)
     # classes, input channels, any size above the minimum
     m = abstract_model("efficientnet_b0", num_classes=7, input_shape=(65, 77, 1))
     assert _shape(m, (3, 65, 77, 1)).shape == (3, 7)
     # intermediate feature maps per stage
     m = abstract_model("resnet50", input_shape=(224, 224, 3))
-    feats = jax.eval_shape(lambda m, x: m.features(x), m, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+    feats = jax.eval_shape(
+        lambda m, x: m.features(x), m, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    )
     assert {k: v.shape[1:] for k, v in feats.items()} == {
-        "stem": (56, 56, 64), "stage1": (56, 56, 256), "stage2": (28, 28, 512),
-        "stage3": (14, 14, 1024), "stage4": (7, 7, 2048)}
+        "stem": (56, 56, 64),
+        "stage1": (56, 56, 256),
+        "stage2": (28, 28, 512),
+        "stage3": (14, 14, 1024),
+        "stage4": (7, 7, 2048),
+    }
     m = abstract_model("inception_v3")
-    feats = jax.eval_shape(lambda m, x: m.features(x), m, jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))
+    feats = jax.eval_shape(
+        lambda m, x: m.features(x), m, jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32)
+    )
     assert {k: v.shape[1:] for k, v in feats.items()} == {
-        "stride8": (35, 35, 288), "stride16": (17, 17, 768), "stride32": (8, 8, 2048)}
+        "stride8": (35, 35, 288),
+        "stride16": (17, 17, 768),
+        "stride32": (8, 8, 2048),
+    }
     # VGG's flatten head follows the configured input size
     assert n_params("vgg16", input_shape=(32, 32, 3)) == PINNED["vgg16"] - (49 - 1) * 512 * 4096
 
@@ -156,20 +201,23 @@ def test_lenet_fits_small_inputs_into_32x32():
         assert n_params("lenet5", input_shape=(side, side, 1)) == 61_706
 
 
-@pytest.mark.parametrize("name,overrides,match", [
-    ("resnet51", {}, "unknown model"),
-    ("vgg16", {"groups": 2}, "unknown option"),
-    ("resnet18", {"groups": 32}, "bottleneck"),
-    ("resnet18", {"input_shape": (16, 16, 3)}, "minimum"),
-    ("inception_v3", {"input_shape": (74, 74, 3)}, "minimum"),
-    ("xception", {"input_shape": (70, 70, 3)}, "minimum"),
-    ("mobilenet_v2", {"pooling": "sum"}, "pooling"),
-    ("mobilenet_v2", {"dropout": 1.0}, "dropout"),
-    ("mobilenet_v3_small", {"size": "tiny"}, "size"),
-    ("inception_resnet_v2", {"aux_logits": True}, "auxiliary"),
-    ("lenet5", {"fit": "crop"}, "fit"),
-    ("unet", {"padding": "full"}, "padding"),
-])
+@pytest.mark.parametrize(
+    "name,overrides,match",
+    [
+        ("resnet51", {}, "unknown model"),
+        ("vgg16", {"groups": 2}, "unknown option"),
+        ("resnet18", {"groups": 32}, "bottleneck"),
+        ("resnet18", {"input_shape": (16, 16, 3)}, "minimum"),
+        ("inception_v3", {"input_shape": (74, 74, 3)}, "minimum"),
+        ("xception", {"input_shape": (70, 70, 3)}, "minimum"),
+        ("mobilenet_v2", {"pooling": "sum"}, "pooling"),
+        ("mobilenet_v2", {"dropout": 1.0}, "dropout"),
+        ("mobilenet_v3_small", {"size": "tiny"}, "size"),
+        ("inception_resnet_v2", {"aux_logits": True}, "auxiliary"),
+        ("lenet5", {"fit": "crop"}, "fit"),
+        ("unet", {"padding": "full"}, "padding"),
+    ],
+)
 def test_bad_options(name, overrides, match):
     with pytest.raises(JaxdlError, match=match):
         abstract_model(name, **overrides)

@@ -39,7 +39,9 @@ class AlexNet(ConvNet):
         self.config = c = config
         self.check_config()
         w = c.widths
-        conv = lambda i, o, k, s=1, p="same": ConvBN(i, o, k, stride=s, padding=p, bn=None, rngs=rngs)
+        conv = lambda i, o, k, s=1, p="same": ConvBN(
+            i, o, k, stride=s, padding=p, bn=None, rngs=rngs
+        )
         self.conv1 = conv(c.input_shape[2], w[0], 11, 4, "valid")
         self.pool1 = MaxPool(3, 2)
         self.conv2 = conv(w[0], w[1], 5)
@@ -60,5 +62,10 @@ class AlexNet(ConvNet):
         return {"stage1": f1, "stage2": f2, "stage3": f5}
 
 
-register("alexnet", AlexNet, AlexNetConfig(), family="alexnet",
-         description="AlexNet (Krizhevsky et al. 2012), single tower, 227x227")
+register(
+    "alexnet",
+    AlexNet,
+    AlexNetConfig(),
+    family="alexnet",
+    description="AlexNet (Krizhevsky et al. 2012), single tower, 227x227",
+)

@@ -44,7 +44,9 @@ class DenseNet(ConvNet):
         self.pool = MaxPool(3, 2, padding=1)
         cin, blocks, transitions = c.stem_width, [], []
         for i, n in enumerate(c.blocks):
-            block = DenseBlock(cin, n, c.growth, c.bn_size, bn=TORCH_BN, dropout=c.layer_dropout, rngs=rngs)
+            block = DenseBlock(
+                cin, n, c.growth, c.bn_size, bn=TORCH_BN, dropout=c.layer_dropout, rngs=rngs
+            )
             blocks.append(block)
             cin = block.out_channels
             if i < len(c.blocks) - 1:
@@ -68,8 +70,17 @@ class DenseNet(ConvNet):
         return out
 
 
-for _depth, _blocks in {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32),
-                        264: (6, 12, 64, 48)}.items():
-    register(f"densenet{_depth}", DenseNet, DenseNetConfig(blocks=_blocks), family="densenet",
-             description=f"DenseNet-{_depth}, k=32, blocks {'-'.join(map(str, _blocks))} "
-             "(Huang et al. 2017, Table 1)")
+for _depth, _blocks in {
+    121: (6, 12, 24, 16),
+    169: (6, 12, 32, 32),
+    201: (6, 12, 48, 32),
+    264: (6, 12, 64, 48),
+}.items():
+    register(
+        f"densenet{_depth}",
+        DenseNet,
+        DenseNetConfig(blocks=_blocks),
+        family="densenet",
+        description=f"DenseNet-{_depth}, k=32, blocks {'-'.join(map(str, _blocks))} "
+        "(Huang et al. 2017, Table 1)",
+    )

@@ -21,9 +21,9 @@ from flax import nnx
 
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
+from jaxdl.nn import inception as I
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, Head, make_head
 from jaxdl.nn.conv import BN, AvgPool, ConvBN, MaxPool, conv_output_size
-from jaxdl.nn import inception as I
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class AuxHead(nnx.Module):
     """Auxiliary classifier on an intermediate map: 5x5/3 average pool -> 1x1 conv 128 ->
     [5x5 conv 768 (v3)] -> Head. [B, H, W, cin] -> [B, num_classes]."""
 
-    def __init__(self, cin: int, side: int, num_classes: int, *, v3: bool, ch, bn: BN,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, side: int, num_classes: int, *, v3: bool, ch, bn: BN, rngs: nnx.Rngs
+    ):
         self.pool = AvgPool(5, 3)
         side = conv_output_size(side, 5, 3)
         convs = [ConvBN(cin, ch(128), 1, bn=bn, rngs=rngs)]
@@ -52,8 +53,14 @@ class AuxHead(nnx.Module):
             convs.append(ConvBN(ch(128), ch(768), 5, padding="valid", bn=bn, rngs=rngs))
             self.head = Head(ch(768), num_classes, rngs=rngs)
         else:
-            self.head = Head(side * side * ch(128), num_classes, pool="flatten", hidden=(ch(1024),),
-                             dropout=0.7, rngs=rngs)
+            self.head = Head(
+                side * side * ch(128),
+                num_classes,
+                pool="flatten",
+                hidden=(ch(1024),),
+                dropout=0.7,
+                rngs=rngs,
+            )
         self.convs = nnx.List(convs)
 
     def __call__(self, x, *, train: bool = False, rngs=None):
@@ -66,13 +73,21 @@ class AuxHead(nnx.Module):
 def _stem(cin: int, ch, bn: BN, rngs, *, v1: bool):
     """GoogLeNet: 7x7/2 64, max 3/2, 1x1 64, 3x3 192, max 3/2. v3 / Inception-ResNet-v2: 3x3/2
     32, 3x3 32, 3x3 64, max 3/2, 1x1 80, 3x3 192, max 3/2 (valid convs)."""
-    c = lambda i, o, k, s=1, p="same": ConvBN(ch(i) if i != cin else i, ch(o), k, stride=s,
-                                              padding=p, bn=bn, rngs=rngs)
+    c = lambda i, o, k, s=1, p="same": ConvBN(
+        ch(i) if i != cin else i, ch(o), k, stride=s, padding=p, bn=bn, rngs=rngs
+    )
     if v1:
         pool = lambda: MaxPool(3, 2, ceil_mode=True)
         return [c(cin, 64, 7, 2), pool(), c(64, 64, 1), c(64, 192, 3), pool()], ch(192)
-    return [c(cin, 32, 3, 2, "valid"), c(32, 32, 3, 1, "valid"), c(32, 64, 3), MaxPool(3, 2),
-            c(64, 80, 1), c(80, 192, 3, 1, "valid"), MaxPool(3, 2)], ch(192)
+    return [
+        c(cin, 32, 3, 2, "valid"),
+        c(32, 32, 3, 1, "valid"),
+        c(32, 64, 3),
+        MaxPool(3, 2),
+        c(64, 80, 1),
+        c(80, 192, 3, 1, "valid"),
+        MaxPool(3, 2),
+    ], ch(192)
 
 
 class Inception(ConvNet):
@@ -86,7 +101,9 @@ class Inception(ConvNet):
     def __init__(self, config: InceptionConfig, *, rngs: nnx.Rngs):
         self.config = c = config
         if c.version not in ("v1", "v3", "resnet_v2"):
-            raise JaxdlError(f"inception: version must be 'v1', 'v3' or 'resnet_v2', got {c.version!r}")
+            raise JaxdlError(
+                f"inception: version must be 'v1', 'v3' or 'resnet_v2', got {c.version!r}"
+            )
         if c.aux_logits and c.version == "resnet_v2":
             raise JaxdlError("inception: Inception-ResNet-v2 has no auxiliary head (aux_logits)")
         self.min_size = 32 if c.version == "v1" else 75
@@ -104,11 +121,17 @@ class Inception(ConvNet):
             return cin
 
         if c.version == "v1":
-            table = {"3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
-                     "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
-                     "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
-                     "4e": (256, 160, 320, 32, 128, 128), "5a": (256, 160, 320, 32, 128, 128),
-                     "5b": (384, 192, 384, 48, 128, 128)}
+            table = {
+                "3a": (64, 96, 128, 16, 32, 32),
+                "3b": (128, 128, 192, 32, 96, 64),
+                "4a": (192, 96, 208, 16, 48, 64),
+                "4b": (160, 112, 224, 24, 64, 64),
+                "4c": (128, 128, 256, 24, 64, 64),
+                "4d": (112, 144, 288, 32, 64, 64),
+                "4e": (256, 160, 320, 32, 128, 128),
+                "5a": (256, 160, 320, 32, 128, 128),
+                "5b": (384, 192, 384, 48, 128, 128),
+            }
             for name, widths in table.items():
                 add(name, I.inception_v1(cin, *widths, k5=c.k5, **kw))
                 if name in ("4a", "4d"):
@@ -149,9 +172,18 @@ class Inception(ConvNet):
         self.order = tuple(blocks)
         self.out_channels = cin
         side = self._grid_side(c.input_shape[0], c.version)
-        self.aux = (nnx.Dict({k: AuxHead(v, side, c.num_classes, v3=c.version == "v3", ch=ch, bn=bn,
-                                         rngs=rngs) for k, v in aux_at.items()})
-                    if c.aux_logits and c.include_top else None)
+        self.aux = (
+            nnx.Dict(
+                {
+                    k: AuxHead(
+                        v, side, c.num_classes, v3=c.version == "v3", ch=ch, bn=bn, rngs=rngs
+                    )
+                    for k, v in aux_at.items()
+                }
+            )
+            if c.aux_logits and c.include_top
+            else None
+        )
         self.head = make_head(c, cin, rngs=rngs)
 
     @staticmethod
@@ -200,9 +232,24 @@ def aux_loss(outputs, labels, weight: float) -> jnp.ndarray:
     return ce(outputs[0]) + weight * sum((ce(a) for a in outputs[1:]), 0.0)
 
 
-register("googlenet", Inception, InceptionConfig(input_shape=(224, 224, 3), version="v1", dropout=0.2),
-         family="inception", description="GoogLeNet / Inception-v1 (Szegedy et al. 2015, Table 1)")
-register("inception_v3", Inception, InceptionConfig(version="v3"), family="inception",
-         description="Inception-v3 (Szegedy et al. 2016), 299x299")
-register("inception_resnet_v2", Inception, InceptionConfig(version="resnet_v2", dropout=0.2),
-         family="inception", description="Inception-ResNet-v2 (Szegedy et al. 2017), 299x299")
+register(
+    "googlenet",
+    Inception,
+    InceptionConfig(input_shape=(224, 224, 3), version="v1", dropout=0.2),
+    family="inception",
+    description="GoogLeNet / Inception-v1 (Szegedy et al. 2015, Table 1)",
+)
+register(
+    "inception_v3",
+    Inception,
+    InceptionConfig(version="v3"),
+    family="inception",
+    description="Inception-v3 (Szegedy et al. 2016), 299x299",
+)
+register(
+    "inception_resnet_v2",
+    Inception,
+    InceptionConfig(version="resnet_v2", dropout=0.2),
+    family="inception",
+    description="Inception-ResNet-v2 (Szegedy et al. 2017), 299x299",
+)

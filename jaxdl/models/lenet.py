@@ -65,16 +65,31 @@ class LeNet5(ConvNet):
             raise JaxdlError(f"lenet: pool must be 'avg' or 'max', got {c.pool!r}")
         pool = AvgPool if c.pool == "avg" else MaxPool
         cin = c.input_shape[2]
-        self.c1 = ConvBN(cin, c.widths[0], 5, padding="valid", bn=None, activation=c.activation, rngs=rngs)
+        self.c1 = ConvBN(
+            cin, c.widths[0], 5, padding="valid", bn=None, activation=c.activation, rngs=rngs
+        )
         self.s2 = pool(2)
-        self.c3 = ConvBN(c.widths[0], c.widths[1], 5, padding="valid", bn=None,
-                         activation=c.activation, rngs=rngs)
+        self.c3 = ConvBN(
+            c.widths[0],
+            c.widths[1],
+            5,
+            padding="valid",
+            bn=None,
+            activation=c.activation,
+            rngs=rngs,
+        )
         self.s4 = pool(2)
         side = [max(n, FIELD) for n in c.input_shape[:2]]
         for _ in range(2):  # conv 5 valid, pool 2
             side = [conv_output_size(conv_output_size(n, 5), 2, 2) for n in side]
-        self.head = make_head(c, side[0] * side[1] * c.widths[1], pool="flatten", hidden=c.fc,
-                              hidden_activation=c.activation, rngs=rngs)
+        self.head = make_head(
+            c,
+            side[0] * side[1] * c.widths[1],
+            pool="flatten",
+            hidden=c.fc,
+            hidden_activation=c.activation,
+            rngs=rngs,
+        )
 
     def features(self, x, *, train=False, rngs=None):
         x = fit_to_field(x, self.config.fit)
@@ -84,5 +99,10 @@ class LeNet5(ConvNet):
         return {"c1": c1, "s2": s2, "c3": c3, "s4": self.s4(c3)}
 
 
-register("lenet5", LeNet5, LeNetConfig(), family="lenet",
-         description="LeNet-5 (LeCun et al. 1998), 32x32x1, full C3, 61,706 params")
+register(
+    "lenet5",
+    LeNet5,
+    LeNetConfig(),
+    family="lenet",
+    description="LeNet-5 (LeCun et al. 1998), 32x32x1, full C3, 61,706 params",
+)

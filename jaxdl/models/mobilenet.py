@@ -26,26 +26,58 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 
 # v1, Table 1: (pointwise output channels, depthwise stride) of the 13 separable blocks.
-V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5,
-             (1024, 2), (1024, 1))
+V1_BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    *[(512, 1)] * 5,
+    (1024, 2),
+    (1024, 1),
+)
 # v2, Table 2: (expansion t, output channels c, repeats n, first stride s).
-V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-             (6, 160, 3, 2), (6, 320, 1, 1))
+V2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 # v3, Tables 1 (large) and 2 (small): (kernel, expanded, out, SE, activation, stride).
-V3_LARGE = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2),
-            (3, 72, 24, False, "relu", 1), (5, 72, 40, True, "relu", 2),
-            (5, 120, 40, True, "relu", 1), (5, 120, 40, True, "relu", 1),
-            (3, 240, 80, False, "hard_swish", 2), (3, 200, 80, False, "hard_swish", 1),
-            (3, 184, 80, False, "hard_swish", 1), (3, 184, 80, False, "hard_swish", 1),
-            (3, 480, 112, True, "hard_swish", 1), (3, 672, 112, True, "hard_swish", 1),
-            (5, 672, 160, True, "hard_swish", 2), (5, 960, 160, True, "hard_swish", 1),
-            (5, 960, 160, True, "hard_swish", 1))
-V3_SMALL = ((3, 16, 16, True, "relu", 2), (3, 72, 24, False, "relu", 2),
-            (3, 88, 24, False, "relu", 1), (5, 96, 40, True, "hard_swish", 2),
-            (5, 240, 40, True, "hard_swish", 1), (5, 240, 40, True, "hard_swish", 1),
-            (5, 120, 48, True, "hard_swish", 1), (5, 144, 48, True, "hard_swish", 1),
-            (5, 288, 96, True, "hard_swish", 2), (5, 576, 96, True, "hard_swish", 1),
-            (5, 576, 96, True, "hard_swish", 1))
+V3_LARGE = (
+    (3, 16, 16, False, "relu", 1),
+    (3, 64, 24, False, "relu", 2),
+    (3, 72, 24, False, "relu", 1),
+    (5, 72, 40, True, "relu", 2),
+    (5, 120, 40, True, "relu", 1),
+    (5, 120, 40, True, "relu", 1),
+    (3, 240, 80, False, "hard_swish", 2),
+    (3, 200, 80, False, "hard_swish", 1),
+    (3, 184, 80, False, "hard_swish", 1),
+    (3, 184, 80, False, "hard_swish", 1),
+    (3, 480, 112, True, "hard_swish", 1),
+    (3, 672, 112, True, "hard_swish", 1),
+    (5, 672, 160, True, "hard_swish", 2),
+    (5, 960, 160, True, "hard_swish", 1),
+    (5, 960, 160, True, "hard_swish", 1),
+)
+V3_SMALL = (
+    (3, 16, 16, True, "relu", 2),
+    (3, 72, 24, False, "relu", 2),
+    (3, 88, 24, False, "relu", 1),
+    (5, 96, 40, True, "hard_swish", 2),
+    (5, 240, 40, True, "hard_swish", 1),
+    (5, 240, 40, True, "hard_swish", 1),
+    (5, 120, 48, True, "hard_swish", 1),
+    (5, 144, 48, True, "hard_swish", 1),
+    (5, 288, 96, True, "hard_swish", 2),
+    (5, 576, 96, True, "hard_swish", 1),
+    (5, 576, 96, True, "hard_swish", 1),
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +110,6 @@ class MobileNet(ConvNet):
             raise JaxdlError(f"mobilenet: width_mult must be positive, got {c.width_mult}")
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
-        cin = c.input_shape[2]
         blocks, strides = [], []
         hidden = ()
         if c.version == 1:
@@ -95,8 +126,18 @@ class MobileNet(ConvNet):
             cur = stem
             for t, cout, n, s in V2_BLOCKS:
                 for i in range(n):
-                    blocks.append(InvertedResidual(cur, cur * t, ch(cout), 3, s if i == 0 else 1,
-                                                   activation="relu6", bn=bn, rngs=rngs))
+                    blocks.append(
+                        InvertedResidual(
+                            cur,
+                            cur * t,
+                            ch(cout),
+                            3,
+                            s if i == 0 else 1,
+                            activation="relu6",
+                            bn=bn,
+                            rngs=rngs,
+                        )
+                    )
                     strides.append(s if i == 0 else 1)
                     cur = ch(cout)
             last = make_divisible(1280 * max(1.0, c.width_mult))
@@ -105,19 +146,32 @@ class MobileNet(ConvNet):
         else:
             stem_act, stem = "hard_swish", ch(16)
             cur = stem
-            for k, exp, cout, se, act, s in (V3_LARGE if c.size == "large" else V3_SMALL):
+            for k, exp, cout, se, act, s in V3_LARGE if c.size == "large" else V3_SMALL:
                 cexp = ch(exp)
-                blocks.append(InvertedResidual(
-                    cur, cexp, ch(cout), k, s, activation=act,
-                    se_channels=make_divisible(cexp // 4) if se else 0, se_activation="relu",
-                    se_gate="hard_sigmoid", bn=bn, rngs=rngs))
+                blocks.append(
+                    InvertedResidual(
+                        cur,
+                        cexp,
+                        ch(cout),
+                        k,
+                        s,
+                        activation=act,
+                        se_channels=make_divisible(cexp // 4) if se else 0,
+                        se_activation="relu",
+                        se_gate="hard_sigmoid",
+                        bn=bn,
+                        rngs=rngs,
+                    )
+                )
                 strides.append(s)
                 cur = ch(cout)
             last = 6 * cur
             self.last = ConvBN(cur, last, 1, bn=bn, activation="hard_swish", rngs=rngs)
             cur = last
             hidden = (ch(1280 if c.size == "large" else 1024),)
-        self.stem = ConvBN(c.input_shape[2], stem, 3, stride=2, bn=bn, activation=stem_act, rngs=rngs)
+        self.stem = ConvBN(
+            c.input_shape[2], stem, 3, stride=2, bn=bn, activation=stem_act, rngs=rngs
+        )
         self.blocks = nnx.List(blocks)
         self.strides = tuple(strides)
         self.head = make_head(c, cur, hidden=hidden, hidden_activation="hard_swish", rngs=rngs)
@@ -125,7 +179,7 @@ class MobileNet(ConvNet):
     def features(self, x, *, train=False, rngs=None):
         x = self.stem(x, train=train)
         out, stride = {}, 2
-        for block, s in zip(self.blocks, self.strides):
+        for block, s in zip(self.blocks, self.strides, strict=True):
             if s > 1:
                 out[f"stride{stride}"] = x
                 stride *= s
@@ -140,18 +194,35 @@ class _Separable(nnx.Module):
     """MobileNet v1 block: 3x3 depthwise + BN + ReLU6 -> 1x1 pointwise + BN + ReLU6."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, bn: BN, rngs: nnx.Rngs):
-        self.depthwise = ConvBN(cin, cin, 3, stride=stride, groups=cin, bn=bn, activation="relu6", rngs=rngs)
+        self.depthwise = ConvBN(
+            cin, cin, 3, stride=stride, groups=cin, bn=bn, activation="relu6", rngs=rngs
+        )
         self.pointwise = ConvBN(cin, cout, 1, bn=bn, activation="relu6", rngs=rngs)
 
     def __call__(self, x, *, train: bool = False, rngs=None):
         return self.pointwise(self.depthwise(x, train=train), train=train)
 
 
-register("mobilenet_v1", MobileNet, MobileNetConfig(version=1, dropout=1e-3), family="mobilenet",
-         description="MobileNet v1, alpha 1.0 (Howard et al. 2017, Table 1; Keras layout)")
-register("mobilenet_v2", MobileNet, MobileNetConfig(version=2, bn_momentum=0.9, bn_epsilon=1e-5),
-         family="mobilenet", description="MobileNet v2 (Sandler et al. 2018, Table 2)")
+register(
+    "mobilenet_v1",
+    MobileNet,
+    MobileNetConfig(version=1, dropout=1e-3),
+    family="mobilenet",
+    description="MobileNet v1, alpha 1.0 (Howard et al. 2017, Table 1; Keras layout)",
+)
+register(
+    "mobilenet_v2",
+    MobileNet,
+    MobileNetConfig(version=2, bn_momentum=0.9, bn_epsilon=1e-5),
+    family="mobilenet",
+    description="MobileNet v2 (Sandler et al. 2018, Table 2)",
+)
 for _size in ("small", "large"):
-    register(f"mobilenet_v3_{_size}", MobileNet, MobileNetConfig(version=3, size=_size, bn_momentum=0.99),
-             family="mobilenet", description=f"MobileNet v3 {_size} (Howard et al. 2019, Table "
-             f"{1 if _size == 'large' else 2})")
+    register(
+        f"mobilenet_v3_{_size}",
+        MobileNet,
+        MobileNetConfig(version=3, size=_size, bn_momentum=0.99),
+        family="mobilenet",
+        description=f"MobileNet v3 {_size} (Howard et al. 2019, Table "
+        f"{1 if _size == 'large' else 2})",
+    )

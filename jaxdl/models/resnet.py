@@ -58,12 +58,21 @@ class ResNet(ConvNet):
         block = blocks[c.block]
         opts = dict(bn=TORCH_BN, se_reduction=c.se_reduction, conv_bias=c.conv_bias, rngs=rngs)
         if c.block == "bottleneck":
-            opts.update(groups=c.groups, base_width=c.width_per_group, stride_in_1x1=c.stride_in_1x1)
-        self.stem = ConvBN(c.input_shape[2], c.stem_width, 7, stride=2, bn=TORCH_BN,
-                           use_bias=c.conv_bias, rngs=rngs)
+            opts.update(
+                groups=c.groups, base_width=c.width_per_group, stride_in_1x1=c.stride_in_1x1
+            )
+        self.stem = ConvBN(
+            c.input_shape[2],
+            c.stem_width,
+            7,
+            stride=2,
+            bn=TORCH_BN,
+            use_bias=c.conv_bias,
+            rngs=rngs,
+        )
         self.pool = MaxPool(3, 2, padding=1)
         cin, stages = c.stem_width, []
-        for s, (n, planes) in enumerate(zip(c.layers, c.widths)):
+        for s, (n, planes) in enumerate(zip(c.layers, c.widths, strict=True)):
             stage = []
             for b in range(n):
                 stage.append(block(cin, planes, 2 if s > 0 and b == 0 else 1, **opts))
@@ -89,10 +98,14 @@ VARIANTS = {
     "resnet50": (ResNetConfig(layers=(3, 4, 6, 3)), _PAPER),
     "resnet101": (ResNetConfig(layers=(3, 4, 23, 3)), _PAPER),
     "resnet152": (ResNetConfig(layers=(3, 8, 36, 3)), _PAPER),
-    "resnext50_32x4d": (ResNetConfig(layers=(3, 4, 6, 3), groups=32, width_per_group=4),
-                        "Xie et al. 2017, Table 1"),
-    "resnext101_32x8d": (ResNetConfig(layers=(3, 4, 23, 3), groups=32, width_per_group=8),
-                         "Xie et al. 2017"),
+    "resnext50_32x4d": (
+        ResNetConfig(layers=(3, 4, 6, 3), groups=32, width_per_group=4),
+        "Xie et al. 2017, Table 1",
+    ),
+    "resnext101_32x8d": (
+        ResNetConfig(layers=(3, 4, 23, 3), groups=32, width_per_group=8),
+        "Xie et al. 2017",
+    ),
     "seresnet50": (ResNetConfig(layers=(3, 4, 6, 3), se_reduction=16), "Hu et al. 2018, Table 1"),
 }
 for _name, (_cfg, _cite) in VARIANTS.items():

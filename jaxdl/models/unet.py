@@ -14,9 +14,9 @@ from flax import nnx
 
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
+from jaxdl.nn.activations import get_activation
 from jaxdl.nn.blocks import DoubleConv, UpBlock
 from jaxdl.nn.conv import BN, MaxPool, conv_output_size
-from jaxdl.nn.activations import get_activation
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,10 @@ def unet_output_size(n: int, depth: int = 4, padding: str = "valid") -> int:
     for level in range(depth):
         n = conv(n)
         if n % 2:
-            raise JaxdlError(f"unet: input side gives an odd size {n} before pool {level + 1}; "
-                             "choose a side for which every pooled map is even (e.g. 572)")
+            raise JaxdlError(
+                f"unet: input side gives an odd size {n} before pool {level + 1}; "
+                "choose a side for which every pooled map is even (e.g. 572)"
+            )
         n //= 2
     n = conv(n)
     for _ in range(depth):
@@ -70,8 +72,12 @@ class UNet(nnx.Module):
         self.down = nnx.List(down)
         self.pool = MaxPool(2)
         self.bottom = DoubleConv(cin, widths[-1], padding=c.padding, bn=bn, rngs=rngs)
-        self.up = nnx.List([UpBlock(widths[i + 1], widths[i], padding=c.padding, bn=bn, rngs=rngs)
-                            for i in reversed(range(c.depth))])
+        self.up = nnx.List(
+            [
+                UpBlock(widths[i + 1], widths[i], padding=c.padding, bn=bn, rngs=rngs)
+                for i in reversed(range(c.depth))
+            ]
+        )
         self.classifier = nnx.Conv(widths[0], c.num_classes, (1, 1), rngs=rngs)
         self.act = get_activation(c.classifier_activation)
 
@@ -93,10 +99,15 @@ class UNet(nnx.Module):
         feats = self.features(x, train=train)
         skips = [feats[f"level{i + 1}"] for i in range(c.depth)]
         h = feats["bottom"]
-        for block, skip in zip(self.up, reversed(skips)):
+        for block, skip in zip(self.up, reversed(skips), strict=True):
             h = block(h, skip, train=train)
         return self.act(self.classifier(h))
 
 
-register("unet", UNet, UNetConfig(), family="unet",
-         description="U-Net (Ronneberger et al. 2015), 572x572x1 -> 388x388x2, valid convs")
+register(
+    "unet",
+    UNet,
+    UNetConfig(),
+    family="unet",
+    description="U-Net (Ronneberger et al. 2015), 572x572x1 -> 388x388x2, valid convs",
+)

@@ -50,7 +50,9 @@ class VGG(ConvNet):
         for widths in c.stages:
             layers = []
             for w in widths:
-                layers.append(ConvBN(cin, w, 3, bn=bn, use_bias=True, rngs=rngs))  # torchvision keeps the bias
+                layers.append(
+                    ConvBN(cin, w, 3, bn=bn, use_bias=True, rngs=rngs)
+                )  # torchvision keeps the bias
                 cin = w
             stages.append(nnx.List(layers))
         self.stages = nnx.List(stages)
@@ -70,6 +72,11 @@ class VGG(ConvNet):
 
 for depth, stages in CONFIGS.items():
     for bn in (False, True):
-        register(f"vgg{depth}{'_bn' if bn else ''}", VGG, VGGConfig(stages=stages, batch_norm=bn),
-                 family="vgg", description=f"VGG-{depth}{' with BatchNorm' if bn else ''} "
-                 "(Simonyan & Zisserman 2015, Table 1)")
+        register(
+            f"vgg{depth}{'_bn' if bn else ''}",
+            VGG,
+            VGGConfig(stages=stages, batch_norm=bn),
+            family="vgg",
+            description=f"VGG-{depth}{' with BatchNorm' if bn else ''} "
+            "(Simonyan & Zisserman 2015, Table 1)",
+        )

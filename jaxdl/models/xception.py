@@ -45,16 +45,18 @@ class XceptionBlock(nnx.Module):
     """Units of separable convs, then (reduction blocks) a 3x3/2 max pool with a 1x1/2 conv +
     BN shortcut, or an identity shortcut. [B, H, W, cin] -> [B, H', W', widths[-1]]."""
 
-    def __init__(self, cin: int, widths, *, reduce: bool, first_relu: bool = True, bn: BN,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, widths, *, reduce: bool, first_relu: bool = True, bn: BN, rngs: nnx.Rngs
+    ):
         units, c = [], cin
         for i, w in enumerate(widths):
             units.append(SepBN(c, w, pre_relu=first_relu or i > 0, bn=bn, rngs=rngs))
             c = w
         self.units = nnx.List(units)
         self.pool = MaxPool(3, 2, padding=1) if reduce else None
-        self.shortcut = (ConvBN(cin, c, 1, stride=2, bn=bn, activation=None, rngs=rngs)
-                         if reduce else None)
+        self.shortcut = (
+            ConvBN(cin, c, 1, stride=2, bn=bn, activation=None, rngs=rngs) if reduce else None
+        )
 
     def __call__(self, x, *, train: bool = False):
         h = x
@@ -78,19 +80,32 @@ class Xception(ConvNet):
         self.check_config()
         bn = BN()
         ch = lambda n: max(1, round(n * c.width_mult))
-        self.stem = nnx.List([ConvBN(c.input_shape[2], ch(32), 3, stride=2, padding="valid", bn=bn, rngs=rngs),
-                              ConvBN(ch(32), ch(64), 3, padding="valid", bn=bn, rngs=rngs)])
-        spec = [(ch(128), (ch(128),) * 2, True, False), (ch(256), (ch(256),) * 2, True, True),
-                (ch(728), (ch(728),) * 2, True, True)]
+        self.stem = nnx.List(
+            [
+                ConvBN(c.input_shape[2], ch(32), 3, stride=2, padding="valid", bn=bn, rngs=rngs),
+                ConvBN(ch(32), ch(64), 3, padding="valid", bn=bn, rngs=rngs),
+            ]
+        )
+        spec = [
+            (ch(128), (ch(128),) * 2, True, False),
+            (ch(256), (ch(256),) * 2, True, True),
+            (ch(728), (ch(728),) * 2, True, True),
+        ]
         spec += [(ch(728), (ch(728),) * 3, False, True)] * c.middle_blocks
         spec += [(ch(1024), (ch(728), ch(1024)), True, True)]
         cin, blocks = ch(64), []
         for cout, widths, reduce, first_relu in spec:
-            blocks.append(XceptionBlock(cin, widths, reduce=reduce, first_relu=first_relu, bn=bn, rngs=rngs))
+            blocks.append(
+                XceptionBlock(cin, widths, reduce=reduce, first_relu=first_relu, bn=bn, rngs=rngs)
+            )
             cin = cout
         self.blocks = nnx.List(blocks)
-        self.exit = nnx.List([SepBN(cin, ch(1536), pre_relu=False, bn=bn, rngs=rngs),
-                              SepBN(ch(1536), ch(2048), pre_relu=False, bn=bn, rngs=rngs)])
+        self.exit = nnx.List(
+            [
+                SepBN(cin, ch(1536), pre_relu=False, bn=bn, rngs=rngs),
+                SepBN(ch(1536), ch(2048), pre_relu=False, bn=bn, rngs=rngs),
+            ]
+        )
         self.head = make_head(c, ch(2048), rngs=rngs)
 
     def features(self, x, *, train=False, rngs=None):
@@ -108,5 +123,10 @@ class Xception(ConvNet):
         return out
 
 
-register("xception", Xception, XceptionConfig(), family="xception",
-         description="Xception (Chollet 2017), 299x299, Keras layout")
+register(
+    "xception",
+    Xception,
+    XceptionConfig(),
+    family="xception",
+    description="Xception (Chollet 2017), 299x299, Keras layout",
+)

@@ -36,7 +36,9 @@ class DropPath(nnx.Module):
             return x
         if rngs is None:
             raise JaxdlError("stochastic depth in training needs rngs (e.g. nnx.Rngs(dropout=key))")
-        keep = jax.random.bernoulli(rngs.dropout(), 1.0 - self.rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+        keep = jax.random.bernoulli(
+            rngs.dropout(), 1.0 - self.rate, (x.shape[0],) + (1,) * (x.ndim - 1)
+        )
         return jnp.where(keep, x / (1.0 - self.rate), 0.0)
 
 
@@ -44,8 +46,15 @@ class SqueezeExcite(nnx.Module):
     """x * gate(fc2(act(fc1(mean_hw(x))))), the FCs as 1x1 convs with bias (Hu et al. 2018).
     x: [B, H, W, C] -> same. Parameters `fc1` [1, 1, C, rd], `fc2` [1, 1, rd, C]."""
 
-    def __init__(self, channels: int, reduced: int, *, activation: str = "relu",
-                 gate: str = "sigmoid", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        channels: int,
+        reduced: int,
+        *,
+        activation: str = "relu",
+        gate: str = "sigmoid",
+        rngs: nnx.Rngs,
+    ):
         self.fc1 = nnx.Conv(channels, reduced, (1, 1), rngs=rngs)
         self.fc2 = nnx.Conv(reduced, channels, (1, 1), rngs=rngs)
         self.act, self.gate = get_activation(activation), get_activation(gate)
@@ -61,15 +70,29 @@ class BasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, *, bn: BN, se_reduction: int = 0,
-                 conv_bias: bool = False, rngs: nnx.Rngs, **_unused_bottleneck_options):
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        bn: BN,
+        se_reduction: int = 0,
+        conv_bias: bool = False,
+        rngs: nnx.Rngs,
+        **_unused_bottleneck_options,
+    ):
         cout = planes
         self.conv1 = ConvBN(cin, planes, 3, stride=stride, bn=bn, use_bias=conv_bias, rngs=rngs)
         self.conv2 = ConvBN(planes, cout, 3, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
         self.se = SqueezeExcite(cout, cout // se_reduction, rngs=rngs) if se_reduction else None
-        self.downsample = (ConvBN(cin, cout, 1, stride=stride, bn=bn, activation=None,
-                                  use_bias=conv_bias, rngs=rngs)
-                           if stride != 1 or cin != cout else None)
+        self.downsample = (
+            ConvBN(
+                cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs
+            )
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def residual(self, x, train):
         return self.conv2(self.conv1(x, train=train), train=train)
@@ -90,20 +113,36 @@ class Bottleneck(BasicBlock):
 
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, *, bn: BN, groups: int = 1,
-                 base_width: int = 64, stride_in_1x1: bool = False, se_reduction: int = 0,
-                 conv_bias: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        bn: BN,
+        groups: int = 1,
+        base_width: int = 64,
+        stride_in_1x1: bool = False,
+        se_reduction: int = 0,
+        conv_bias: bool = False,
+        rngs: nnx.Rngs,
+    ):
         width = int(planes * base_width / 64) * groups
         cout = planes * self.expansion
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = ConvBN(cin, width, 1, stride=s1, bn=bn, use_bias=conv_bias, rngs=rngs)
-        self.conv2 = ConvBN(width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias,
-                            rngs=rngs)
+        self.conv2 = ConvBN(
+            width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias, rngs=rngs
+        )
         self.conv3 = ConvBN(width, cout, 1, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
         self.se = SqueezeExcite(cout, cout // se_reduction, rngs=rngs) if se_reduction else None
-        self.downsample = (ConvBN(cin, cout, 1, stride=stride, bn=bn, activation=None,
-                                  use_bias=conv_bias, rngs=rngs)
-                           if stride != 1 or cin != cout else None)
+        self.downsample = (
+            ConvBN(
+                cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs
+            )
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def residual(self, x, train):
         return self.conv3(self.conv2(self.conv1(x, train=train), train=train), train=train)
@@ -114,8 +153,15 @@ class BNActConv(nnx.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, *, bn: BN, rngs: nnx.Rngs):
         self.bn = batch_norm(cin, bn, rngs)
-        self.conv = nnx.Conv(cin, cout, (kernel, kernel), padding=((kernel // 2,) * 2,) * 2,
-                             use_bias=False, kernel_init=conv_init, rngs=rngs)
+        self.conv = nnx.Conv(
+            cin,
+            cout,
+            (kernel, kernel),
+            padding=((kernel // 2,) * 2,) * 2,
+            use_bias=False,
+            kernel_init=conv_init,
+            rngs=rngs,
+        )
 
     def __call__(self, x, *, train: bool = False):
         return self.conv(jax.nn.relu(self.bn(x, use_running_average=not train)))
@@ -125,8 +171,9 @@ class DenseLayer(nnx.Module):
     """BN-ReLU-1x1 (bn_size * k) -> BN-ReLU-3x3 (k); the k new maps are concatenated to the
     input. x: [B, H, W, c] -> [B, H, W, c + k] (Huang et al. 2017, DenseNet-BC)."""
 
-    def __init__(self, cin: int, growth: int, bn_size: int, *, bn: BN, dropout: float = 0.0,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, growth: int, bn_size: int, *, bn: BN, dropout: float = 0.0, rngs: nnx.Rngs
+    ):
         self.conv1 = BNActConv(cin, bn_size * growth, 1, bn=bn, rngs=rngs)
         self.conv2 = BNActConv(bn_size * growth, growth, 3, bn=bn, rngs=rngs)
         self.dropout = nnx.Dropout(dropout) if dropout else None
@@ -141,10 +188,23 @@ class DenseLayer(nnx.Module):
 class DenseBlock(nnx.Module):
     """`n` dense layers; x: [B, H, W, c] -> [B, H, W, c + n k]. Parameters `layers/i/...`."""
 
-    def __init__(self, cin: int, n: int, growth: int, bn_size: int, *, bn: BN,
-                 dropout: float = 0.0, rngs: nnx.Rngs):
-        self.layers = nnx.List([DenseLayer(cin + i * growth, growth, bn_size, bn=bn,
-                                           dropout=dropout, rngs=rngs) for i in range(n)])
+    def __init__(
+        self,
+        cin: int,
+        n: int,
+        growth: int,
+        bn_size: int,
+        *,
+        bn: BN,
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
+        self.layers = nnx.List(
+            [
+                DenseLayer(cin + i * growth, growth, bn_size, bn=bn, dropout=dropout, rngs=rngs)
+                for i in range(n)
+            ]
+        )
         self.out_channels = cin + n * growth
 
     def __call__(self, x, *, train: bool = False, rngs=None):
@@ -170,14 +230,33 @@ class InvertedResidual(nnx.Module):
     project; identity shortcut (through stochastic depth) when stride 1 and cin == cout.
     x: [B, H, W, cin] -> [B, H/stride, W/stride, cout]."""
 
-    def __init__(self, cin: int, cexp: int, cout: int, kernel: int = 3, stride: int = 1, *,
-                 activation: str = "relu6", se_channels: int = 0, se_activation: str = "relu",
-                 se_gate: str = "sigmoid", drop_path: float = 0.0, bn: BN, rngs: nnx.Rngs):
-        self.expand = ConvBN(cin, cexp, 1, bn=bn, activation=activation, rngs=rngs) if cexp != cin else None
-        self.depthwise = ConvBN(cexp, cexp, kernel, stride=stride, groups=cexp, bn=bn,
-                                activation=activation, rngs=rngs)
-        self.se = (SqueezeExcite(cexp, se_channels, activation=se_activation, gate=se_gate, rngs=rngs)
-                   if se_channels else None)
+    def __init__(
+        self,
+        cin: int,
+        cexp: int,
+        cout: int,
+        kernel: int = 3,
+        stride: int = 1,
+        *,
+        activation: str = "relu6",
+        se_channels: int = 0,
+        se_activation: str = "relu",
+        se_gate: str = "sigmoid",
+        drop_path: float = 0.0,
+        bn: BN,
+        rngs: nnx.Rngs,
+    ):
+        self.expand = (
+            ConvBN(cin, cexp, 1, bn=bn, activation=activation, rngs=rngs) if cexp != cin else None
+        )
+        self.depthwise = ConvBN(
+            cexp, cexp, kernel, stride=stride, groups=cexp, bn=bn, activation=activation, rngs=rngs
+        )
+        self.se = (
+            SqueezeExcite(cexp, se_channels, activation=se_activation, gate=se_gate, rngs=rngs)
+            if se_channels
+            else None
+        )
         self.project = ConvBN(cexp, cout, 1, bn=bn, activation=None, rngs=rngs)
         self.use_residual = stride == 1 and cin == cout
         self.drop_path = DropPath(drop_path) if self.use_residual and drop_path else None
@@ -198,7 +277,9 @@ class InvertedResidual(nnx.Module):
 class DoubleConv(nnx.Module):
     """U-Net's two 3x3 conv + ReLU (valid padding in the paper; optional BN)."""
 
-    def __init__(self, cin: int, cout: int, *, padding="valid", bn: BN | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, cout: int, *, padding="valid", bn: BN | None = None, rngs: nnx.Rngs
+    ):
         self.conv1 = ConvBN(cin, cout, 3, padding=padding, bn=bn, rngs=rngs)
         self.conv2 = ConvBN(cout, cout, 3, padding=padding, bn=bn, rngs=rngs)
 
@@ -209,16 +290,20 @@ class DoubleConv(nnx.Module):
 def center_crop(x, h: int, w: int):
     """Crop the centre [h, w] of x: [B, H, W, C] (U-Net's copy-and-crop of the skip)."""
     top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
-    return x[:, top:top + h, left:left + w]
+    return x[:, top : top + h, left : left + w]
 
 
 class UpBlock(nnx.Module):
     """U-Net expanding step: 2x2 up-convolution halving channels, concatenation with the cropped
-    skip connection, double conv. ([B, h, w, cin], skip [B, H, W, cin/2]) -> [B, 2h-4, 2w-4, cout]."""
+    skip connection, double conv.
+    ([B, h, w, cin], skip [B, H, W, cin/2]) -> [B, 2h-4, 2w-4, cout] (valid padding)."""
 
-    def __init__(self, cin: int, cout: int, *, padding="valid", bn: BN | None = None, rngs: nnx.Rngs):
-        self.up = nnx.ConvTranspose(cin, cin // 2, (2, 2), (2, 2), padding="VALID",
-                                    kernel_init=conv_init, rngs=rngs)
+    def __init__(
+        self, cin: int, cout: int, *, padding="valid", bn: BN | None = None, rngs: nnx.Rngs
+    ):
+        self.up = nnx.ConvTranspose(
+            cin, cin // 2, (2, 2), (2, 2), padding="VALID", kernel_init=conv_init, rngs=rngs
+        )
         self.conv = DoubleConv(cin // 2 + cin // 2, cout, padding=padding, bn=bn, rngs=rngs)
 
     def __call__(self, x, skip, *, train: bool = False):
@@ -232,14 +317,25 @@ class Head(nnx.Module):
     activation + dropout layers -> dropout (when there are no hidden layers) -> Linear -> optional
     classifier activation. x: [B, H, W, C] -> [B, num_classes]. Parameters `hidden/i`, `fc`."""
 
-    def __init__(self, in_features: int, num_classes: int, *, pool: str = "avg",
-                 hidden: Sequence[int] = (), hidden_activation: str = "relu", dropout: float = 0.0,
-                 activation: str | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        pool: str = "avg",
+        hidden: Sequence[int] = (),
+        hidden_activation: str = "relu",
+        dropout: float = 0.0,
+        activation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
         if num_classes < 1:
             raise JaxdlError(f"num_classes must be >= 1, got {num_classes}")
         self.pool = pool
         widths = [in_features, *hidden]
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+        self.hidden = nnx.List(
+            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        )
         self.hidden_act = get_activation(hidden_activation)
         self.dropout = nnx.Dropout(dropout) if dropout else None
         self.fc = nnx.Linear(widths[-1], num_classes, rngs=rngs)
@@ -299,19 +395,25 @@ class ConvNet(nnx.Module):
         if len(shape) != 4:
             raise JaxdlError(f"{self.family}: input must be [B, H, W, C] (NHWC), got shape {shape}")
         if shape[3] != c.input_shape[2]:
-            raise JaxdlError(f"{self.family}: input has {shape[3]} channel(s), the model was built "
-                             f"for {c.input_shape[2]} (input_shape={c.input_shape})")
+            raise JaxdlError(
+                f"{self.family}: input has {shape[3]} channel(s), the model was built "
+                f"for {c.input_shape[2]} (input_shape={c.input_shape})"
+            )
         if min(shape[1:3]) < self.min_size:
-            raise JaxdlError(f"{self.family}: input {shape[1]}x{shape[2]} is smaller than the "
-                             f"family's minimum {self.min_size}x{self.min_size}")
+            raise JaxdlError(
+                f"{self.family}: input {shape[1]}x{shape[2]} is smaller than the "
+                f"family's minimum {self.min_size}x{self.min_size}"
+            )
 
     def check_config(self) -> None:
         c = self.config
         if len(c.input_shape) != 3:
             raise JaxdlError(f"{self.family}: input_shape must be (H, W, C), got {c.input_shape}")
         if min(c.input_shape[:2]) < self.min_size:
-            raise JaxdlError(f"{self.family}: input_shape {c.input_shape} is smaller than the "
-                             f"family's minimum {self.min_size}x{self.min_size}")
+            raise JaxdlError(
+                f"{self.family}: input_shape {c.input_shape} is smaller than the "
+                f"family's minimum {self.min_size}x{self.min_size}"
+            )
         check_head_options(c, self.family)
 
     def features(self, x, *, train: bool = False, rngs=None) -> dict[str, jax.Array]:
@@ -330,10 +432,32 @@ def make_head(config, in_features: int, *, rngs: nnx.Rngs, **kwargs) -> Head | N
     """The family's Head from its config (None when include_top is False)."""
     if not config.include_top:
         return None
-    return Head(in_features, config.num_classes, dropout=config.dropout,
-                activation=config.classifier_activation, rngs=rngs, **kwargs)
+    return Head(
+        in_features,
+        config.num_classes,
+        dropout=config.dropout,
+        activation=config.classifier_activation,
+        rngs=rngs,
+        **kwargs,
+    )
 
 
-__all__ = ["DropPath", "SqueezeExcite", "BasicBlock", "Bottleneck", "BNActConv", "DenseLayer",
-           "DenseBlock", "Transition", "InvertedResidual", "DoubleConv", "UpBlock", "center_crop",
-           "Head", "ConvNet", "ClassifierConfig", "make_head", "check_head_options"]
+__all__ = [
+    "DropPath",
+    "SqueezeExcite",
+    "BasicBlock",
+    "Bottleneck",
+    "BNActConv",
+    "DenseLayer",
+    "DenseBlock",
+    "Transition",
+    "InvertedResidual",
+    "DoubleConv",
+    "UpBlock",
+    "center_crop",
+    "Head",
+    "ConvNet",
+    "ClassifierConfig",
+    "make_head",
+    "check_head_options",
+]

@@ -43,7 +43,9 @@ def resolve_padding(padding, kernel, dilation=1, ndim: int = 2):
     if padding == "valid":
         return "VALID"
     if padding == "same":
-        return tuple(((di * (ki - 1)) // 2, (di * (ki - 1)) // 2) for ki, di in zip(k, d))
+        return tuple(
+            ((di * (ki - 1)) // 2, (di * (ki - 1)) // 2) for ki, di in zip(k, d, strict=True)
+        )
     if padding == "same_keras":
         return "SAME"
     if not isinstance(padding, str) and all(isinstance(p, Sequence) for p in padding):
@@ -51,7 +53,9 @@ def resolve_padding(padding, kernel, dilation=1, ndim: int = 2):
     raise JaxdlError(f"padding must be 'valid', 'same', 'same_keras' or an int, got {padding!r}")
 
 
-def conv_output_size(n: int, kernel: int, stride: int = 1, padding="valid", dilation: int = 1) -> int:
+def conv_output_size(
+    n: int, kernel: int, stride: int = 1, padding="valid", dilation: int = 1
+) -> int:
     """Output length of a convolution or pooling along one axis of length n.
 
     valid: floor((n - d (k - 1) - 1) / s) + 1; 'same_keras': ceil(n / s); 'same' / int p:
@@ -62,7 +66,9 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding="valid", dila
     pad = 0 if padding == "valid" else (eff - 1) // 2 if padding == "same" else int(padding)
     out = (n + 2 * pad - eff) // stride + 1
     if out < 1:
-        raise JaxdlError(f"a {kernel}x{kernel} window (dilation {dilation}) does not fit an input of {n}")
+        raise JaxdlError(
+            f"a {kernel}x{kernel} window (dilation {dilation}) does not fit an input of {n}"
+        )
     return out
 
 
@@ -77,7 +83,9 @@ def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
     return r
 
 
-def conv_params(kernel: int | Sequence[int], cin: int, cout: int, *, bias: bool = True, groups: int = 1) -> int:
+def conv_params(
+    kernel: int | Sequence[int], cin: int, cout: int, *, bias: bool = True, groups: int = 1
+) -> int:
     """(prod(k) * cin / groups + bias) * cout, the course's (kh kw cin + 1) cout."""
     k = math.prod(_tuple(kernel, 2) if isinstance(kernel, int) else kernel)
     return (k * cin // groups + int(bias)) * cout
@@ -107,17 +115,36 @@ class ConvBN(nnx.Module):
     when `use_bias`; by default only without norm, since BN's beta makes a bias redundant),
     `bn/scale`, `bn/bias`; state `bn/mean`, `bn/var`."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | Sequence[int] = 3, *, stride=1,
-                 padding="same", dilation=1, groups: int = 1, bn: BN | None = BN(),
-                 activation: str | None = "relu", use_bias: bool | None = None, ndim: int = 2,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | Sequence[int] = 3,
+        *,
+        stride=1,
+        padding="same",
+        dilation=1,
+        groups: int = 1,
+        bn: BN | None = BN(),
+        activation: str | None = "relu",
+        use_bias: bool | None = None,
+        ndim: int = 2,
+        rngs: nnx.Rngs,
+    ):
         if cin % groups or cout % groups:
             raise JaxdlError(f"groups={groups} must divide in ({cin}) and out ({cout}) channels")
-        self.conv = nnx.Conv(cin, cout, _tuple(kernel, ndim), _tuple(stride, ndim),
-                             padding=resolve_padding(padding, kernel, dilation, ndim),
-                             kernel_dilation=_tuple(dilation, ndim), feature_group_count=groups,
-                             use_bias=bn is None if use_bias is None else use_bias,
-                             kernel_init=conv_init, rngs=rngs)
+        self.conv = nnx.Conv(
+            cin,
+            cout,
+            _tuple(kernel, ndim),
+            _tuple(stride, ndim),
+            padding=resolve_padding(padding, kernel, dilation, ndim),
+            kernel_dilation=_tuple(dilation, ndim),
+            feature_group_count=groups,
+            use_bias=bn is None if use_bias is None else use_bias,
+            kernel_init=conv_init,
+            rngs=rngs,
+        )
         self.bn = batch_norm(cout, bn, rngs) if bn is not None else None
         self.act = get_activation(activation)
 
@@ -133,12 +160,31 @@ class SeparableConv(nnx.Module):
     Chollet 2017). Parameters `depthwise/kernel` [k, k, 1, cin], `pointwise/kernel`
     [1, 1, cin, cout]. x: [B, H, W, cin] -> [B, H', W', cout]."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3, *, stride: int = 1, padding="same",
-                 use_bias: bool = False, rngs: nnx.Rngs):
-        self.depthwise = nnx.Conv(cin, cin, (kernel, kernel), (stride, stride),
-                                  padding=resolve_padding(padding, kernel), feature_group_count=cin,
-                                  use_bias=False, kernel_init=conv_init, rngs=rngs)
-        self.pointwise = nnx.Conv(cin, cout, (1, 1), use_bias=use_bias, kernel_init=conv_init, rngs=rngs)
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int = 3,
+        *,
+        stride: int = 1,
+        padding="same",
+        use_bias: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.depthwise = nnx.Conv(
+            cin,
+            cin,
+            (kernel, kernel),
+            (stride, stride),
+            padding=resolve_padding(padding, kernel),
+            feature_group_count=cin,
+            use_bias=False,
+            kernel_init=conv_init,
+            rngs=rngs,
+        )
+        self.pointwise = nnx.Conv(
+            cin, cout, (1, 1), use_bias=use_bias, kernel_init=conv_init, rngs=rngs
+        )
 
     def __call__(self, x):
         return self.pointwise(self.depthwise(x))
@@ -154,8 +200,10 @@ def _pool(x, init, op, window, stride, padding, ceil_mode: bool):
     elif pad == "VALID":
         pad = tuple((0, 0) for _ in w)
     if ceil_mode:  # torch's ceil_mode: keep a last, partial window
-        pad = tuple((lo, hi + (-(n + lo + hi - k) % st)) for (lo, hi), n, k, st
-                    in zip(pad, x.shape[1:-1], w, s))
+        pad = tuple(
+            (lo, hi + (-(n + lo + hi - k) % st))
+            for (lo, hi), n, k, st in zip(pad, x.shape[1:-1], w, s, strict=True)
+        )
     dims, strides, full = (1, *w, 1), (1, *s, 1), ((0, 0), *pad, (0, 0))
     return jax.lax.reduce_window(x, init, op, dims, strides, full), dims, strides, full
 
@@ -166,8 +214,15 @@ def max_pool(x, window=2, stride=None, padding="valid", *, ceil_mode: bool = Fal
     return _pool(x, -jnp.inf, jax.lax.max, window, stride, padding, ceil_mode)[0]
 
 
-def avg_pool(x, window=2, stride=None, padding="valid", *, count_include_pad: bool = True,
-             ceil_mode: bool = False):
+def avg_pool(
+    x,
+    window=2,
+    stride=None,
+    padding="valid",
+    *,
+    count_include_pad: bool = True,
+    ceil_mode: bool = False,
+):
     """Average pooling over the spatial axes of x: [B, *spatial, C]. `count_include_pad=False`
     divides by the number of real elements under the window (Keras; torch's option)."""
     total, dims, strides, full = _pool(x, 0.0, jax.lax.add, window, stride, padding, ceil_mode)
@@ -207,11 +262,24 @@ class MaxPool(nnx.Module):
 class AvgPool(nnx.Module):
     """Module form of `avg_pool` (no parameters)."""
 
-    def __init__(self, window=2, stride=None, padding="valid", *, count_include_pad: bool = True,
-                 ceil_mode: bool = False):
+    def __init__(
+        self,
+        window=2,
+        stride=None,
+        padding="valid",
+        *,
+        count_include_pad: bool = True,
+        ceil_mode: bool = False,
+    ):
         self.window, self.stride, self.padding = window, stride, padding
         self.count_include_pad, self.ceil_mode = count_include_pad, ceil_mode
 
     def __call__(self, x):
-        return avg_pool(x, self.window, self.stride, self.padding,
-                        count_include_pad=self.count_include_pad, ceil_mode=self.ceil_mode)
+        return avg_pool(
+            x,
+            self.window,
+            self.stride,
+            self.padding,
+            count_include_pad=self.count_include_pad,
+            ceil_mode=self.ceil_mode,
+        )

@@ -52,8 +52,11 @@ class _Chain:
 
     def conv(self, cout: int, kernel, stride: int = 1, padding="same"):
         cout = self.ch(cout)
-        self.layers.append(ConvBN(self.cin, cout, kernel, stride=stride, padding=padding,
-                                  bn=self.bn, rngs=self.rngs))
+        self.layers.append(
+            ConvBN(
+                self.cin, cout, kernel, stride=stride, padding=padding, bn=self.bn, rngs=self.rngs
+            )
+        )
         self.cin = cout
         return self
 
@@ -74,23 +77,37 @@ def inception_v1(cin, c1, c3r, c3, c5r, c5, pool_proj, *, k5: int = 5, ch: Ch, b
     """GoogLeNet's module (Table 1 columns #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool
     proj). torchvision uses k5=3 in the "5x5" branch (a known slip kept for its weights)."""
     b = _builder(cin, ch, bn, rngs)
-    return _finish([b().conv(c1, 1), b().conv(c3r, 1).conv(c3, 3), b().conv(c5r, 1).conv(c5, k5),
-                    b().pool(MaxPool(3, 1, padding=1, ceil_mode=True)).conv(pool_proj, 1)])
+    return _finish(
+        [
+            b().conv(c1, 1),
+            b().conv(c3r, 1).conv(c3, 3),
+            b().conv(c5r, 1).conv(c5, k5),
+            b().pool(MaxPool(3, 1, padding=1, ceil_mode=True)).conv(pool_proj, 1),
+        ]
+    )
 
 
 def inception_a(cin, pool_features, *, ch: Ch, bn: BN, rngs):
     """v3 Fig. 5 (35x35): 1x1 64 | 1x1 48, 5x5 64 | 1x1 64, 3x3 96, 3x3 96 | avg, 1x1."""
     b = _builder(cin, ch, bn, rngs)
-    return _finish([b().conv(64, 1), b().conv(48, 1).conv(64, 5),
-                    b().conv(64, 1).conv(96, 3).conv(96, 3),
-                    b().pool(AvgPool(3, 1, padding=1)).conv(pool_features, 1)])
+    return _finish(
+        [
+            b().conv(64, 1),
+            b().conv(48, 1).conv(64, 5),
+            b().conv(64, 1).conv(96, 3).conv(96, 3),
+            b().pool(AvgPool(3, 1, padding=1)).conv(pool_features, 1),
+        ]
+    )
 
 
 def inception_b(cin, *, ch: Ch, bn: BN, rngs):
     """v3 grid reduction 35 -> 17 (Fig. 10): 3x3/2 384 | 1x1 64, 3x3 96, 3x3/2 96 | max 3/2."""
     b = _builder(cin, ch, bn, rngs)
-    chains = [b().conv(384, 3, 2, "valid"), b().conv(64, 1).conv(96, 3).conv(96, 3, 2, "valid"),
-              b().pool(MaxPool(3, 2))]
+    chains = [
+        b().conv(384, 3, 2, "valid"),
+        b().conv(64, 1).conv(96, 3).conv(96, 3, 2, "valid"),
+        b().pool(MaxPool(3, 2)),
+    ]
     chains[2].cin = cin
     return _finish(chains)
 
@@ -99,17 +116,24 @@ def inception_c(cin, c7, *, ch: Ch, bn: BN, rngs):
     """v3 Fig. 6 (17x17, n = 7): 1x1 192 | 1x1 c7, 1x7, 7x1 192 | 1x1 c7, 7x1, 1x7, 7x1, 1x7
     192 | avg, 1x1 192."""
     b = _builder(cin, ch, bn, rngs)
-    return _finish([b().conv(192, 1), b().conv(c7, 1).conv(c7, (1, 7)).conv(192, (7, 1)),
-                    b().conv(c7, 1).conv(c7, (7, 1)).conv(c7, (1, 7)).conv(c7, (7, 1)).conv(192, (1, 7)),
-                    b().pool(AvgPool(3, 1, padding=1)).conv(192, 1)])
+    return _finish(
+        [
+            b().conv(192, 1),
+            b().conv(c7, 1).conv(c7, (1, 7)).conv(192, (7, 1)),
+            b().conv(c7, 1).conv(c7, (7, 1)).conv(c7, (1, 7)).conv(c7, (7, 1)).conv(192, (1, 7)),
+            b().pool(AvgPool(3, 1, padding=1)).conv(192, 1),
+        ]
+    )
 
 
 def inception_d(cin, *, ch: Ch, bn: BN, rngs):
     """v3 grid reduction 17 -> 8: 1x1 192, 3x3/2 320 | 1x1 192, 1x7, 7x1, 3x3/2 192 | max 3/2."""
     b = _builder(cin, ch, bn, rngs)
-    chains = [b().conv(192, 1).conv(320, 3, 2, "valid"),
-              b().conv(192, 1).conv(192, (1, 7)).conv(192, (7, 1)).conv(192, 3, 2, "valid"),
-              b().pool(MaxPool(3, 2))]
+    chains = [
+        b().conv(192, 1).conv(320, 3, 2, "valid"),
+        b().conv(192, 1).conv(192, (1, 7)).conv(192, (7, 1)).conv(192, 3, 2, "valid"),
+        b().pool(MaxPool(3, 2)),
+    ]
     chains[2].cin = cin
     return _finish(chains)
 
@@ -133,8 +157,17 @@ class InceptionE(nnx.Module):
     def __call__(self, x, *, train: bool = False):
         t = dict(train=train)
         b3, dbl = self.b3(x, **t), self.dbl(x, **t)
-        return jnp.concatenate([self.b1(x, **t), self.b3_a(b3, **t), self.b3_b(b3, **t),
-                                self.dbl_a(dbl, **t), self.dbl_b(dbl, **t), self.pool(x, **t)], -1)
+        return jnp.concatenate(
+            [
+                self.b1(x, **t),
+                self.b3_a(b3, **t),
+                self.b3_b(b3, **t),
+                self.dbl_a(dbl, **t),
+                self.dbl_b(dbl, **t),
+                self.pool(x, **t),
+            ],
+            -1,
+        )
 
 
 class ResidualInception(nnx.Module):
@@ -142,8 +175,16 @@ class ResidualInception(nnx.Module):
     `activation=False`, the last block8). `up` is a 1x1 conv with bias and no BN.
     [B, H, W, C] -> [B, H, W, C]. Parameters `branches/...`, `up`."""
 
-    def __init__(self, branches: Branches, width: int, cout: int, scale: float, *,
-                 activation: bool = True, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        branches: Branches,
+        width: int,
+        cout: int,
+        scale: float,
+        *,
+        activation: bool = True,
+        rngs: nnx.Rngs,
+    ):
         self.branches = branches
         self.up = nnx.Conv(width, cout, (1, 1), rngs=rngs)
         self.scale, self.activation = scale, activation
@@ -156,8 +197,9 @@ class ResidualInception(nnx.Module):
 def block35(cin, *, scale: float, ch: Ch, bn: BN, rngs):
     """Inception-ResNet-A (35x35): 1x1 32 | 1x1 32, 3x3 32 | 1x1 32, 3x3 48, 3x3 64."""
     b = _builder(cin, ch, bn, rngs)
-    br, w = _finish([b().conv(32, 1), b().conv(32, 1).conv(32, 3),
-                     b().conv(32, 1).conv(48, 3).conv(64, 3)])
+    br, w = _finish(
+        [b().conv(32, 1), b().conv(32, 1).conv(32, 3), b().conv(32, 1).conv(48, 3).conv(64, 3)]
+    )
     return ResidualInception(br, w, cin, scale, rngs=rngs), cin
 
 
@@ -179,17 +221,25 @@ def mixed_5b(cin, *, ch: Ch, bn: BN, rngs):
     """Inception-ResNet-v2's stem end: 1x1 96 | 1x1 48, 5x5 64 | 1x1 64, 3x3 96, 3x3 96 |
     avg (padding not counted), 1x1 64 -> 320 channels."""
     b = _builder(cin, ch, bn, rngs)
-    return _finish([b().conv(96, 1), b().conv(48, 1).conv(64, 5),
-                    b().conv(64, 1).conv(96, 3).conv(96, 3),
-                    b().pool(AvgPool(3, 1, padding=1, count_include_pad=False)).conv(64, 1)])
+    return _finish(
+        [
+            b().conv(96, 1),
+            b().conv(48, 1).conv(64, 5),
+            b().conv(64, 1).conv(96, 3).conv(96, 3),
+            b().pool(AvgPool(3, 1, padding=1, count_include_pad=False)).conv(64, 1),
+        ]
+    )
 
 
 def mixed_6a(cin, *, ch: Ch, bn: BN, rngs):
     """Reduction-A (35 -> 17), k, l, m, n = 256, 256, 384, 384: 3x3/2 384 | 1x1 256, 3x3 256,
     3x3/2 384 | max 3/2."""
     b = _builder(cin, ch, bn, rngs)
-    chains = [b().conv(384, 3, 2, "valid"), b().conv(256, 1).conv(256, 3).conv(384, 3, 2, "valid"),
-              b().pool(MaxPool(3, 2))]
+    chains = [
+        b().conv(384, 3, 2, "valid"),
+        b().conv(256, 1).conv(256, 3).conv(384, 3, 2, "valid"),
+        b().pool(MaxPool(3, 2)),
+    ]
     chains[2].cin = cin
     return _finish(chains)
 
@@ -198,7 +248,11 @@ def mixed_7a(cin, *, ch: Ch, bn: BN, rngs):
     """Reduction-B (17 -> 8): 1x1 256, 3x3/2 384 | 1x1 256, 3x3/2 288 | 1x1 256, 3x3 288,
     3x3/2 320 | max 3/2."""
     b = _builder(cin, ch, bn, rngs)
-    chains = [b().conv(256, 1).conv(384, 3, 2, "valid"), b().conv(256, 1).conv(288, 3, 2, "valid"),
-              b().conv(256, 1).conv(288, 3).conv(320, 3, 2, "valid"), b().pool(MaxPool(3, 2))]
+    chains = [
+        b().conv(256, 1).conv(384, 3, 2, "valid"),
+        b().conv(256, 1).conv(288, 3, 2, "valid"),
+        b().conv(256, 1).conv(288, 3).conv(320, 3, 2, "valid"),
+        b().pool(MaxPool(3, 2)),
+    ]
     chains[3].cin = cin
     return _finish(chains)
