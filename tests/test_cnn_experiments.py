@@ -37,7 +37,7 @@ def test_cli_train_lenet5_on_mnist_idx(mnist_dir):
         "--quiet",
     )
     out = last_json(r)
-    assert out["model"] == "lenet5" and out["test_accuracy"] > 0.85  # one epoch on 7,000 images
+    assert out["model"] == "lenet5" and out["test_accuracy"] > 0.85  # two epochs on 7,000 images
 
 
 def test_cli_train_lenet5_on_digits():
