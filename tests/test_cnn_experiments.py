@@ -30,7 +30,7 @@ def test_cli_train_lenet5_on_mnist_idx(mnist_dir):
         "--dataset",
         f"mnist_idx:{mnist_dir}",
         "--epochs",
-        "1",
+        "2",
         "--batch-size",
         "64",
         "--json",
