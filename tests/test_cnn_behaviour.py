@@ -60,7 +60,7 @@ TINY = [
         {"input_shape": (32, 32, 3), "width_mult": 0.25, "depth_mult": 0.3, "drop_path": 0.5},
         32,
     ),
-    ("googlenet", {"input_shape": (64, 64, 3), "width_mult": 0.125, "aux_logits": True}, 64),
+    ("googlenet", {"input_shape": (80, 80, 3), "width_mult": 0.125, "aux_logits": True}, 80),
     ("inception_v3", {"input_shape": (75, 75, 3), "width_mult": 0.0625}, 75),
     (
         "inception_resnet_v2",
