@@ -92,22 +92,16 @@ def _record_calls(model: nnx.Module, records: list):
 
         return __call__
 
-    # a subclass may inherit __call__ (e.g. LSTM from RNN): wrap the inherited original, found
-    # before any class is patched so that nothing is recorded twice
-    calls = {cls: next((c.__dict__["__call__"] for c in cls.__mro__ if "__call__" in c.__dict__), None)
-             for cls in classes}
-    for cls, call in calls.items():
-        if call is not None:
-            originals[cls] = cls.__dict__.get("__call__")
-            cls.__call__ = wrap(cls, call)
+    # patch the class that defines __call__ (a subclass may inherit it, e.g. from ConvNet)
+    owners = {next((k for k in cls.__mro__ if "__call__" in k.__dict__), None) for cls in classes}
+    for cls in owners - {None, object}:
+        originals[cls] = cls.__dict__["__call__"]
+        cls.__call__ = wrap(cls, originals[cls])
     try:
         yield
     finally:
         for cls, orig in originals.items():
-            if orig is None:
-                del cls.__call__
-            else:
-                cls.__call__ = orig
+            cls.__call__ = orig
 
 
 def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:
