@@ -88,7 +88,7 @@ class SummaryCmd:
 
     def run(self) -> int:
         from jaxdl.bench.summary import render, summarize
-        from jaxdl.models import create_model
+        from jaxdl.models import abstract_model
         from jaxdl.models.registry import get_config
         from jaxdl.models.inputs import example_input, resize_input_shape
 
@@ -96,9 +96,7 @@ class SummaryCmd:
         if self.input is not None:
             cfg = get_config(self.name, **overrides)
             overrides["input_shape"] = resize_input_shape(cfg, self.input)
-        from flax import nnx
-
-        model = nnx.eval_shape(lambda: create_model(self.name, **overrides))
+        model = abstract_model(self.name, **overrides)
         x = example_input(model.config, self.batch)
         render(summarize(model, x, name=self.name), max_depth=self.depth)
         return 0

@@ -92,10 +92,11 @@ def _record_calls(model: nnx.Module, records: list):
 
         return __call__
 
-    for cls in classes:
-        if "__call__" in cls.__dict__:
-            originals[cls] = cls.__dict__["__call__"]
-            cls.__call__ = wrap(cls, originals[cls])
+    # patch the class that defines __call__ (a subclass may inherit it, e.g. from ConvNet)
+    owners = {next((k for k in cls.__mro__ if "__call__" in k.__dict__), None) for cls in classes}
+    for cls in owners - {None, object}:
+        originals[cls] = cls.__dict__["__call__"]
+        cls.__call__ = wrap(cls, originals[cls])
     try:
         yield
     finally:

@@ -5,8 +5,19 @@ from jaxdl.nn.init import INITIALIZERS, get_initializer
 from jaxdl.nn.regularization import ActivityRegularization
 from jaxdl.nn.sampling import sample_logits
 from jaxdl.nn.shapes import check_input
+from jaxdl.nn.conv import (BN, TORCH_BN, AvgPool, ConvBN, Flatten, MaxPool, SeparableConv, avg_pool,
+                           conv_output_size, conv_params, global_pool, max_pool, receptive_field)
+from jaxdl.nn.blocks import (BasicBlock, Bottleneck, ClassifierConfig, ConvNet, DenseBlock, DenseLayer,
+                             DoubleConv, DropPath, Head, InvertedResidual, SqueezeExcite, Transition,
+                             UpBlock)
+from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
 
 __all__ = [
     "ACTIVATIONS", "Maxout", "get_activation", "hard_sigmoid", "hard_swish", "heaviside",
     "INITIALIZERS", "get_initializer", "ActivityRegularization", "check_input", "sample_logits",
+    "BN", "TORCH_BN", "AvgPool", "ConvBN", "Flatten", "MaxPool", "SeparableConv", "avg_pool",
+    "conv_output_size", "conv_params", "global_pool", "max_pool", "receptive_field",
+    "BasicBlock", "Bottleneck", "ClassifierConfig", "ConvNet", "DenseBlock", "DenseLayer",
+    "DoubleConv", "DropPath", "Head", "InvertedResidual", "SqueezeExcite", "Transition", "UpBlock",
+    "Branches", "InceptionE", "ResidualInception",
 ]

@@ -1,0 +1,64 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton 2012, "ImageNet classification with deep
+convolutional neural networks", Fig. 2) as one tower on 227x227x3, the course's table:
+62,378,344 parameters for 1000 classes (REFERENCE.md).
+
+    conv 96@11x11/4 valid -> max 3/2 -> conv 256@5x5 same -> max 3/2 -> conv 384@3x3 ->
+    conv 384@3x3 -> conv 256@3x3 -> max 3/2 (6x6x256) -> fc 4096 -> fc 4096 -> fc classes
+
+Local response normalisation is left out (later work found it adds nothing; torchvision omits
+it too); dropout 0.5 follows each hidden fc layer, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flax import nnx
+
+from jaxdl.models.registry import register
+from jaxdl.nn.blocks import ClassifierConfig, ConvNet, make_head
+from jaxdl.nn.conv import ConvBN, MaxPool, conv_output_size
+
+
+@dataclass(frozen=True)
+class AlexNetConfig(ClassifierConfig):
+    input_shape: tuple[int, int, int] = (227, 227, 3)
+    dropout: float = 0.5
+    widths: tuple[int, ...] = (96, 256, 384, 384, 256)
+    fc: tuple[int, ...] = (4096, 4096)
+
+
+class AlexNet(ConvNet):
+    """x: [B, H, W, C] (H, W >= 63) -> [B, num_classes]. Parameters `conv1`..`conv5` (each
+    `conv/kernel`, `conv/bias`), `head/hidden/0`, `head/hidden/1`, `head/fc`."""
+
+    family = "alexnet"
+    min_size = 63  # the smallest input that leaves a 1x1 map after the third pool
+
+    def __init__(self, config: AlexNetConfig, *, rngs: nnx.Rngs):
+        self.config = c = config
+        self.check_config()
+        w = c.widths
+        conv = lambda i, o, k, s=1, p="same": ConvBN(i, o, k, stride=s, padding=p, bn=None, rngs=rngs)
+        self.conv1 = conv(c.input_shape[2], w[0], 11, 4, "valid")
+        self.pool1 = MaxPool(3, 2)
+        self.conv2 = conv(w[0], w[1], 5)
+        self.pool2 = MaxPool(3, 2)
+        self.conv3 = conv(w[1], w[2], 3)
+        self.conv4 = conv(w[2], w[3], 3)
+        self.conv5 = conv(w[3], w[4], 3)
+        self.pool5 = MaxPool(3, 2)
+        side = [conv_output_size(n, 11, 4) for n in c.input_shape[:2]]
+        for _ in range(3):
+            side = [conv_output_size(n, 3, 2) for n in side]
+        self.head = make_head(c, side[0] * side[1] * w[4], pool="flatten", hidden=c.fc, rngs=rngs)
+
+    def features(self, x, *, train=False, rngs=None):
+        f1 = self.pool1(self.conv1(x))
+        f2 = self.pool2(self.conv2(f1))
+        f5 = self.pool5(self.conv5(self.conv4(self.conv3(f2))))
+        return {"stage1": f1, "stage2": f2, "stage3": f5}
+
+
+register("alexnet", AlexNet, AlexNetConfig(), family="alexnet",
+         description="AlexNet (Krizhevsky et al. 2012), single tower, 227x227")

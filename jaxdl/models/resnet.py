@@ -1,0 +1,99 @@
+"""ResNet (He, Zhang, Ren & Sun 2016, "Deep residual learning for image recognition", Table 1),
+ResNeXt (Xie et al. 2017, "Aggregated residual transformations", Table 1: cardinality x width)
+and SE-ResNet (Hu et al. 2018, "Squeeze-and-excitation networks", reduction 16).
+
+Counts follow torchvision ("v1.5": the bottleneck's stride sits in its 3x3 conv, convs have no
+bias before BN): resnet50 25,557,032 parameters, 4.09 GMACs at 224. Keras's ResNet50 is "v1"
+(stride in the first 1x1, conv biases): `stride_in_1x1=True, conv_bias=True` gives its
+25,583,592 trainable parameters (25,636,712 with the BN statistics). seresnet50 follows timm
+(SE on the block output before the sum, 1x1-conv FCs with bias): 28,088,024.
+
+    stem: 7x7/2 conv 64 + BN + ReLU, 3x3/2 max pool -> 4 stages (first stride 1, then 2)
+    -> global average pool -> fc
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flax import nnx
+
+from jaxdl.errors import JaxdlError
+from jaxdl.models.registry import register
+from jaxdl.nn.blocks import BasicBlock, Bottleneck, ClassifierConfig, ConvNet, make_head
+from jaxdl.nn.conv import TORCH_BN, ConvBN, MaxPool
+
+
+@dataclass(frozen=True)
+class ResNetConfig(ClassifierConfig):
+    block: str = "bottleneck"  # 'basic' (18, 34) | 'bottleneck' (50+)
+    layers: tuple[int, ...] = (3, 4, 6, 3)  # blocks per stage
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # planes per stage (x4 out for bottleneck)
+    stem_width: int = 64
+    groups: int = 1  # ResNeXt cardinality
+    width_per_group: int = 64  # ResNeXt bottleneck width d
+    se_reduction: int = 0  # 16 for SE-ResNet; 0: no SE
+    stride_in_1x1: bool = False  # True: the paper's / Keras's v1
+    conv_bias: bool = False  # True: Keras's v1 convs with bias
+
+
+class ResNet(ConvNet):
+    """x: [B, H, W, C] (H, W >= 32) -> [B, num_classes]. Parameters `stem/conv`, `stem/bn`,
+    `stages/s/b/conv1..3` (`conv`, `bn`), `stages/s/b/downsample`, `stages/s/b/se/fc1|fc2`,
+    `head/fc`. Features: `stem` (stride 4) and `stage1`..`stage4` (strides 4, 8, 16, 32)."""
+
+    family = "resnet"
+    min_size = 32
+
+    def __init__(self, config: ResNetConfig, *, rngs: nnx.Rngs):
+        self.config = c = config
+        self.check_config()
+        blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
+        if c.block not in blocks:
+            raise JaxdlError(f"resnet: block must be 'basic' or 'bottleneck', got {c.block!r}")
+        if c.block == "basic" and (c.groups != 1 or c.width_per_group != 64):
+            raise JaxdlError("resnet: groups / width_per_group (ResNeXt) need block='bottleneck'")
+        if len(c.layers) != len(c.widths):
+            raise JaxdlError(f"resnet: layers {c.layers} and widths {c.widths} differ in length")
+        block = blocks[c.block]
+        opts = dict(bn=TORCH_BN, se_reduction=c.se_reduction, conv_bias=c.conv_bias, rngs=rngs)
+        if c.block == "bottleneck":
+            opts.update(groups=c.groups, base_width=c.width_per_group, stride_in_1x1=c.stride_in_1x1)
+        self.stem = ConvBN(c.input_shape[2], c.stem_width, 7, stride=2, bn=TORCH_BN,
+                           use_bias=c.conv_bias, rngs=rngs)
+        self.pool = MaxPool(3, 2, padding=1)
+        cin, stages = c.stem_width, []
+        for s, (n, planes) in enumerate(zip(c.layers, c.widths)):
+            stage = []
+            for b in range(n):
+                stage.append(block(cin, planes, 2 if s > 0 and b == 0 else 1, **opts))
+                cin = planes * block.expansion
+            stages.append(nnx.List(stage))
+        self.stages = nnx.List(stages)
+        self.head = make_head(c, cin, rngs=rngs)
+
+    def features(self, x, *, train=False, rngs=None):
+        x = self.pool(self.stem(x, train=train))
+        out = {"stem": x}
+        for s, stage in enumerate(self.stages):
+            for block in stage:
+                x = block(x, train=train)
+            out[f"stage{s + 1}"] = x
+        return out
+
+
+_PAPER = "He et al. 2016, Table 1"
+VARIANTS = {
+    "resnet18": (ResNetConfig(block="basic", layers=(2, 2, 2, 2)), _PAPER),
+    "resnet34": (ResNetConfig(block="basic", layers=(3, 4, 6, 3)), _PAPER),
+    "resnet50": (ResNetConfig(layers=(3, 4, 6, 3)), _PAPER),
+    "resnet101": (ResNetConfig(layers=(3, 4, 23, 3)), _PAPER),
+    "resnet152": (ResNetConfig(layers=(3, 8, 36, 3)), _PAPER),
+    "resnext50_32x4d": (ResNetConfig(layers=(3, 4, 6, 3), groups=32, width_per_group=4),
+                        "Xie et al. 2017, Table 1"),
+    "resnext101_32x8d": (ResNetConfig(layers=(3, 4, 23, 3), groups=32, width_per_group=8),
+                         "Xie et al. 2017"),
+    "seresnet50": (ResNetConfig(layers=(3, 4, 6, 3), se_reduction=16), "Hu et al. 2018, Table 1"),
+}
+for _name, (_cfg, _cite) in VARIANTS.items():
+    register(_name, ResNet, _cfg, family="resnet", description=f"{_name} ({_cite})")
