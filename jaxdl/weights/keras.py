@@ -79,7 +79,7 @@ def convert_keras(family: str, keras_model, config) -> dict[str, np.ndarray]:
     return KERAS_CONVERTERS[family](keras_tensors(keras_model), config)
 
 
-def keras_application(name: str):
+def keras_application(name: str):  # noqa: D401
     """The keras.applications constructor for a jaxdl model name (e.g. 'resnet50' -> ResNet50)."""
     import keras
 
@@ -89,3 +89,116 @@ def keras_application(name: str):
     if key not in apps:
         raise JaxdlError(f"keras.applications has no model for {name!r}")
     return apps[key]
+
+
+def _fold_conv_biases(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Keras ResNet v1 convs carry a bias before their BatchNorm: fold it into the moving mean
+    (BN(conv + b) = BN'(conv) with mean' = mean - b), since our convs have no bias."""
+    from jaxdl.weights.convert import fold_bias_into_bn
+
+    out = dict(t)
+    for name in list(t):
+        if name.endswith("_conv/bias"):
+            bn = name[: -len("_conv/bias")] + "_bn/moving_mean"
+            if bn in t:
+                out[bn] = fold_bias_into_bn(t[name], t[bn])
+                del out[name]
+    return out
+
+
+@register_keras("vgg")
+def _vgg(t, config):
+    """keras.applications.VGG16/19: block{i}_conv{j} -> stages/{i-1}/{j-1}/conv;
+    fc1, fc2 -> head/hidden/0, 1; predictions -> head/fc."""
+    table = {f"block{i + 1}_conv{j + 1}": f"stages/{i}/{j}/conv"
+             for i, stage in enumerate(config.stages) for j in range(len(stage))}
+    table.update({"fc1": "head/hidden/0", "fc2": "head/hidden/1", "predictions": "head/fc"})
+    return rename(t, table)
+
+
+@register_keras("resnet")
+def _resnet(t, config):
+    """keras.applications.ResNet50/101/152 (v1): conv1 -> stem; conv{s+2}_block{b+1}_{k} ->
+    stages/s/b/conv{k} (k = 0: the projection shortcut -> downsample); conv biases folded."""
+    table = {"conv1_conv": "stem/conv", "conv1_bn": "stem/bn", "predictions": "head/fc"}
+    for s, n in enumerate(config.layers):
+        for b in range(n):
+            for k in range(4):
+                ours = f"stages/{s}/{b}/" + ("downsample" if k == 0 else f"conv{k}")
+                table[f"conv{s + 2}_block{b + 1}_{k}_conv"] = f"{ours}/conv"
+                table[f"conv{s + 2}_block{b + 1}_{k}_bn"] = f"{ours}/bn"
+    return rename(_fold_conv_biases(t), table)
+
+
+@register_keras("densenet")
+def _densenet(t, config):
+    """keras.applications.DenseNet121/169/201: conv{s+2}_block{l+1}_{0_bn, 1_conv, 1_bn, 2_conv}
+    -> blocks/s/layers/l/{conv1/bn, conv1/conv, conv2/bn, conv2/conv}; pool{s+2}_{bn, conv} ->
+    transitions/s/unit; bn -> norm."""
+    table = {"conv1_conv": "stem/conv", "conv1_bn": "stem/bn", "bn": "norm", "predictions": "head/fc"}
+    for s, n in enumerate(config.blocks):
+        for i in range(n):
+            k, ours = f"conv{s + 2}_block{i + 1}", f"blocks/{s}/layers/{i}"
+            table.update({f"{k}_0_bn": f"{ours}/conv1/bn", f"{k}_1_conv": f"{ours}/conv1/conv",
+                          f"{k}_1_bn": f"{ours}/conv2/bn", f"{k}_2_conv": f"{ours}/conv2/conv"})
+        if s < len(config.blocks) - 1:
+            table.update({f"pool{s + 2}_bn": f"transitions/{s}/unit/bn",
+                          f"pool{s + 2}_conv": f"transitions/{s}/unit/conv"})
+    return rename(t, table)
+
+
+# jaxdl name -> (keras.applications constructor name, config overrides matching Keras's
+# architecture, the preprocessing Keras's preprocess_input applies)
+def _keras_models():
+    from jaxdl.weights import preprocess as P
+
+    v1 = {"stride_in_1x1": True}
+    return {
+        "vgg16": ("VGG16", {}, P.KERAS_CAFFE),
+        "vgg19": ("VGG19", {}, P.KERAS_CAFFE),
+        "resnet50": ("ResNet50", v1, P.KERAS_CAFFE),
+        "resnet101": ("ResNet101", v1, P.KERAS_CAFFE),
+        "resnet152": ("ResNet152", v1, P.KERAS_CAFFE),
+        "densenet121": ("DenseNet121", {}, P.KERAS_TORCH),
+        "densenet169": ("DenseNet169", {}, P.KERAS_TORCH),
+        "densenet201": ("DenseNet201", {}, P.KERAS_TORCH),
+    }
+
+
+def keras_models() -> list[str]:
+    """jaxdl model names with a Keras converter."""
+    return sorted(_keras_models())
+
+
+def from_keras(name: str, keras_model, *, rngs=None, **overrides):
+    """(jaxdl model, Preprocessing) equal to `keras_model` (a keras.applications model of the
+    architecture `name`). The jaxdl model is built with the Keras model's input shape, head and
+    pooling, and the architecture options Keras uses (e.g. ResNet v1's stride in the 1x1 conv)."""
+    from flax import nnx
+
+    from jaxdl.models.registry import create_model, get_entry
+    from jaxdl.weights.convert import assign
+
+    table = _keras_models()
+    if name not in table:
+        raise unknown_name("Keras-convertible model", name, table)
+    _, arch, prep = table[name]
+    include_top = any(layer.name == "predictions" for layer in keras_model.layers)
+    shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    opts = {"input_shape": shape, "include_top": include_top, **arch}
+    if include_top:
+        opts["num_classes"] = int(keras_model.get_layer("predictions").units)
+    else:
+        out = keras_model.output_shape
+        opts["pooling"] = None if len(out) == 4 else _pooling_of(keras_model)
+    opts.update(overrides)
+    model = create_model(name, rngs=rngs if rngs is not None else nnx.Rngs(0), **opts)
+    family = get_entry(name).family
+    tensors = convert_keras(family, keras_model, model.config)
+    assign(model, tensors, source=f"Keras {keras_model.name} weights")
+    return model, prep
+
+
+def _pooling_of(keras_model) -> str:
+    kinds = {type(layer).__name__ for layer in keras_model.layers}
+    return "max" if "GlobalMaxPooling2D" in kinds else "avg"
