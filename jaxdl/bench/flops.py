@@ -18,7 +18,12 @@ def xla_flops(fn, *args, **kwargs) -> float:
 
     The lowered HLO analysis is backend-independent (compiled analysis on GPU is unreliable: jax
     issues 16008, 20184). Arguments may be ShapeDtypeStructs."""
-    lowered = jax.jit(fn).lower(*args, **kwargs)
+    return lowered_flops(jax.jit(fn).lower(*args, **kwargs))
+
+
+def lowered_flops(lowered) -> float:
+    """FLOPs of an already lowered program (`jax.jit(f).lower(...)`), e.g. a jitted train step
+    whose lowering was also timed (jaxdl.bench.timing.compile_timed)."""
     cost = lowered.cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}

@@ -101,7 +101,10 @@ def _record_calls(model: nnx.Module, records: list):
         yield
     finally:
         for cls, orig in originals.items():
-            cls.__call__ = orig
+            if orig is None:
+                del cls.__call__
+            else:
+                cls.__call__ = orig
 
 
 def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:

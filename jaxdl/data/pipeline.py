@@ -1,34 +1,321 @@
-"""Batching with deterministic shuffling by (seed, epoch).
+"""Input pipelines on Grain (DESIGN.md decision 8): the one way jaxdl iterates over data.
 
-Every batch has the same shape: the last one is padded and carries `weight` 0 on the padding, so
-no example is dropped, losses and metrics are exact weighted means, and nothing recompiles.
-The position (epoch, batch index) fully determines what comes next, so it is the iterator state a
-checkpoint stores.
+A source is random access: `len(source)` and `source[i] -> {'x': ..., 'y': ...}` (an
+`ArrayDataset`, an image folder, a TFDS data source, ...); a source may also offer
+`get_batch(indices)` to read many rows at once (in-memory arrays do, so small datasets cost a
+fancy index per batch, not a Python loop).
+
+`Pipeline(source, batch_size, ...)` turns it into batches with Grain's `MapDataset`:
+
+1. epoch order: `MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))` (Grain's index
+   shuffle, a bijection computed per index, so no permutation is materialised);
+2. `.batch(batch_size)` of indices: every epoch is cut into global batches of exactly
+   `batch_size` rows; the last one is padded (by repeating its first row) with `weight` 0 on the
+   padding, so no example is dropped, weighted means stay exact and nothing recompiles; or it is
+   dropped with `drop_remainder=True`;
+3. per-host sharding: process p of P reads rows [p*B/P, (p+1)*B/P) of each global batch, so the
+   global batch is the same for any number of hosts;
+4. reading / decoding the rows (`source.get_batch` or `source[i]` stacked), optionally in Grain
+   worker processes (`num_workers`) with prefetching (`prefetch` batches per worker);
+5. with a `mesh`, placement of each batch as global arrays sharded on its data axis
+   (`jaxdl.parallel.shard_batch`), `device_prefetch` batches ahead.
+
+The position (epoch, batch index) determines everything that follows, so it is the iterator
+state a checkpoint stores: `PipelineIterator.get_state()` / `set_state()`.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
+from typing import Any
 
+import grain
 import numpy as np
 
-from jaxdl.data.sources import ArrayDataset
-from jaxdl.errors import check_positive
+from jaxdl.errors import JaxdlError, check_positive
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The 32-bit Grain shuffle seed of `epoch`: a hash of (seed, epoch), so nearby seeds and
+    epochs give unrelated orders (Grain itself would use seed + epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The order of examples in `epoch`: a permutation seeded by (seed, epoch)."""
-    if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    """The order of examples in `epoch` (the one the pipeline reads them in)."""
+    order = grain.MapDataset.range(n)
+    if shuffle:
+        order = order.shuffle(seed=epoch_seed(seed, epoch))
+    return np.fromiter((order[i] for i in range(n)), np.int64, n)
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
     return n // batch_size if drop_remainder else -(-n // batch_size)
 
 
+def read_rows(source, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `idx` of a source as a dict of stacked arrays."""
+    if hasattr(source, "get_batch"):
+        return source.get_batch(idx)
+    rows = [source[int(i)] for i in idx]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class _ReadBatch:
+    """Index batch -> this host's `rows` of it and their weights (a picklable callable for worker
+    processes)."""
+
+    def __init__(self, source, batch_size: int, rows: slice):
+        self.source, self.batch_size, self.rows = source, batch_size, rows
+
+    def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        idx = np.asarray(idx, np.int64)
+        weight = np.zeros(self.batch_size, np.float32)
+        weight[: len(idx)] = 1.0
+        if len(idx) < self.batch_size:  # the last batch of an epoch: pad with its first row
+            idx = np.concatenate([idx, np.full(self.batch_size - len(idx), idx[0])])
+        idx, weight = idx[self.rows], weight[self.rows]
+        batch = read_rows(self.source, idx)
+        batch["weight"] = weight
+        return batch
+
+
+class _Epochs:
+    """Global batch number g = epoch * num_batches + b -> this host's batch b of that epoch. A
+    picklable callable: the function worker processes run, so that one pool of workers serves
+    consecutive epochs without restarting."""
+
+    def __init__(self, source, batch_size, shuffle, seed, drop_remainder, rows):
+        self.n, self.batch_size = len(source), batch_size
+        self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
+        self.read = _ReadBatch(source, batch_size, rows)
+        self.num_batches = num_batches(self.n, batch_size, drop_remainder)
+        self._cached: tuple[int, grain.MapDataset] | None = None
+
+    def indices(self, epoch: int) -> grain.MapDataset:
+        """The index batches of `epoch`."""
+        order = grain.MapDataset.range(self.n)
+        if self.shuffle:
+            order = order.shuffle(seed=epoch_seed(self.seed, epoch))
+        return order.batch(self.batch_size, drop_remainder=self.drop_remainder)
+
+    def __call__(self, g: int) -> dict[str, np.ndarray]:
+        epoch, b = divmod(int(g), self.num_batches)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self.indices(epoch))
+        return self.read(self._cached[1][b])
+
+
+class Pipeline:
+    """Batches of a random-access source, seeded by (seed, epoch); see the module docstring.
+
+    Args:
+      source: `len()` and `[i] -> {'x', 'y'}` (or an `ArrayDataset`).
+      batch_size: the global batch size (all hosts together).
+      shuffle, seed: order of each epoch: a shuffle seeded by (seed, epoch), or the source order.
+      drop_remainder: drop the last incomplete batch instead of padding it with weight 0.
+      num_workers: Grain worker processes that read/decode batches (0: in this process).
+      prefetch: batches each worker reads ahead (with num_workers > 0).
+      shard_index, shard_count: this host's part of each batch: rows
+        [index * B / count, (index + 1) * B / count) (default: jax.process_index() /
+        jax.process_count()); batch_size must be divisible by shard_count.
+      rows: instead of shard_index / shard_count, the slice of every global batch this host reads
+        (e.g. the rows its devices hold on the mesh).
+      mesh: place each batch as global arrays sharded on the mesh's data axis.
+      device_prefetch: with a mesh, batches transferred ahead of the one being consumed.
+    """
+
+    def __init__(
+        self,
+        source,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_remainder: bool = False,
+        num_workers: int = 0,
+        prefetch: int = 2,
+        shard_index: int | None = None,
+        shard_count: int | None = None,
+        rows: slice | None = None,
+        mesh=None,
+        device_prefetch: int = 2,
+    ):
+        check_positive("batch_size", batch_size, integer=True)
+        if num_workers < 0 or prefetch < 0 or device_prefetch < 0:
+            raise JaxdlError(
+                f"num_workers, prefetch and device_prefetch must be >= 0, got "
+                f"{num_workers}, {prefetch}, {device_prefetch}"
+            )
+        if rows is not None:
+            if shard_index is not None or shard_count is not None:
+                raise JaxdlError("give either rows or shard_index / shard_count, not both")
+            lo, hi, step = rows.indices(batch_size)
+            if step != 1 or hi <= lo:
+                raise JaxdlError(
+                    f"rows must be a non-empty contiguous slice of the batch of "
+                    f"{batch_size}, got {rows}"
+                )
+        else:
+            if shard_count is None or shard_index is None:
+                import jax
+
+                shard_index, shard_count = jax.process_index(), jax.process_count()
+            if not 0 <= shard_index < shard_count:
+                raise JaxdlError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+            if batch_size % shard_count:
+                raise JaxdlError(
+                    f"batch_size {batch_size} is not divisible by the {shard_count} hosts"
+                )
+            local = batch_size // shard_count
+            rows = slice(shard_index * local, (shard_index + 1) * local)
+        if len(source) == 0:
+            raise JaxdlError("the data source is empty")
+        self.source, self.batch_size = source, batch_size
+        self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
+        self.num_workers, self.prefetch = num_workers, prefetch
+        self.rows = rows
+        self.mesh, self.device_prefetch = mesh, device_prefetch
+        self._epochs = _Epochs(source, batch_size, shuffle, seed, drop_remainder, rows)
+        # the worker stream and the position (epoch, batch) it will produce next; None while an
+        # epoch is being read from it
+        self._stream: Iterator | None = None
+        self._stream_pos: tuple[int, int] | None = None
+        if self.num_batches == 0:
+            raise JaxdlError(
+                f"drop_remainder with batch_size {batch_size} > {len(source)} examples "
+                "leaves no batch"
+            )
+
+    def __len__(self) -> int:
+        """Examples per epoch (before padding or dropping)."""
+        return len(self.source)
+
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch."""
+        return num_batches(len(self.source), self.batch_size, self.drop_remainder)
+
+    def dataset(self, epoch: int) -> grain.MapDataset:
+        """The Grain MapDataset of this host's batches of `epoch` (random access by batch index)."""
+        return self._epochs.indices(epoch).map(self._epochs.read)
+
+    def host_batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """This host's batches of `epoch` from batch `start` on, as numpy arrays.
+
+        With workers, batches come from one stream over all following epochs: reading epoch e to
+        its end and then asking for epoch e + 1 keeps the same worker processes; any other
+        position starts a new stream."""
+        if not 0 <= start <= self.num_batches:
+            raise JaxdlError(f"start must be in [0, {self.num_batches}], got {start}")
+        if self.num_workers == 0:
+            # in-process: index the MapDataset directly (no reader threads to start per epoch)
+            ds = self.dataset(epoch)[start:]
+            return (ds[i] for i in range(len(ds)))
+        if self._stream_pos != (epoch, start):
+            self._stream = self._worker_stream(epoch * self.num_batches + start)
+        self._stream_pos = None
+        return self._from_stream(epoch, start)
+
+    def _from_stream(self, epoch: int, start: int):
+        for b in range(start, self.num_batches):
+            batch = next(self._stream)
+            if b == self.num_batches - 1:  # the stream now stands at the next epoch's start
+                self._stream_pos = (epoch + 1, 0)
+            yield batch
+
+    def _worker_stream(self, first: int) -> Iterator:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():
+            # Grain's workers read absl flags, which nothing parses outside absl.app: use defaults
+            flags.FLAGS.mark_as_parsed()
+        # global batch numbers from `first` on, without end (2**62: far beyond any run)
+        ds = grain.MapDataset.range(first, 2**62).map(self._epochs)
+        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+        options = grain.MultiprocessingOptions(
+            num_workers=self.num_workers, per_worker_buffer_size=max(self.prefetch, 1)
+        )
+        return iter(it.mp_prefetch(options))
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The batches of `epoch` from `start`: numpy, or global arrays on the mesh if set."""
+        host = self.host_batches(epoch, start)
+        if self.mesh is None:
+            return host
+        return _placed(host, self.mesh, self.device_prefetch)
+
+    def iterator(
+        self, state: dict | None = None, *, num_epochs: int | None = None
+    ) -> PipelineIterator:
+        """An iterator over epochs (`num_epochs`, or without end), from `state` if given."""
+        it = PipelineIterator(self, num_epochs)
+        if state is not None:
+            it.set_state(state)
+        return it
+
+    def __iter__(self):
+        return self.iterator(num_epochs=1)
+
+
+def _placed(host: Iterator, mesh, ahead: int) -> Iterator:
+    """Put batches on the mesh `ahead` batches early, so transfers overlap the steps."""
+    from jaxdl.parallel.mesh import shard_batch
+
+    queue: collections.deque = collections.deque()
+    for batch in host:
+        queue.append(shard_batch(batch, mesh))
+        if len(queue) > ahead:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+class PipelineIterator:
+    """Batches across epochs with a checkpointable position.
+
+    `get_state()` is {'epoch', 'batch'}: the position of the NEXT batch (after an epoch's last
+    batch, the start of the next epoch); a fresh iterator given that state (`set_state`) yields
+    exactly the batches that remained. It is plain JSON, for a checkpoint's JsonSave."""
+
+    def __init__(self, pipeline: Pipeline, num_epochs: int | None = None):
+        self.pipeline, self.num_epochs = pipeline, num_epochs
+        self._epoch, self._batch = 0, 0
+        self._it: Iterator | None = None
+
+    def get_state(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batch": self._batch}
+
+    def set_state(self, state: dict) -> None:
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if epoch < 0 or not 0 <= batch <= self.pipeline.num_batches:
+            raise JaxdlError(
+                f"iterator state {state} is outside the pipeline (epochs >= 0, "
+                f"batches 0..{self.pipeline.num_batches})"
+            )
+        self._epoch, self._batch, self._it = epoch, batch, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            if self.num_epochs is not None and self._epoch >= self.num_epochs:
+                raise StopIteration
+            if self._batch < self.pipeline.num_batches:
+                if self._it is None:
+                    self._it = self.pipeline.epoch(self._epoch, self._batch)
+                batch = next(self._it)
+                self._batch += 1
+                if self._batch == self.pipeline.num_batches:  # state: the start of the next epoch
+                    self._epoch, self._batch, self._it = self._epoch + 1, 0, None
+                return batch
+            self._epoch, self._batch, self._it = self._epoch + 1, 0, None
+
+
 def batches(
-    ds: ArrayDataset,
+    ds,
     batch_size: int,
     *,
     shuffle: bool = True,
@@ -36,15 +323,17 @@ def batches(
     epoch: int = 0,
     drop_remainder: bool = False,
     start: int = 0,
+    rows: slice | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows, from batch `start` on."""
-    check_positive("batch_size", batch_size, integer=True)
-    n = len(ds)
-    order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
-    for b in range(start, num_batches(n, batch_size, drop_remainder)):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        weight = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            weight[len(idx):] = 0.0
-            idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0] if len(idx) else 0)])
-        yield {"x": ds.x[idx], "y": ds.y[idx], "weight": weight}
+    """Yield {'x', 'y', 'weight'} batches of exactly `batch_size` rows of `epoch`, from batch
+    `start` on (a one-epoch `Pipeline`); with `rows`, only those rows of every batch (a host's
+    part of the global batch)."""
+    pipe = Pipeline(
+        ds,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        rows=rows if rows is not None else slice(0, batch_size),
+    )
+    return pipe.host_batches(epoch, start)

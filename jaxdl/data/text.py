@@ -1,30 +1,54 @@
-"""Text for language models: a character vocabulary and next-token windows.
+"""Text for language models: a vocabulary (characters, bytes or words) and next-token windows.
 
 `CharVocab.from_text(text)` maps each distinct character to an id (sorted, so the same text gives
 the same ids); `encode` of a character outside the vocabulary is an error naming it.
+`level='byte'` uses the 256 byte values of the UTF-8 encoding (no unknown tokens);
+`level='word'` splits into words and punctuation marks (`WORD_PATTERN`), keeps the `max_size`
+most frequent ones and maps the rest to '<unk>' (id 0); decode joins words with spaces.
 `lm_windows(ids, seq_len)` cuts a token stream into (x, y) pairs with y shifted by one.
+`load_text('text:PATH[,level=word,seq_len=T]')` is the dataset kind `text`.
 """
 
 from __future__ import annotations
 
+import collections
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data.sources import ArrayDataset
-from jaxdl.errors import JaxdlError
+from jaxdl.data.sources import ArrayDataset, Splits, register_dataset, spec_options
+from jaxdl.errors import JaxdlError, unknown_name
+
+LEVELS = ("char", "byte", "word")
+WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
+UNK = "<unk>"
 
 
 @dataclass(frozen=True)
 class CharVocab:
+    """Tokens (`chars`: characters, the 256 bytes as latin-1 characters, or words) and ids."""
+
     chars: tuple[str, ...]
+    level: str = "char"
 
     @classmethod
-    def from_text(cls, text: str) -> CharVocab:
+    def from_text(cls, text: str, level: str = "char", max_size: int | None = None) -> CharVocab:
+        if level not in LEVELS:
+            raise unknown_name("vocabulary level", level, LEVELS)
         if not text:
             raise JaxdlError("cannot build a vocabulary from empty text")
-        return cls(tuple(sorted(set(text))))
+        if level == "byte":
+            return cls(tuple(chr(i) for i in range(256)), level)
+        if level == "word":
+            counts = collections.Counter(WORD_PATTERN.findall(text))
+            # most frequent first, ties alphabetical, so the same text gives the same ids
+            words = sorted(counts, key=lambda w: (-counts[w], w))
+            if max_size is not None:
+                words = words[: max_size - 1]
+            return cls((UNK, *words), level)
+        return cls(tuple(sorted(set(text))), level)
 
     def __len__(self) -> int:
         return len(self.chars)
@@ -34,18 +58,28 @@ class CharVocab:
         return {c: i for i, c in enumerate(self.chars)}
 
     def encode(self, text: str) -> np.ndarray:
+        if self.level == "byte":
+            return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
         idx = self.index
+        if self.level == "word":
+            return np.asarray([idx.get(w, 0) for w in WORD_PATTERN.findall(text)], np.int32)
         unknown = sorted({c for c in text if c not in idx})
         if unknown:
-            raise JaxdlError(f"text has {len(unknown)} character(s) outside the vocabulary: {unknown[:10]!r}; "
-                             f"the vocabulary has {len(self)} characters")
+            raise JaxdlError(
+                f"text has {len(unknown)} character(s) outside the vocabulary: {unknown[:10]!r}; "
+                f"the vocabulary has {len(self)} characters"
+            )
         return np.fromiter((idx[c] for c in text), np.int32, len(text))
 
     def decode(self, ids) -> str:
         ids = np.asarray(ids).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
-            raise JaxdlError(f"token ids must be in [0, {len(self) - 1}], got [{ids.min()}, {ids.max()}]")
-        return "".join(self.chars[i] for i in ids)
+            raise JaxdlError(
+                f"token ids must be in [0, {len(self) - 1}], got [{ids.min()}, {ids.max()}]"
+            )
+        if self.level == "byte":
+            return bytes(ids.astype(np.uint8)).decode("utf-8", errors="replace")
+        return (" " if self.level == "word" else "").join(self.chars[i] for i in ids)
 
 
 def read_text(path: str | Path) -> str:
@@ -67,3 +101,45 @@ def lm_windows(ids: np.ndarray, seq_len: int, *, stride: int | None = None) -> A
     starts = np.arange(n) * stride
     idx = starts[:, None] + np.arange(seq_len)[None, :]
     return ArrayDataset(ids[idx].astype(np.int32), ids[idx + 1].astype(np.int32))
+
+
+def load_text(
+    *, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+) -> Splits:
+    """`text:PATH[,level=char|byte|word,seq_len=128,max_size=N]`: next-token windows of a UTF-8
+    file. The token stream is cut into contiguous train / val / test parts (in that order, by the
+    fractions), so no window of one part overlaps another; x, y: [N, seq_len] int32, y shifted by
+    one. `info['vocab']` is the CharVocab (built on the whole file). `seed` is unused: the split is
+    positional."""
+    del seed
+    path, opts = spec_options("text", arg, {"level": str, "seq_len": int, "max_size": int})
+    text = read_text(Path(path).expanduser())
+    vocab = CharVocab.from_text(text, opts.get("level", "char"), opts.get("max_size"))
+    ids = vocab.encode(text)
+    seq_len = opts.get("seq_len", 128)
+    n = len(ids)
+    n_test, n_val = int(n * test_fraction), int(n * val_fraction)
+    cuts = {
+        "train": ids[: n - n_val - n_test],
+        "val": ids[n - n_val - n_test : n - n_test],
+        "test": ids[n - n_test :],
+    }
+    parts = {k: lm_windows(v, seq_len) if len(v) > seq_len else None for k, v in cuts.items()}
+    for k in ("train", "test"):
+        if parts[k] is None:
+            raise JaxdlError(
+                f"text: the {k} part of {path} ({len(cuts[k])} tokens) is too short for windows of "
+                f"{seq_len}; use a smaller seq_len or another {k} fraction"
+            )
+    return Splits(
+        name=Path(path).stem,
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        num_classes=len(vocab),
+        input_shape=(seq_len,),
+        info={"vocab": vocab},
+    )
+
+
+register_dataset("text", load_text)

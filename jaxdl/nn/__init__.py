@@ -21,3 +21,13 @@ __all__ = [
     "DoubleConv", "DropPath", "Head", "InvertedResidual", "SqueezeExcite", "Transition", "UpBlock",
     "Branches", "InceptionE", "ResidualInception",
 ]
+from jaxdl.nn.recurrent import (  # noqa: E402
+    CELLS, GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, RecurrentCell, RecurrentStack,
+    SimpleRNN, SimpleRNNCell, TimeDistributed, get_cell, get_layer, padding_mask,
+)
+
+__all__ += [
+    "CELLS", "GRU", "LSTM", "RNN", "Bidirectional", "Embedding", "GRUCell", "LSTMCell", "RecurrentCell",
+    "RecurrentStack", "SimpleRNN", "SimpleRNNCell", "TimeDistributed", "get_cell", "get_layer",
+    "padding_mask",
+]

@@ -1,7 +1,14 @@
 """The training engine: losses, metrics, optimizers, train state, pure steps, fit/evaluate/predict."""
 
 from jaxdl.train.callbacks import Callback, CallbackList, History, LazyLogs, ProgbarLogger
-from jaxdl.train.loop import Trainer, output_shape
+from jaxdl.train.callbacks import (
+    BackupAndRestore, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+    ReduceLROnPlateau, SwapEMAWeights, TerminateOnNaN,
+)
+from jaxdl.train.logging import CSVLogger, TensorBoard
+from jaxdl.train.loop import (
+    EXIT_NONFINITE, EXIT_PREEMPTED, NonFiniteLossError, Preempted, Trainer, output_shape,
+)
 from jaxdl.train.optim import (
     OPTIMIZERS, SCHEDULES, Regularizer, current_learning_rate, make_optimizer, make_schedule,
     regularization_penalty, scale_learning_rate,
@@ -15,4 +22,7 @@ __all__ = [
     "OPTIMIZERS", "SCHEDULES", "Regularizer", "current_learning_rate", "make_optimizer", "make_schedule",
     "regularization_penalty", "scale_learning_rate", "TrainState", "make_eval_step", "make_predict_step",
     "make_train_step", "ClassificationTask", "LanguageModelTask", "RegressionTask", "Task",
+    "BackupAndRestore", "EarlyStopping", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint",
+    "ReduceLROnPlateau", "SwapEMAWeights", "TerminateOnNaN", "CSVLogger", "TensorBoard",
+    "EXIT_NONFINITE", "EXIT_PREEMPTED", "NonFiniteLossError", "Preempted",
 ]

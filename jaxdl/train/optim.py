@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
-from jaxdl.functional import named_leaves
+from jaxdl.functional import named_leaves, path_str
 
 
 def _sgd(lr, momentum=0.0, nesterov=False, **_):
@@ -136,12 +136,51 @@ def current_learning_rate(opt_state) -> jax.Array | None:
                 visit(child)
         elif hasattr(node, "inner_state"):
             visit(node.inner_state)
+        elif hasattr(node, "inner_opt_state"):  # optax.MultiSteps (gradient accumulation)
+            visit(node.inner_opt_state)
         elif hasattr(node, "inner_states"):
             for child in node.inner_states.values():
                 visit(child)
 
     visit(opt_state)
     return found[0] if found else None
+
+
+def set_learning_rate(opt_state, value: float):
+    """`opt_state` with every injected 'learning_rate' hyperparameter set to `value` (same dtype
+    and placement). A pure function of the state: the Trainer stores the result."""
+
+    def visit(node):
+        # optax.inject_hyperparams' state (InjectStatefulHyperparamsState in recent optax)
+        if isinstance(getattr(node, "hyperparams", None), dict) and "learning_rate" in node.hyperparams:
+            old = node.hyperparams["learning_rate"]
+            new = jax.device_put(jnp.asarray(value, old.dtype), getattr(old, "sharding", None))
+            return node._replace(hyperparams={**node.hyperparams, "learning_rate": new})
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return node._replace(**{f: visit(getattr(node, f)) for f in node._fields})
+        if isinstance(node, (tuple, list)):
+            return type(node)(visit(c) for c in node)
+        if isinstance(node, dict):
+            return {k: visit(v) for k, v in node.items()}
+        return node
+
+    return visit(opt_state)
+
+
+def freeze(tx: optax.GradientTransformation, params, patterns) -> optax.GradientTransformation:
+    """`tx` for the params whose 'layers/0/kernel'-style name matches none of the regexes
+    `patterns`; the others get zero updates through `optax.partition` + `set_to_zero`, which
+    allocates no optimizer state for them (and, wrapping the whole chain, no weight decay).
+    A pattern that matches no parameter is an error (it is almost always a typo)."""
+    rx = [re.compile(p) for p in patterns]
+    names = list(named_leaves(params))
+    for pat, r in zip(patterns, rx):
+        if not any(r.search(n) for n in names):
+            raise JaxdlError(f"freeze pattern {pat!r} matches no parameter; names look like "
+                             f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
+    labels = jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if any(r.search(path_str(path)) for r in rx) else "trainable", params)
+    return optax.partition({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 @dataclass(frozen=True)

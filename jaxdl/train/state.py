@@ -17,13 +17,31 @@ class TrainState:
     model_state: Any  # nnx.State of the rest (BatchNorm statistics, ...)
     opt_state: Any
     rng: jax.Array  # raw uint32[2] key; step t uses fold_in(rng, t)
+    ema_params: Any = None  # exponential moving average of params (Trainer(ema_decay=...))
+    loss_scale: Any = None  # dynamic fp16 loss scale {'scale': f32, 'good_steps': i32}
 
     @classmethod
-    def create(cls, params, model_state, tx: optax.GradientTransformation, seed: int = 0) -> TrainState:
+    def create(
+        cls,
+        params,
+        model_state,
+        tx: optax.GradientTransformation,
+        seed: int = 0,
+        *,
+        ema: bool = False,
+        loss_scale: float | None = None,
+    ) -> TrainState:
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
             model_state=model_state,
             opt_state=tx.init(params),
             rng=jax.random.PRNGKey(seed),
+            ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+            loss_scale=None
+            if loss_scale is None
+            else {
+                "scale": jnp.asarray(loss_scale, jnp.float32),
+                "good_steps": jnp.zeros((), jnp.int32),
+            },
         )

@@ -1,0 +1,355 @@
+"""Checkpoints through orbax (DESIGN.md decision 5); the only jaxdl module that imports orbax.
+
+A checkpoint is one orbax step directory with two items:
+
+- `tree`: a pytree of arrays (the TrainState, the running metric sums of the epoch, arrays that
+  callbacks keep) written with `StandardSave`, restored with `StandardRestore` against an
+  abstract tree (`jax.ShapeDtypeStruct`s with shardings), so it loads onto any device mesh;
+- `meta`: a JSON document (`JsonSave`): the data-iterator position, callback state, the model's
+  fingerprint, and for every array leaf its shape, dtype and a CRC-32 of its bytes.
+
+What this module guarantees, and the fault it answers:
+
+- a save is atomic (orbax writes `<step>.orbax-checkpoint-tmp-*` and renames it when complete);
+  partial directories from a killed writer are removed when the directory is opened again;
+- a tree holding NaN or inf is never written (`NonFiniteError`);
+- `restore` tries the newest step first; a step that cannot be read, or whose bytes disagree with
+  the recorded checksums (a truncated or corrupted file), is moved aside to `<dir>.corrupt/` with
+  a warning and the previous one is tried, so nothing is loaded silently wrong;
+- a checkpoint of another model, or with another shape or dtype for any leaf, raises
+  `CheckpointMismatchError` listing the differences (orbax would otherwise cast dtypes);
+- a directory holding symbolic links that point outside it, or names containing '..', is
+  refused before anything is read (`UnsafeCheckpointError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocm
+
+from jaxdl.errors import JaxdlError
+
+TREE, META = "tree", "meta"
+
+
+class CheckpointError(JaxdlError):
+    """A checkpoint cannot be written or used."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint holds another model, or other shapes or dtypes, than the one restoring it."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint directory holds links pointing outside it or names with '..'."""
+
+
+class NonFiniteError(CheckpointError):
+    """A tree holding NaN or inf was about to be saved."""
+
+
+class CorruptCheckpointWarning(UserWarning):
+    """A checkpoint could not be used and was moved aside; an older one is tried."""
+
+
+# ---- directory checks ---------------------------------------------------------------------
+
+
+def check_writable_dir(path: str | os.PathLike, *, what: str = "workdir") -> Path:
+    """`path` as a directory that exists (created if missing) and is writable; a clear error if
+    it is a file or cannot be written."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise JaxdlError(f"{what} {str(p)!r} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise JaxdlError(f"{what} {str(p)!r} cannot be created: {e.strerror}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise JaxdlError(f"{what} {str(p)!r} is not writable")
+    return p
+
+
+def check_safe_tree(directory: str | os.PathLike) -> None:
+    """Refuse a checkpoint directory that holds a name with '..' or a symbolic link whose target
+    lies outside the directory (a checkpoint must not make us read or delete files elsewhere)."""
+    root = Path(directory).resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if ".." in name:
+                raise UnsafeCheckpointError(
+                    f"checkpoint directory {str(root)!r} holds a name "
+                    f"with '..': {str(p)!r}; refusing to use it"
+                )
+            if p.is_symlink():
+                target = p.resolve()
+                if target != root and root not in target.parents:
+                    raise UnsafeCheckpointError(
+                        f"checkpoint directory {str(root)!r} holds a symbolic link pointing "
+                        f"outside it: {str(p)!r} -> {str(target)!r}; refusing to use it"
+                    )
+
+
+# ---- tree descriptions ----------------------------------------------------------------------
+
+
+def _leaves(tree) -> dict[str, Any]:
+    return {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def tree_spec(tree) -> dict[str, list]:
+    """{leaf path: [shape, dtype name]} of a tree of arrays or ShapeDtypeStructs."""
+    return {k: [list(np.shape(v)), str(np.dtype(v.dtype))] for k, v in _leaves(tree).items()}
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def checksums(host_tree) -> dict[str, int]:
+    return {k: _crc(np.asarray(v)) for k, v in _leaves(host_tree).items()}
+
+
+def non_finite_leaves(host_tree) -> list[str]:
+    """Paths of the floating-point leaves holding NaN or inf."""
+    bad = []
+    for k, v in _leaves(host_tree).items():
+        v = np.asarray(v)
+        if np.issubdtype(v.dtype, np.inexact) or v.dtype.kind == "V" or "float" in str(v.dtype):
+            if not np.all(np.isfinite(v.astype(np.float32))):
+                bad.append(k)
+    return bad
+
+
+def abstract_like(tree, sharding: Callable[[Any], Any] | Any = None):
+    """ShapeDtypeStructs of `tree`; `sharding` is one sharding, a function leaf -> sharding, or a
+    tree of shardings; None keeps each array's own sharding."""
+    if sharding is None:
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
+            tree,
+        )
+    if callable(sharding):
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding(a)), tree
+        )
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree
+        )
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, sharding
+    )
+
+
+def describe_mismatch(saved: dict, wanted: dict, limit: int = 8) -> list[str]:
+    """Human-readable differences between two tree specs."""
+    out = []
+    for k in sorted(set(saved) | set(wanted)):
+        if k not in wanted:
+            out.append(f"{k}: in the checkpoint, not in the model")
+        elif k not in saved:
+            out.append(f"{k}: in the model, not in the checkpoint")
+        elif saved[k] != wanted[k]:
+            (s_shape, s_dtype), (w_shape, w_dtype) = saved[k], wanted[k]
+            out.append(f"{k}: checkpoint {s_dtype}{s_shape}, model {w_dtype}{w_shape}")
+    if len(out) > limit:
+        out = out[:limit] + [f"... and {len(out) - limit} more"]
+    return out
+
+
+# ---- the manager --------------------------------------------------------------------------
+
+
+class Checkpoints:
+    """A directory of numbered checkpoints (orbax `CheckpointManager`).
+
+    keep: how many to keep. Without `best_metric` the newest `keep` are kept (a preservation
+    policy `LatestN`); with it the `keep` best by that metric (`BestN` with `best_fn`, which orbax
+    re-reads from disk after a restart, so retention stays right across restarts).
+    async_save: write in a background thread; `wait()` blocks until the writes are complete."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep: int | None = 2,
+        best_metric: str | None = None,
+        best_mode: str = "min",
+        async_save: bool = True,
+    ):
+        self.directory = check_writable_dir(directory, what="checkpoint directory").resolve()
+        check_safe_tree(self.directory)
+        if best_mode not in ("min", "max"):
+            raise JaxdlError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
+        if best_metric is not None:
+            policy = ocm.BestN(
+                get_metric_fn=lambda m: m[best_metric],
+                reverse=best_mode == "min",
+                n=keep,
+                keep_checkpoints_without_metrics=False,
+            )
+        else:
+            policy = ocm.LatestN(n=keep)
+        options = ocp.CheckpointManagerOptions(
+            best_fn=(lambda m: m[best_metric]) if best_metric else None,
+            best_mode=best_mode,
+            preservation_policy=policy,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        # orbax logs every save at INFO; the training loop reports what matters
+        logging.getLogger("absl").setLevel(logging.WARNING)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=(TREE, META)
+        )
+
+    # -- queries
+    def steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self._manager.best_step()
+
+    def path(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    # -- writing
+    def save(
+        self, step: int, tree, meta: dict | None = None, *, metrics: dict | None = None
+    ) -> None:
+        """Write `tree` (arrays) and `meta` (JSON) as checkpoint `step`. Raises NonFiniteError,
+        writing nothing, if any floating-point leaf holds NaN or inf."""
+        host = jax.device_get(tree)
+        bad = non_finite_leaves(host)
+        if bad:
+            raise NonFiniteError(
+                f"refusing to save checkpoint {step} in {str(self.directory)!r}: "
+                f"non-finite values in {', '.join(bad[:5])}"
+            )
+        meta = {**(meta or {}), "spec": tree_spec(host), "checksums": checksums(host)}
+        args = ocp.args.Composite(
+            **{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)}
+        )
+        self._manager.save(step, args=args, metrics=metrics, force=True)
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def delete(self, step: int) -> None:
+        self.wait()
+        self._manager.delete(step)
+
+    def delete_all(self) -> None:
+        self.wait()
+        for s in self.steps():
+            self._manager.delete(s)
+
+    # -- reading
+    def read_meta(self, step: int) -> dict:
+        out = self._manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
+        return dict(out[META])
+
+    def restore(
+        self,
+        abstract_tree,
+        *,
+        fingerprint: dict | None = None,
+        step: int | None = None,
+        meta_check: Callable[[dict], None] | None = None,
+    ):
+        """(step, tree, meta) of the newest usable checkpoint (or of `step`), or None if there is
+        none. `abstract_tree` (or a function of the checkpoint's meta returning it) gives
+        structure, shapes, dtypes and target shardings; `fingerprint`
+        (JSON) must equal the one saved. Unreadable or corrupted steps are moved aside with a
+        CorruptCheckpointWarning and the previous one is tried."""
+        self.wait()
+        check_safe_tree(self.directory)
+        candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
+        for s in candidates:
+            try:
+                meta = self.read_meta(s)
+                saved = meta["spec"]
+            except Exception as e:  # unreadable metadata: a truncated or damaged write
+                self._quarantine(s, f"its metadata cannot be read ({type(e).__name__}: {e})")
+                continue
+            if meta_check is not None:
+                meta_check(meta)
+            target = abstract_tree(meta) if callable(abstract_tree) else abstract_tree
+            self._check_match(s, meta, saved, tree_spec(target), fingerprint)
+            try:
+                restored = self._manager.restore(
+                    s, args=ocp.args.Composite(**{TREE: ocp.args.StandardRestore(target)})
+                )[TREE]
+            except Exception as e:
+                self._quarantine(s, f"its arrays cannot be read ({type(e).__name__}: {e})")
+                continue
+            host = jax.device_get(restored)
+            got = checksums(host)
+            bad = [k for k, v in meta.get("checksums", {}).items() if got.get(k) != v]
+            if bad or set(got) != set(meta.get("checksums", {})):
+                self._quarantine(
+                    s, f"its bytes differ from the recorded checksums ({', '.join(bad[:3])})"
+                )
+                continue
+            if non_finite_leaves(host):
+                self._quarantine(s, "it holds non-finite values")
+                continue
+            return s, restored, meta
+        return None
+
+    def _check_match(self, step, meta, saved, wanted, fingerprint):
+        where = f"checkpoint {step} in {str(self.directory)!r}"
+        if fingerprint is not None and meta.get("fingerprint") is not None:
+            theirs = meta["fingerprint"]
+            diff = [
+                f"{k}: checkpoint {theirs.get(k)!r}, now {v!r}"
+                for k, v in fingerprint.items()
+                if theirs.get(k) != v
+            ]
+            if diff:
+                raise CheckpointMismatchError(
+                    f"{where} was written for a different model: " + "; ".join(diff)
+                )
+        problems = describe_mismatch(saved, wanted)
+        if problems:
+            raise CheckpointMismatchError(
+                f"{where} does not match the model (no value is cast "
+                "or reshaped): " + "; ".join(problems)
+            )
+
+    def _quarantine(self, step: int, why: str) -> None:
+        src = self.path(step)
+        dest_root = self.directory.parent / f"{self.directory.name}.corrupt"
+        dest_root.mkdir(exist_ok=True)
+        dest = dest_root / str(step)
+        n = 1
+        while dest.exists():
+            dest, n = dest_root / f"{step}-{n}", n + 1
+        shutil.move(str(src), str(dest))
+        warnings.warn(
+            f"checkpoint {step} in {str(self.directory)!r} is unusable: {why}; moved "
+            f"it to {str(dest)!r} and trying the previous one",
+            CorruptCheckpointWarning,
+            stacklevel=3,
+        )
+        self._manager.reload()

@@ -1,0 +1,471 @@
+"""Hyperparameter search (SCOPE.md section 1): grid and random search over the fields of any
+frozen-dataclass config, and the JAX-native form that trains K configurations in one program.
+
+    space = {"lr": [1e-3, 3e-3], "hidden": [(64,), (128, 64)], "optimizer": ["adam", "sgd"]}
+    result = grid_search(train_fn, Config(), space, metric="val_accuracy")
+    result.table(); result.best_config; result.plot("runs/search.png")
+
+`train_fn(config) -> dict of metrics` runs one trial: any field of the config can be searched
+(learning rate, epochs, batch size, width, depth, optimizer...). Random search draws each field
+from a list (uniformly) or a distribution (`LogUniform` for learning rates, Bergstra and
+Bengio, 2012, "Random search for hyper-parameter optimization").
+
+`train_vmapped` is the same search for what varies inside one compiled program: learning rates
+and seeds. It stacks K train states (the learning rate lives in the optimizer state, through
+`optax.inject_hyperparams`) and runs `jax.vmap` of the library's own train step inside
+`lax.scan` over epochs and batches, so K configurations (or an ensemble of K seeds) cost one
+compilation and one dispatch per run; each equals the `Trainer` run with that learning rate and
+seed (tests/test_hparam.py checks this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxdl.data.pipeline import batches
+from jaxdl.data.sources import ArrayDataset
+from jaxdl.errors import JaxdlError, check_positive, unknown_name
+from jaxdl.functional import make_apply, split
+from jaxdl.train.optim import make_optimizer
+from jaxdl.train.state import TrainState
+from jaxdl.train.steps import make_eval_step, make_train_step
+from jaxdl.train.tasks import ClassificationTask, Task
+
+# ---------------------------------------------------------------------------------------------
+# search spaces
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A float drawn uniformly from [low, high]."""
+
+    low: float
+    high: float
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """A float whose logarithm is uniform on [log low, log high] (learning rates, decays)."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        if not 0 < self.low <= self.high:
+            raise JaxdlError(
+                f"LogUniform needs 0 < low <= high, got low={self.low}, high={self.high}"
+            )
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+
+
+@dataclass(frozen=True)
+class IntUniform:
+    """An integer drawn uniformly from low..high inclusive (epochs, depth, width)."""
+
+    low: int
+    high: int
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.low, self.high + 1))
+
+
+Distribution = Uniform | LogUniform | IntUniform
+
+
+def check_space(space: Mapping[str, Any], base) -> None:
+    """Raise a clear error unless `space` maps fields of the dataclass `base` to non-empty value
+    lists or distributions."""
+    if not dataclasses.is_dataclass(base):
+        raise JaxdlError(
+            f"search: base config must be a dataclass instance, got {type(base).__name__}"
+        )
+    if not space:
+        raise JaxdlError(
+            "search space is empty: give at least one field and its values, "
+            "e.g. {'lr': [1e-3, 1e-2]}"
+        )
+    fields = [f.name for f in dataclasses.fields(base)]
+    for name, values in space.items():
+        if name not in fields:
+            raise unknown_name(f"field of {type(base).__name__} in the search space", name, fields)
+        if isinstance(values, Distribution):
+            continue
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise JaxdlError(
+                f"search space[{name!r}] must be a list of values or a distribution "
+                f"(Uniform, LogUniform, IntUniform), got {values!r}"
+            )
+        if len(values) == 0:
+            raise JaxdlError(f"search space[{name!r}] is an empty list: give at least one value")
+
+
+def grid(space: Mapping[str, Sequence]) -> list[dict[str, Any]]:
+    """Every combination of the listed values, in order (the last field varies fastest)."""
+    for name, values in space.items():
+        if isinstance(values, Distribution):
+            raise JaxdlError(
+                f"grid search needs a list of values for {name!r}, got the distribution "
+                f"{values}; use random_search for distributions"
+            )
+    names = list(space)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
+
+
+def random_points(space: Mapping[str, Any], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` points: each field drawn independently (lists uniformly), seeded by `seed`."""
+    check_positive("n_trials", n, integer=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        point = {}
+        for name, values in space.items():
+            if isinstance(values, Distribution):
+                point[name] = values.sample(rng)
+            else:
+                point[name] = values[int(rng.integers(len(values)))]
+        out.append(point)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Trial:
+    index: int
+    overrides: dict[str, Any]
+    metrics: dict[str, float]
+    seconds: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    """The trials of a search, ranked by `metric` (`mode` 'max' or 'min')."""
+
+    base: Any
+    trials: list[Trial]
+    metric: str
+    mode: str = "max"
+    searched: tuple[str, ...] = field(default_factory=tuple)
+
+    def ranked(self) -> list[Trial]:
+        sign = -1.0 if self.mode == "max" else 1.0
+        return sorted(self.trials, key=lambda t: sign * t.metrics[self.metric])
+
+    @property
+    def best(self) -> Trial:
+        return self.ranked()[0]
+
+    @property
+    def best_config(self):
+        """The base config with the best trial's values."""
+        return dataclasses.replace(self.base, **self.best.overrides)
+
+    def table(self, title: str | None = None):
+        """A rich Table of the trials, best first."""
+        from rich.table import Table
+
+        metric_keys = list(self.trials[0].metrics) if self.trials else []
+        t = Table(
+            title=title or f"{len(self.trials)} trials, ranked by {self.metric} ({self.mode})"
+        )
+        for col in ("rank", *self.searched, *metric_keys, "time (s)"):
+            t.add_column(col, justify="right")
+        for rank, tr in enumerate(self.ranked(), 1):
+            vals = [_fmt(tr.overrides[k]) for k in self.searched]
+            t.add_row(
+                str(rank), *vals, *(_fmt(tr.metrics[k]) for k in metric_keys), f"{tr.seconds:.1f}"
+            )
+        return t
+
+    def plot(self, path: str | Path) -> Path:
+        """A PNG with one panel per searched field: the metric of every trial against the field's
+        value (log axis for positive numbers spanning more than a decade)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = list(self.searched)
+        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+        y = [t.metrics[self.metric] for t in self.trials]
+        best = self.best
+        for ax, name in zip(axes[0], names):
+            vals = [t.overrides[name] for t in self.trials]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                x = np.asarray(vals, float)
+                if x.min() > 0 and x.max() / x.min() > 10:
+                    ax.set_xscale("log")
+            else:
+                labels = sorted({_fmt(v) for v in vals})
+                x = np.asarray([labels.index(_fmt(v)) for v in vals], float)
+                ax.set_xticks(range(len(labels)), labels, rotation=20)
+            ax.scatter(x, y, alpha=0.7)
+            bx = x[self.trials.index(best)]
+            ax.scatter(
+                [bx], [best.metrics[self.metric]], color="red", marker="*", s=150, label="best"
+            )
+            ax.set_xlabel(name)
+            ax.set_ylabel(self.metric)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _run_trials(train_fn, base, points, metric, mode, verbose) -> SearchResult:
+    if mode not in ("max", "min"):
+        raise JaxdlError(f"mode must be 'max' or 'min', got {mode!r}")
+    trials = []
+    for i, point in enumerate(points):
+        cfg = dataclasses.replace(base, **point)
+        t0 = time.perf_counter()
+        metrics = dict(train_fn(cfg))
+        dt = time.perf_counter() - t0
+        if metric not in metrics:
+            raise JaxdlError(
+                f"search: train_fn returned no {metric!r}; it returned {sorted(metrics)}"
+            )
+        trials.append(Trial(i, point, {k: float(v) for k, v in metrics.items()}, dt))
+        if verbose:
+            print(
+                f"trial {i + 1}/{len(points)} {point}: {metric} {metrics[metric]:.4g} ({dt:.1f}s)",
+                flush=True,
+            )
+    return SearchResult(base, trials, metric, mode, tuple(points[0]) if points else ())
+
+
+def grid_search(
+    train_fn: Callable[[Any], Mapping[str, float]],
+    base,
+    space: Mapping[str, Sequence],
+    *,
+    metric: str,
+    mode: str = "max",
+    verbose: bool = True,
+) -> SearchResult:
+    """Run `train_fn` on `base` with every combination of `space`'s values."""
+    check_space(space, base)
+    return _run_trials(train_fn, base, grid(space), metric, mode, verbose)
+
+
+def random_search(
+    train_fn: Callable[[Any], Mapping[str, float]],
+    base,
+    space: Mapping[str, Any],
+    n_trials: int,
+    *,
+    metric: str,
+    mode: str = "max",
+    seed: int = 0,
+    verbose: bool = True,
+) -> SearchResult:
+    """Run `train_fn` on `n_trials` random points of `space` (lists or distributions)."""
+    check_space(space, base)
+    return _run_trials(train_fn, base, random_points(space, n_trials, seed), metric, mode, verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# K configurations in one program
+
+
+@dataclass(frozen=True)
+class _LrSeed:
+    """The implicit base 'config' of a vmapped search: its fields are what varies."""
+
+    lr: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class VmapResult:
+    """K runs trained together: `history[k]` per-epoch training metrics, `val[k]` the final
+    validation metrics (if validation data was given), `state` the stacked TrainState [K, ...]."""
+
+    learning_rates: list[float]
+    seeds: list[int]
+    history: list[dict[str, list[float]]]
+    val: list[dict[str, float]]
+    state: TrainState
+    seconds: float
+
+    def params(self, k: int):
+        """Run k's parameters (unstacked)."""
+        return jax.tree.map(lambda a: a[k], self.state.params)
+
+    def to_search(self, metric: str, mode: str = "max") -> SearchResult:
+        trials = []
+        for k, (lr, seed) in enumerate(zip(self.learning_rates, self.seeds)):
+            m = {f"train_{n}": v[-1] for n, v in self.history[k].items()}
+            m.update({f"val_{n}": v for n, v in (self.val[k] if self.val else {}).items()})
+            trials.append(Trial(k, {"lr": lr, "seed": seed}, m, self.seconds / len(self.seeds)))
+        if metric not in trials[0].metrics:
+            raise JaxdlError(f"no metric {metric!r}; have {sorted(trials[0].metrics)}")
+        return SearchResult(_LrSeed(), trials, metric, mode, ("lr", "seed"))
+
+
+def _index(tree, *index):
+    """Every leaf of `tree` indexed by `index` (one run, one epoch of stacked results)."""
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def _index_batches(n: int, batch_size: int, *, epochs: int, seed: int, shuffle: bool):
+    """Example indices [E, S, B] and weights [E, S, B] of the Trainer's batches for `seed`
+    (the same pipeline, applied to the indices 0..n-1)."""
+    idx_ds = ArrayDataset(np.arange(n), np.arange(n))
+    idx, w = [], []
+    for e in range(epochs):
+        bs = list(batches(idx_ds, batch_size, shuffle=shuffle, seed=seed, epoch=e))
+        idx.append(np.stack([b["x"] for b in bs]))
+        w.append(np.stack([b["weight"] for b in bs]))
+    return np.stack(idx), np.stack(w)
+
+
+def train_vmapped(
+    make_model: Callable[[nnx.Rngs], nnx.Module],
+    train,
+    *,
+    learning_rates: Sequence[float],
+    seeds: Sequence[int],
+    epochs: int = 1,
+    batch_size: int = 32,
+    optimizer: str = "adam",
+    task: Task | None = None,
+    validation_data=None,
+    shuffle: bool = True,
+) -> VmapResult:
+    """Train K = len(learning_rates) models in one compiled program, run k with learning rate
+    `learning_rates[k]`, weights from `make_model(nnx.Rngs(seeds[k]))`, and the data order and
+    dropout keys of `Trainer(..., seed=seeds[k])`. Pair the lists with itertools.product for a
+    grid of learning rates x seeds.
+
+    Everything runs on one device: the data [N, ...] is placed there and each step gathers its
+    batch by index. Returns per-run training histories and validation metrics."""
+    lrs, seeds = [float(v) for v in learning_rates], [int(s) for s in seeds]
+    if not lrs:
+        raise JaxdlError("train_vmapped: learning_rates is empty; give at least one")
+    if len(lrs) != len(seeds):
+        raise JaxdlError(
+            f"train_vmapped: learning_rates and seeds must pair up; got {len(lrs)} "
+            f"learning rates and {len(seeds)} seeds"
+        )
+    for lr in lrs:
+        check_positive("learning_rate", lr)
+    check_positive("epochs", epochs, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    train = train if isinstance(train, ArrayDataset) else ArrayDataset(*map(np.asarray, train))
+    if len(train) == 0:
+        raise JaxdlError("train_vmapped: training data is empty")
+
+    states, graphdef = [], None
+    for lr, seed in zip(lrs, seeds):
+        gd, params, model_state = split(make_model(nnx.Rngs(seed)))
+        if graphdef is None:
+            graphdef = gd
+        elif gd != graphdef:
+            raise JaxdlError(
+                "train_vmapped: make_model must build the same architecture for every seed"
+            )
+        states.append(TrainState.create(params, model_state, make_optimizer(optimizer, lr), seed))
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    apply = make_apply(graphdef)
+    if task is None:
+        out = jax.eval_shape(
+            lambda p, s, x: apply(p, s, x)[0],
+            states[0].params,
+            states[0].model_state,
+            jax.ShapeDtypeStruct((1, *train.x.shape[1:]), train.x.dtype),
+        )
+        task = ClassificationTask(out.shape[-1])
+    task.check_labels(train.y, where="training labels")
+    # the learning rate is read from each run's optimizer state, so one transformation serves all
+    step = make_train_step(apply, make_optimizer(optimizer, lrs[0]), task)
+    x_all, y_all = jnp.asarray(train.x), jnp.asarray(train.y)
+    idx, w = zip(
+        *(
+            _index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
+            for s in seeds
+        )
+    )
+    idx, w = jnp.asarray(np.stack(idx)), jnp.asarray(np.stack(w))
+
+    def one_run(ts, idx, w):  # idx, w: [E, S, B]
+        def epoch(ts, iw):
+            def body(carry, iw_b):
+                i, wb = iw_b
+                return step(*carry, {"x": x_all[i], "y": y_all[i], "weight": wb}), None
+
+            (ts, acc), _ = jax.lax.scan(body, (ts, task.init_metrics()), iw)
+            return ts, acc
+
+        return jax.lax.scan(epoch, ts, (idx, w))
+
+    t0 = time.perf_counter()
+    final, accs = jax.jit(jax.vmap(one_run))(stacked, idx, w)
+    accs = jax.device_get(accs)
+    seconds = time.perf_counter() - t0
+    history = []
+    for k in range(len(lrs)):
+        logs = [task.compute(_index(accs, k, e)) for e in range(epochs)]
+        history.append({n: [lg[n] for lg in logs] for n in logs[0]})
+    val = []
+    if validation_data is not None:
+        v = (
+            validation_data
+            if isinstance(validation_data, ArrayDataset)
+            else ArrayDataset(*map(np.asarray, validation_data))
+        )
+        eval_step = make_eval_step(apply, task)
+        batch = {
+            "x": jnp.asarray(v.x),
+            "y": jnp.asarray(v.y),
+            "weight": jnp.ones(len(v), jnp.float32),
+        }
+        run_eval = jax.jit(jax.vmap(lambda p, s: eval_step(p, s, task.init_metrics(), batch)))
+        vacc = jax.device_get(run_eval(final.params, final.model_state))
+        val = [task.compute(_index(vacc, k)) for k in range(len(lrs))]
+    return VmapResult(lrs, seeds, history, val, final, seconds)
+
+
+__all__ = [
+    "Uniform",
+    "LogUniform",
+    "IntUniform",
+    "check_space",
+    "grid",
+    "random_points",
+    "Trial",
+    "SearchResult",
+    "grid_search",
+    "random_search",
+    "VmapResult",
+    "train_vmapped",
+]
