@@ -101,10 +101,7 @@ def _record_calls(model: nnx.Module, records: list):
         yield
     finally:
         for cls, orig in originals.items():
-            if orig is None:
-                del cls.__call__
-            else:
-                cls.__call__ = orig
+            cls.__call__ = orig
 
 
 def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:

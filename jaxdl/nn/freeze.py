@@ -52,3 +52,16 @@ def block_pattern(prefix: str, blocks, *, anchor: bool = True) -> str:
     matches 'stages/0/...', 'stages/1/...', 'stages/2/...'."""
     idx = "|".join(str(int(b)) for b in blocks)
     return rf"{'^' if anchor else ''}{re.escape(prefix)}/({idx})(/|$)"
+
+
+def freeze_batchnorm_of_params(model: nnx.Module, patterns) -> list[str]:
+    """Freeze (inference mode) every BatchNorm whose trainable parameters ('<path>/scale' or
+    '<path>/bias') match one of the regexes `patterns`: the layers whose weights are frozen keep
+    their statistics fixed too."""
+    rx = [re.compile(p) for p in patterns]
+    changed = []
+    for path, m in _module_paths(model):
+        if type(m) is nnx.BatchNorm and any(r.search(f"{path}/{v}") for r in rx for v in ("scale", "bias")):
+            m.__class__ = FrozenBatchNorm
+            changed.append(path)
+    return changed
