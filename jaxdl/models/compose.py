@@ -38,8 +38,9 @@ class Chain(nnx.Module):
         self.takes_train = tuple(_takes_train(m) for m in children.values())
         for name, m in children.items():
             setattr(self, name, m)
-        first = children[self.order[0]]
-        self.config = getattr(first, "config", None)  # input_shape comes from the first child
+        # input_shape comes from the first child that has a config (layers before it, such as
+        # preprocessing, keep shapes)
+        self.config = next((m.config for m in children.values() if hasattr(m, "config")), None)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         for name, takes in zip(self.order, self.takes_train):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,3 +65,14 @@ KERAS_TF = Preprocessing(scale=1.0 / 127.5, offset=1.0, source="keras (tf: [-1, 
 KERAS_TORCH = Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD, source="keras (torch)")
 KERAS_RAW = Preprocessing(scale=1.0, source="keras (model normalises internally)")
 TORCHVISION = Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD, source="torchvision")
+
+
+class PreprocessingLayer(nnx.Module):
+    """A parameter-free layer applying a `Preprocessing` to images in [0, 1] (jaxdl's image
+    sources), so a pretrained backbone can sit behind it in a Chain. x: [B, R, R, 3] -> same."""
+
+    def __init__(self, prep: Preprocessing):
+        self.prep = prep
+
+    def __call__(self, x):
+        return self.prep.apply(x * 255.0, resize=False)
