@@ -23,7 +23,9 @@ Fault tolerance (the checkpoint layout is in `jaxdl.train.checkpoint`):
 
 Options: `mixed_precision` 'bf16' (bf16 compute, float32 params) or 'fp16' (with dynamic loss
 scaling); `grad_accum` k (optax.MultiSteps: one update per k batches); `freeze` regexes on
-parameter names (optax.partition + set_to_zero: no optimizer state for them); `ema_decay` (an
+parameter names (optax.partition + set_to_zero: no optimizer state for them; their BatchNorm
+layers run in inference mode); `lr_multipliers` {regex: m} (per-group learning rates, m = 0
+freezes); `ema_decay` (an
 exponential moving average of the weights, see SwapEMAWeights).
 """
 
@@ -46,6 +48,7 @@ from jaxdl.data.pipeline import Pipeline, batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
 from jaxdl.functional import make_apply, merge, split
+from jaxdl.nn.freeze import freeze_batchnorm_of_params
 from jaxdl.parallel import local_rows, state_shardings
 from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicated, shard_batch
 from jaxdl.train.callbacks import (
@@ -63,9 +66,7 @@ from jaxdl.train.optim import (
     make_optimizer,
     set_learning_rate,
 )
-from jaxdl.train.optim import (
-    freeze as freeze_params,
-)
+from jaxdl.train.optim import param_groups
 from jaxdl.train.state import TrainState
 from jaxdl.train.steps import (
     COMPUTE_DTYPES,
@@ -134,6 +135,7 @@ class Trainer:
         mixed_precision: str | None = None,
         grad_accum: int = 1,
         freeze: Sequence[str] = (),
+        lr_multipliers: dict[str, float] | None = None,
         ema_decay: float | None = None,
         initial_loss_scale: float = 2.0**15,
         fsdp: bool = False,
@@ -152,6 +154,9 @@ class Trainer:
         self._lr_is_schedule = tx is not None or callable(learning_rate)
         self.fsdp = fsdp  # data parallel (False) or FSDP: see state_shardings
         self.augment = augment  # (batch, key) -> batch, inside the jitted train step
+        if freeze:  # frozen layers' BatchNorm run in inference mode (Keras's trainable=False)
+            model = nnx.merge(*nnx.split(model))  # a copy: the caller's model is left as it was
+            freeze_batchnorm_of_params(model, freeze)
         self.graphdef, params, model_state = split(model)
         self.apply = make_apply(self.graphdef)
         self.model_config = getattr(model, "config", None)
@@ -170,8 +175,8 @@ class Trainer:
                 optimizer, learning_rate, clip_norm=clip_norm, **(optimizer_options or {})
             )
         )
-        if freeze:
-            tx = freeze_params(tx, params, tuple(freeze))
+        if freeze or lr_multipliers:
+            tx = param_groups(tx, params, {**{p: 0.0 for p in freeze}, **(lr_multipliers or {})})
         if grad_accum > 1:
             tx = optax.MultiSteps(tx, every_k_schedule=grad_accum)
         self.tx = tx

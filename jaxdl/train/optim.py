@@ -8,6 +8,7 @@ Defaults are Keras 3's, which the course quotes (Adam: beta1 0.9, beta2 0.999, e
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -167,20 +168,69 @@ def set_learning_rate(opt_state, value: float):
     return visit(opt_state)
 
 
-def freeze(tx: optax.GradientTransformation, params, patterns) -> optax.GradientTransformation:
-    """`tx` for the params whose 'layers/0/kernel'-style name matches none of the regexes
-    `patterns`; the others get zero updates through `optax.partition` + `set_to_zero`, which
-    allocates no optimizer state for them (and, wrapping the whole chain, no weight decay).
+def param_groups(tx: optax.GradientTransformation, params, groups) -> optax.GradientTransformation:
+    """Per-group learning rates: `groups` maps regexes on 'layers/0/kernel'-style names to a
+    learning-rate multiplier (the first matching pattern wins; unmatched params get 1.0). A
+    multiplier of 0 freezes: `optax.set_to_zero`, which allocates no optimizer state (and, wrapping
+    the whole chain, no weight decay). Others run `tx` followed by `optax.scale(m)`, which is the
+    learning rate times m for every optimizer here (their updates are linear in the rate).
     A pattern that matches no parameter is an error (it is almost always a typo)."""
-    rx = [re.compile(p) for p in patterns]
+    groups = dict(groups)
+    rx = [(re.compile(p), float(m)) for p, m in groups.items()]
     names = list(named_leaves(params))
-    for pat, r in zip(patterns, rx):
+    for pat, (r, m) in zip(groups, rx):
+        if m < 0:
+            raise JaxdlError(f"learning-rate multiplier for {pat!r} must be >= 0, got {m}")
         if not any(r.search(n) for n in names):
-            raise JaxdlError(f"freeze pattern {pat!r} matches no parameter; names look like "
+            raise JaxdlError(f"parameter pattern {pat!r} matches no parameter; names look like "
                              f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
-    labels = jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if any(r.search(path_str(path)) for r in rx) else "trainable", params)
-    return optax.partition({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
+
+    def label(path, _):
+        name = path_str(path)
+        return next((f"x{m:g}" for r, m in rx if r.search(name)), "x1")
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    used = set(jax.tree.leaves(labels))
+    transforms = {}
+    for lab in used:
+        m = float(lab[1:])
+        transforms[lab] = (optax.set_to_zero() if m == 0 else
+                           tx if m == 1 else optax.chain(tx, optax.scale(m)))
+    return optax.partition(transforms, labels)
+
+
+def freeze(tx: optax.GradientTransformation, params, patterns) -> optax.GradientTransformation:
+    """`tx` for the params whose name matches none of the regexes `patterns`; the others are
+    frozen (`param_groups` with multiplier 0: zero updates, no optimizer state)."""
+    return param_groups(tx, params, {p: 0.0 for p in patterns})
+
+
+def fine_tune_patterns(params, block: str, top: int, *, prefix: str = "",
+                       keep_trainable: Sequence[str] = ()) -> list[str]:
+    """Freeze patterns for "unfreeze the top N blocks": every param under `prefix` (e.g.
+    'backbone/') is frozen except those of the last `top` blocks and those matching a regex of
+    `keep_trainable` (e.g. DenseNet's final r'^backbone/norm/'). `block` is a regex whose match
+    in a name (after `prefix`) identifies its block, e.g. r'^stages/\\d+/\\d+' for ResNet;
+    blocks are ordered by their numbers."""
+    if top < 0:
+        raise JaxdlError(f"top must be >= 0, got {top}")
+    rx = re.compile(block)
+    names = [n[len(prefix):] for n in named_leaves(params) if n.startswith(prefix)]
+    blocks = sorted({m.group(0) for n in names if (m := rx.search(n))}, key=_natural)
+    if not blocks:
+        raise JaxdlError(f"block pattern {block!r} matches no parameter under {prefix!r}")
+    trainable = set(blocks[len(blocks) - top:]) if top else set()
+    keep = [re.compile(k) for k in keep_trainable]
+    frozen_blocks = [b for b in blocks if b not in trainable]
+    pats = [rf"^{re.escape(prefix + b)}/" for b in frozen_blocks]
+    for n in names:
+        if not rx.search(n) and not any(k.search(prefix + n) for k in keep):
+            pats.append(rf"^{re.escape(prefix + n)}$")
+    return pats
+
+
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 @dataclass(frozen=True)

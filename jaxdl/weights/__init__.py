@@ -1,0 +1,129 @@
+"""Pretrained weights: converters from Keras applications and torchvision state dicts, safe
+file reading, the preprocessing each source expects, and a cache of converted weights.
+
+    model, prep = jaxdl.weights.load("resnet50", source="keras")            # downloads if online
+    model, prep = jaxdl.weights.load("resnet50", source="torchvision", path="resnet50.pth")
+    logits = model(prep.apply(images_0_255))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flax import nnx
+
+from jaxdl.errors import JaxdlError, unknown_name
+from jaxdl.weights.convert import assign, model_tensors
+from jaxdl.weights.io import read_safetensors, read_weights, write_safetensors
+from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
+
+SOURCES = ("keras", "torchvision")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("JAXDL_CACHE", Path.home() / ".cache" / "jaxdl")) / "weights"
+
+
+def _cached(name: str, source: str, rngs) -> tuple[nnx.Module, Preprocessing] | None:
+    path = cache_dir() / f"{name}-{source}.safetensors"
+    if not path.exists():
+        return None
+    from jaxdl.models.registry import create_model
+
+    tensors, meta = read_safetensors(path)
+    import json
+
+    model = create_model(name, rngs=rngs, **{k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in json.loads(meta["overrides"]).items()})
+    assign(model, tensors, source=f"cached {path.name}")
+    return model, Preprocessing.from_json(meta["preprocessing"])
+
+
+def _store(name, source, model, prep, overrides):
+    import json
+
+    import numpy as np
+
+    write_safetensors(cache_dir() / f"{name}-{source}.safetensors",
+                      {k: np.asarray(v) for k, v in model_tensors(model).items()},
+                      {"preprocessing": prep.to_json(), "overrides": json.dumps(overrides), "source": source})
+
+
+def load(name: str, source: str = "keras", path: str | os.PathLike | None = None, *,
+         rngs: nnx.Rngs | None = None, cache: bool = True) -> tuple[nnx.Module, Preprocessing]:
+    """(model with pretrained ImageNet weights, its Preprocessing).
+
+    With `path`, converts that local file (Keras: a .weights.h5 / .h5 of the keras.applications
+    model; torchvision: a state dict as .pth/.pt (weights_only) or .safetensors). Without, asks the
+    source library to download (needs network) and otherwise explains where to put the file.
+    Converted weights are cached as safetensors under $JAXDL_CACHE (~/.cache/jaxdl)/weights."""
+    if source not in SOURCES:
+        raise unknown_name("weight source", source, SOURCES)
+    rngs = rngs if rngs is not None else nnx.Rngs(0)
+    if path is None and cache and (hit := _cached(name, source, rngs)) is not None:
+        return hit
+    if source == "keras":
+        model, prep, overrides = _load_keras(name, path, rngs)
+    else:
+        model, prep, overrides = _load_torchvision(name, path, rngs)
+    if cache:
+        _store(name, source, model, prep, overrides)
+    return model, prep
+
+
+def _load_keras(name, path, rngs):
+    from jaxdl.weights.keras import _keras_models, from_keras
+
+    table = _keras_models()
+    if name not in table:
+        raise unknown_name("Keras-convertible model", name, table)
+    import keras
+
+    ctor = getattr(keras.applications, table[name][0])
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise JaxdlError(f"Keras weight file {p} does not exist")
+        km = ctor(weights=None, classifier_activation=None)
+        try:
+            km.load_weights(str(p))
+        except Exception as e:
+            raise JaxdlError(f"{p} does not hold {table[name][0]} weights: {e}") from e
+    else:
+        try:
+            km = ctor(weights="imagenet", classifier_activation=None)
+        except Exception as e:
+            raise JaxdlError(
+                f"could not download Keras {table[name][0]} ImageNet weights ({type(e).__name__}). Offline, put "
+                f"the file keras.applications downloads (its name is in keras/src/applications/) into "
+                f"~/.keras/models/, or pass path= to a .weights.h5 file") from e
+    model, prep = from_keras(name, km, rngs=rngs)
+    return model, prep, {"stride_in_1x1": True} if name.startswith("resnet") else {}
+
+
+def _load_torchvision(name, path, rngs):
+    from jaxdl.models.registry import create_model, get_entry
+    from jaxdl.weights.torchvision import TORCHVISION_CONVERTERS, convert_torchvision
+
+    family = get_entry(name).family
+    if family not in TORCHVISION_CONVERTERS:
+        raise unknown_name("torchvision-convertible family", family, TORCHVISION_CONVERTERS)
+    if path is not None:
+        sd = read_weights(path)
+    else:
+        try:
+            import torchvision
+
+            tv = torchvision.models.get_model(name, weights="DEFAULT")
+            sd = {k: v.detach().float().numpy() for k, v in tv.state_dict().items()}
+        except Exception as e:
+            raise JaxdlError(
+                f"could not get torchvision {name} weights ({type(e).__name__}: {e}). Offline, download the "
+                f"state dict elsewhere (torchvision.models.get_model_weights) and pass path= to it") from e
+    model = create_model(name, rngs=rngs)
+    assign(model, convert_torchvision(family, sd, model.config), source=f"torchvision {name} weights")
+    return model, TORCHVISION, {}
+
+
+__all__ = ["SOURCES", "load", "assign", "model_tensors", "read_weights", "Preprocessing"]

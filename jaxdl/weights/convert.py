@@ -1,0 +1,62 @@
+"""Putting converted tensors into a jaxdl model, with every mismatch reported.
+
+Converters produce a flat dict of our names ('stem/conv/kernel', 'stem/bn/mean', ...: the
+`jaxdl.functional.path_str` spelling of `nnx.state(model)`, so BatchNorm statistics are
+included) to numpy arrays in our layouts. `assign` checks it against the model: names missing,
+names extra, shapes or dtypes that differ are listed together in one error, never cast or
+truncated silently.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxdl.errors import JaxdlError
+from jaxdl.functional import path_str
+
+
+def model_tensors(model: nnx.Module) -> dict[str, jax.Array]:
+    """Our flat names -> arrays for every variable of `model` except RNG state."""
+    state = nnx.state(model, nnx.Not(nnx.RngState))
+    return {path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def check_tensors(expected: dict[str, tuple], got: dict[str, np.ndarray], *, source: str = "weights") -> None:
+    """expected: name -> shape. Raise one error listing missing, extra and mis-shaped tensors."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    shapes = sorted(
+        f"{k}: expected {tuple(expected[k])}, got {tuple(np.shape(got[k]))}"
+        for k in set(expected) & set(got) if tuple(expected[k]) != tuple(np.shape(got[k]))
+    )
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected: {', '.join(extra[:20])}{' ...' if len(extra) > 20 else ''}")
+        if shapes:
+            parts.append(f"{len(shapes)} mis-shaped: {'; '.join(shapes[:20])}{' ...' if len(shapes) > 20 else ''}")
+        raise JaxdlError(f"{source} do not match the model: " + " | ".join(parts))
+
+
+def assign(model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = "weights") -> nnx.Module:
+    """Write `tensors` into `model` in place (all of them, or nothing) and return it."""
+    current = model_tensors(model)
+    check_tensors({k: v.shape for k, v in current.items()}, tensors, source=source)
+    for k, v in current.items():
+        if not np.issubdtype(np.asarray(tensors[k]).dtype, np.floating) and np.issubdtype(v.dtype, np.floating):
+            raise JaxdlError(f"{source}: {k} has dtype {np.asarray(tensors[k]).dtype}, expected floating point")
+    state = nnx.state(model, nnx.Not(nnx.RngState))
+    flat = jax.tree_util.tree_flatten_with_path(state)
+    leaves = [np.asarray(tensors[path_str(p)], dtype=np.asarray(v).dtype) for p, v in flat[0]]
+    nnx.update(model, jax.tree_util.tree_unflatten(flat[1], leaves))
+    return model
+
+
+def fold_bias_into_bn(conv_bias: np.ndarray, bn_mean: np.ndarray) -> np.ndarray:
+    """BN(conv(x) + b) with running mean m equals BN'(conv(x)) with running mean m - b
+    (inference). Keras's ResNet v1 has conv biases before BN; ours has none."""
+    return bn_mean - conv_bias
