@@ -39,7 +39,7 @@ class Config:
     """No flips: mirrored digits are other symbols."""
     model: str = "lenet5"
     seed: int = 0
-    out: str = "docs/issue7_cnn_augment.png"
+    out: str = "docs/cnn_augment.png"
     smoke: bool = False
 
 
