@@ -41,6 +41,7 @@ class ViTConfig:
     dropout: float = 0.0
     ln_eps: float = 1e-6
     init_std: float = 0.02
+    head_zero_init: bool = True  # the paper zero-initialises the classifier (appendix B.1.1)
     scan_layers: bool = False
 
     def grid(self) -> tuple[int, int]:
@@ -69,8 +70,8 @@ class ViT(nnx.Module):
         layer = LayerConfig(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", pre_ln=True,
                             ln_eps=c.ln_eps, init_std=c.init_std)
         self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
-        self.head = nnx.Linear(c.d_model, c.num_classes, kernel_init=nnx.initializers.zeros,
-                               rngs=rngs)
+        self.head = nnx.Linear(c.d_model, c.num_classes, rngs=rngs,
+                               kernel_init=nnx.initializers.zeros if c.head_zero_init else init)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         h, w, _ = self.config.input_shape

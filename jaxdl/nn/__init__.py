@@ -10,3 +10,14 @@ __all__ = [
     "ACTIVATIONS", "Maxout", "get_activation", "hard_sigmoid", "hard_swish", "heaviside",
     "INITIALIZERS", "get_initializer", "ActivityRegularization", "check_input", "sample_logits",
 ]
+from jaxdl.nn.attention import (
+    LearnedPositions, MultiHeadAttention, apply_rotary, causal_mask, combine_masks,
+    dot_product_attention, padding_mask, sinusoidal_positions)
+from jaxdl.nn.decoding import beam_search, generate, greedy_decode
+from jaxdl.nn.transformer import FeedForward, LayerConfig, TransformerLayer, TransformerStack
+
+__all__ += [
+    "LearnedPositions", "MultiHeadAttention", "apply_rotary", "causal_mask", "combine_masks",
+    "dot_product_attention", "padding_mask", "sinusoidal_positions", "beam_search", "generate",
+    "greedy_decode", "FeedForward", "LayerConfig", "TransformerLayer", "TransformerStack",
+]
