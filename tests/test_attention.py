@@ -12,7 +12,12 @@ from jaxdl.bench.summary import summarize
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import make_apply, named_leaves, split
 from jaxdl.nn.attention import (
-    MultiHeadAttention, apply_rotary, causal_mask, dot_product_attention, sinusoidal_positions)
+    MultiHeadAttention,
+    apply_rotary,
+    causal_mask,
+    dot_product_attention,
+    sinusoidal_positions,
+)
 from jaxdl.train import LanguageModelTask, make_optimizer
 from jaxdl.train.state import TrainState
 from jaxdl.train.steps import make_train_step
@@ -70,7 +75,8 @@ def test_attention_matches_the_formula():
 
 def test_bad_mask_and_heads():
     q = jnp.ones((2, 5, 3, 4))
-    with pytest.raises(JaxdlError, match=r"does not broadcast to \(batch, heads, query_len, key_len\)"):
+    msg = r"does not broadcast to \(batch, heads, query_len, key_len\)"
+    with pytest.raises(JaxdlError, match=msg):
         dot_product_attention(q, q, q, mask=jnp.ones((2, 1, 4, 5), bool))
     with pytest.raises(JaxdlError, match="does not broadcast"):
         dot_product_attention(q, q, q, mask=jnp.ones((5,), bool))

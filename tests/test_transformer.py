@@ -32,7 +32,7 @@ PINNED = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def abstract(name, **kw):
     return nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), **kw))
 
@@ -120,7 +120,8 @@ def example(name, model, batch=2, seed=1):
 def test_finite_outputs_and_gradients(name):
     model = small(name)
     x = example(name, model)
-    apply, (graphdef, params, state) = make_apply(split(model)[0]), split(model)
+    graphdef, params, state = split(model)
+    apply = make_apply(graphdef)
 
     def loss(p):
         y, _ = apply(p, state, x, train=True, key=jax.random.key(0))
@@ -239,8 +240,8 @@ def test_vit_position_interpolation():
     assert jitted(big)(jnp.ones((2, 32, 32, 3))).shape == (2, 5)
     # a constant grid stays constant; the class position is kept
     pe = jnp.concatenate([jnp.full((1, 3), 7.0), jnp.ones((4, 3))])
-    np.testing.assert_allclose(resize_positions(pe, (2, 2), (3, 3)),
-                               jnp.concatenate([jnp.full((1, 3), 7.0), jnp.ones((9, 3))]), atol=1e-6)
+    expected = jnp.concatenate([jnp.full((1, 3), 7.0), jnp.ones((9, 3))])
+    np.testing.assert_allclose(resize_positions(pe, (2, 2), (3, 3)), expected, atol=1e-6)
 
 
 def test_bad_input():

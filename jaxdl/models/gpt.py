@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.errors import JaxdlError

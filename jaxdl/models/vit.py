@@ -107,8 +107,7 @@ def with_image_size(model: ViT, image_hw: tuple[int, int]) -> ViT:
     c = model.config
     new_cfg = dataclasses.replace(c, input_shape=(*image_hw, c.input_shape[2]))
     new = nnx.eval_shape(lambda: ViT(new_cfg, rngs=nnx.Rngs(0)))
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    params = jax.tree.map(lambda a: a, params)
+    _, params, rest = nnx.split(model, nnx.Param, ...)  # fresh States: model is not changed
     params["pos_embed"] = nnx.Param(resize_positions(model.pos_embed[...], c.grid(),
                                                      new_cfg.grid()))
     graphdef = nnx.graphdef(new)

@@ -62,7 +62,7 @@ def _check_mask(mask, batch: int, heads: int, q_len: int, kv_len: int) -> jax.Ar
     target = (batch, heads, q_len, kv_len)
     if mask.ndim == 3:  # Keras: [B, T, S]
         mask = mask[:, None]
-    ok = mask.ndim == 4 and all(m in (1, t) for m, t in zip(mask.shape, target))
+    ok = mask.ndim == 4 and all(m in (1, t) for m, t in zip(mask.shape, target, strict=False))
     if not ok:
         raise JaxdlError(
             f"attention mask of shape {tuple(jnp.shape(mask))} does not broadcast to "
@@ -138,7 +138,7 @@ def apply_rotary(x, positions, *, base: float = 10000.0) -> jax.Array:
 
 
 class MultiHeadAttention(nnx.Module):
-    """Multi-head attention: x [B, T, D] (and context [B, S, Dkv] for cross-attention) -> [B, T, Do].
+    """Multi-head attention: x [B, T, D] (context [B, S, Dkv] for cross-attention) -> [B, T, Do].
 
     Each head h projects q = x W_q[:, h], k = c W_k[:, h], v = c W_v[:, h] (width `head_dim`,
     default D / num_heads), attends, and the heads are mixed back by W_o [H, Dh, Do]."""
@@ -153,7 +153,7 @@ class MultiHeadAttention(nnx.Module):
         out_features: int | None = None,
         use_bias: bool = True,
         rotary: bool = False,
-        kernel_init=nnx.initializers.glorot_uniform(),
+        kernel_init=None,
         rngs: nnx.Rngs,
     ):
         if num_heads < 1:
@@ -164,6 +164,8 @@ class MultiHeadAttention(nnx.Module):
                                  f"{in_features}; pick a divisor or pass head_dim")
             head_dim = in_features // num_heads
         kv_features = kv_features or in_features
+        # Keras's default kernel initializer
+        kernel_init = kernel_init or nnx.initializers.glorot_uniform()
         out_features = out_features or in_features
         self.num_heads, self.head_dim, self.rotary = num_heads, head_dim, rotary
 

@@ -138,7 +138,8 @@ class TransformerStack(nnx.Module):
         else:
             self.layers = nnx.List([TransformerLayer(cfg, cross=cross, rngs=rngs)
                                     for _ in range(num_layers)])
-        self.ln_f = nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs) if cfg.pre_ln else None
+        self.ln_f = (nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs)
+                     if cfg.pre_ln else None)
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32):
         """Per-layer self-attention caches: a list (loop) or one dict stacked on axis 0 (scan)."""
