@@ -1,5 +1,5 @@
 """A small Vision Transformer on MNIST (the 10,000 t10k images in ../shared/data/mnist, split
-7,200 train / 800 validation / 2,000 test): 7x7 patches (a 4x4 grid), class token, learned
+7,000 train / 1,000 validation / 2,000 test): 7x7 patches (a 4x4 grid), class token, learned
 positions, pre-LN encoder.
 
     JAXDL_SHARED_DATA=/work/shared/data python experiments/vit_mnist.py [--epochs 15] [--smoke]
