@@ -44,3 +44,15 @@ def conv_macs(out_shape, kernel_shape, groups: int = 1) -> int:
 def attention_macs(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int) -> int:
     """softmax(QK^T)V: QK^T and (weights)V each cost B * H * Lq * Lk * Dh multiply-adds."""
     return 2 * batch * heads * q_len * kv_len * head_dim
+
+
+def transformer_training_flops(n_params: int, num_layers: int, d_model: int, seq_len: int,
+                               tokens: int = 1) -> float:
+    """Training FLOPs (2 per multiply-add) of a decoder-only transformer for `tokens` tokens.
+
+    PaLM's convention (Chowdhery et al., 2022, appendix B): 6 N + 12 L d T per token. 6 N is the
+    forward (2 N) plus backward (4 N) matmuls with the N weights (count the weights that multiply:
+    exclude position tables, which are added, not multiplied); 12 L d T is QK^T and AV (2 L T d
+    multiply-adds forward per token, times 3 for the backward, times 2 FLOPs) over the full T x T
+    scores, as computed with a causal mask (not halved)."""
+    return float(tokens) * (6.0 * n_params + 12.0 * num_layers * d_model * seq_len)

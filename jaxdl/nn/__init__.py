@@ -32,3 +32,14 @@ __all__ += [
     "RecurrentStack", "SimpleRNN", "SimpleRNNCell", "TimeDistributed", "get_cell", "get_layer",
     "padding_mask",
 ]
+from jaxdl.nn.attention import (
+    LearnedPositions, MultiHeadAttention, apply_rotary, causal_mask, combine_masks,
+    dot_product_attention, padding_mask, sinusoidal_positions)
+from jaxdl.nn.decoding import beam_search, generate, greedy_decode
+from jaxdl.nn.transformer import FeedForward, LayerConfig, TransformerLayer, TransformerStack
+
+__all__ += [
+    "LearnedPositions", "MultiHeadAttention", "apply_rotary", "causal_mask", "combine_masks",
+    "dot_product_attention", "padding_mask", "sinusoidal_positions", "beam_search", "generate",
+    "greedy_decode", "FeedForward", "LayerConfig", "TransformerLayer", "TransformerStack",
+]
