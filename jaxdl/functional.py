@@ -15,6 +15,7 @@ same key gives the same bits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,7 @@ def activity_loss(state: ModelState) -> jax.Array:
 
 def count_params(tree) -> int:
     """Number of scalars in a tree of arrays or ShapeDtypeStructs (e.g. the params State)."""
-    return int(sum(int(jnp.size(x)) if hasattr(x, "size") else 0 for x in jax.tree.leaves(tree)))
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree) if hasattr(x, "shape")))
 
 
 def param_counts(model: nnx.Module) -> dict[str, int]:
