@@ -24,8 +24,7 @@ import tyro
 from flax import nnx
 
 from jaxdl import create_model
-from jaxdl.data import ArrayDataset, load_dataset
-from jaxdl.data.pipeline import read_rows
+from jaxdl.data import load_dataset
 from jaxdl.errors import JaxdlError
 from jaxdl.models.compose import Chain, feature_dim
 from jaxdl.train import Trainer
@@ -70,11 +69,6 @@ def synthetic_folder(root: Path, n: int = 24, size: int = 40) -> Path:
     return root
 
 
-def in_memory(source) -> ArrayDataset:
-    rows = read_rows(source, np.arange(len(source)))
-    return ArrayDataset(rows["x"], rows["y"])
-
-
 def pretrained_backbone(cfg: Config):
     from jaxdl.models import get_entry
 
@@ -111,8 +105,6 @@ def main(cfg: Config) -> dict:
                          "(e.g. dogs-vs-cats saved as PATH/cat/*.jpg, PATH/dog/*.jpg); or try --smoke")
     splits = load_dataset(f"folder:{cfg.data},size={cfg.size}x{cfg.size}", seed=cfg.seed,
                           val_fraction=cfg.val_fraction, test_fraction=cfg.val_fraction)
-    # decoded once into memory: evaluation takes in-memory arrays (fine for folders of this size)
-    splits.train, splits.val, splits.test = (in_memory(d) for d in (splits.train, splits.val, splits.test))
     backbone, prep, block = pretrained_backbone(cfg)
     width = feature_dim(backbone, (cfg.size, cfg.size, 3))
     model = Chain(preprocess=PreprocessingLayer(prep), backbone=backbone,

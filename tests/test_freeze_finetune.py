@@ -58,7 +58,7 @@ def test_per_group_learning_rates_scale_sgd_updates():
     u, _ = tx.update(g, tx.init(params), params)
     np.testing.assert_allclose(u["a"]["kernel"], -0.2)
     np.testing.assert_allclose(u["b"]["kernel"], -0.05)
-    with pytest.raises(JaxdlError, match="pattern 'c/' matches no parameter"):
+    with pytest.raises(JaxdlError, match="learning-rate pattern 'c/' matches no parameter"):
         param_groups(make_optimizer("sgd", 0.1), params, {"c/": 0.5})
 
 
@@ -97,3 +97,18 @@ def test_bottleneck_head_equals_head_on_frozen_model(images, tmp_path):
         np.testing.assert_allclose(h1[k], h2[f"head/{k}"], rtol=1e-5, atol=1e-6, err_msg=k)
     assert not np.allclose(h1["head/kernel"], head().head.kernel[...])  # it trained
     assert count_params(t1.state.params) == 2 * width + 2
+
+
+def test_transfer_learning_experiment_smoke():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, "experiments/transfer_learning.py", "--smoke"], cwd=ROOT,
+                       env={**os.environ, "XLA_FLAGS": ""}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "NO PRETRAINED WEIGHTS" in r.stderr  # said loudly when the backbone is random
+    assert "head only (backbone frozen): test accuracy" in r.stdout
+    assert "fine-tuned (top 1 blocks): test accuracy" in r.stdout

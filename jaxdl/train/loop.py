@@ -108,12 +108,14 @@ def _pure(model):
     return make_apply(graphdef), params, state
 
 
-def _as_dataset(data) -> ArrayDataset:
-    if isinstance(data, ArrayDataset):
-        return data
+def _as_dataset(data):
     if isinstance(data, tuple) and len(data) == 2:
         return ArrayDataset(np.asarray(data[0]), np.asarray(data[1]))
-    raise JaxdlError(f"data must be an ArrayDataset or an (x, y) tuple, got {type(data).__name__}")
+    random_access = hasattr(data, "__len__") and hasattr(data, "__getitem__")
+    if random_access and not isinstance(data, (tuple, list, Pipeline)):
+        return data  # a source: ArrayDataset, ImageFolder, TfdsSource, ...
+    raise JaxdlError(f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
+                     f"tuple, got {type(data).__name__}")
 
 
 class Trainer:
@@ -383,13 +385,15 @@ class Trainer:
         return True
 
     # ---- checks -------------------------------------------------------------------------
-    def _check_data(self, ds: ArrayDataset, batch_size: int, where: str):
+    def _check_data(self, ds, batch_size: int, where: str):
         if len(ds) == 0:
             raise JaxdlError(f"{where} data is empty")
         check_batch_size(batch_size, self.mesh)
-        self.task.check_labels(ds.y, where=f"{where} labels")
+        if getattr(ds, "y", None) is not None:  # sources that know their labels without decoding
+            self.task.check_labels(ds.y, where=f"{where} labels")
         # trace once abstractly: an input that does not fit the model fails here, clearly
-        x = jax.ShapeDtypeStruct((batch_size, *ds.x.shape[1:]), ds.x.dtype)
+        x0 = ds.x[0] if hasattr(ds, "x") else np.asarray(ds[0]["x"])
+        x = jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
         jax.eval_shape(
             lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x
         )

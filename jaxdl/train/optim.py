@@ -182,7 +182,8 @@ def param_groups(tx: optax.GradientTransformation, params, groups) -> optax.Grad
         if m < 0:
             raise JaxdlError(f"learning-rate multiplier for {pat!r} must be >= 0, got {m}")
         if not any(r.search(n) for n in names):
-            raise JaxdlError(f"parameter pattern {pat!r} matches no parameter; names look like "
+            kind = "freeze" if m == 0 else "learning-rate"
+            raise JaxdlError(f"{kind} pattern {pat!r} matches no parameter; names look like "
                              f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
 
     def label(path, _):
