@@ -22,7 +22,7 @@ import numpy as np
 import tyro
 
 from jaxdl import create_model
-from jaxdl.data import load_dataset, shared_data_dir
+from jaxdl.data.sources import load_mnist
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import pure
 from jaxdl.train import Trainer
@@ -44,17 +44,9 @@ class Config:
     smoke: bool = False  # 256 training images, 1 epoch
 
 
-def mnist(data: str, seed: int):
-    folder = Path(data) if data else (shared_data_dir() or Path("../shared/data")) / "mnist"
-    if not folder.is_dir():
-        raise JaxdlError(
-            f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA"
-        )
-    return load_dataset(f"mnist_idx:{folder}", seed=seed)
-
 
 def main(cfg: Config) -> dict:
-    splits = mnist(cfg.data, cfg.seed)
+    splits = load_mnist(cfg.data, seed=cfg.seed)
     train, val, test = splits.train, splits.val, splits.test
     if cfg.smoke:
         train, val, test = (

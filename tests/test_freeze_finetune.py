@@ -4,7 +4,6 @@ blocks, and bottleneck features equal to training on top of the frozen model."""
 
 import jax
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 

@@ -106,6 +106,7 @@ def test_same_seed_same_bits_and_dropout_uses_step_keys(digits):
     (pa, la), (pb, lb), (pc, lc) = run(0), run(0), run(1)
     jax.tree.map(np.testing.assert_array_equal, pa, pb)
     assert la == lb and la != lc
+    assert not np.array_equal(jax.tree.leaves(pa)[0], jax.tree.leaves(pc)[0])
 
 
 def test_gradient_descent_variants_iterations(digits):

@@ -22,7 +22,7 @@ from jaxdl.nn import (
     SimpleRNNCell,
     TimeDistributed,
     get_cell,
-    padding_mask,
+    masking,
 )
 from jaxdl.train import make_optimizer
 
@@ -136,7 +136,7 @@ def test_keras_bidirectional_lstm_parity(merge_mode, masked):
 
 
 def test_keras_masking_layer_and_stacked_parity():
-    """Keras Sequential: Masking -> LSTM (sequences) -> GRU; ours: padding_mask + RecurrentStack."""
+    """Keras Sequential: Masking -> LSTM (sequences) -> GRU; ours: masking + RecurrentStack."""
     x = X.copy()
     x[~MASK] = 0.0
     km = keras.Sequential(
@@ -151,7 +151,7 @@ def test_keras_masking_layer_and_stacked_parity():
     stack = RecurrentStack("lstm", D, (U, 6), return_sequences=False, rngs=nnx.Rngs(0))
     for ours, kl in zip(stack.layers, km.layers[1:], strict=True):
         copy_keras(ours, kl)
-    assert_close(stack(jnp.asarray(x), mask=padding_mask(jnp.asarray(x))), km(x))
+    assert_close(stack(jnp.asarray(x), mask=masking(jnp.asarray(x))), km(x))
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from math import prod
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.bench import flops as F

@@ -746,3 +746,12 @@ def shared_data_dir() -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+def load_mnist(data: str | os.PathLike | None = None, *, seed: int = 0, **kwargs) -> Splits:
+    """MNIST from the IDX folder `data`, by default ../shared/data/mnist (or
+    $JAXDL_SHARED_DATA/mnist): the one place experiments find it."""
+    folder = Path(data) if data else (shared_data_dir() or Path("../shared/data")) / "mnist"
+    if not folder.is_dir():
+        raise JaxdlError(f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA")
+    return load_dataset(f"mnist_idx:{folder}", seed=seed, **kwargs)

@@ -24,13 +24,13 @@ __all__ = [
 ]
 from jaxdl.nn.recurrent import (  # noqa: E402
     CELLS, GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, RecurrentCell, RecurrentStack,
-    SimpleRNN, SimpleRNNCell, TimeDistributed, get_cell, get_layer, padding_mask,
+    SimpleRNN, SimpleRNNCell, TimeDistributed, get_cell, get_layer, masking,
 )
 
 __all__ += [
     "CELLS", "GRU", "LSTM", "RNN", "Bidirectional", "Embedding", "GRUCell", "LSTMCell", "RecurrentCell",
     "RecurrentStack", "SimpleRNN", "SimpleRNNCell", "TimeDistributed", "get_cell", "get_layer",
-    "padding_mask",
+    "masking",
 ]
 from jaxdl.nn.attention import (
     LearnedPositions, MultiHeadAttention, apply_rotary, causal_mask, combine_masks,

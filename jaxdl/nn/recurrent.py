@@ -221,7 +221,7 @@ def get_cell(name: str) -> type[RecurrentCell]:
     return CELLS[name]
 
 
-def padding_mask(x: jax.Array, mask_value: float = 0.0) -> jax.Array:
+def masking(x: jax.Array, mask_value: float = 0.0) -> jax.Array:
     """Keras's Masking layer: x [B, T, d] -> mask [B, T], False where all features == mask_value."""
     return jnp.any(x != mask_value, axis=-1)
 
@@ -594,7 +594,7 @@ __all__ = [
     "GRUCell",
     "CELLS",
     "get_cell",
-    "padding_mask",
+    "masking",
     "RNN",
     "SimpleRNN",
     "LSTM",
