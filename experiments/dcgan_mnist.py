@@ -23,7 +23,7 @@ import numpy as np
 import tyro
 
 from jaxdl import create_model
-from jaxdl.data.sources import load_mnist
+from jaxdl.data import load_mnist
 from jaxdl.train import Trainer
 from jaxdl.train.generative import GANTrainer, inception_score
 from jaxdl.viz import log_image_grid, save_history, save_image_grid

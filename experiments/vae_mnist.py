@@ -22,7 +22,7 @@ import numpy as np
 import tyro
 
 from jaxdl import create_model
-from jaxdl.data.sources import load_mnist
+from jaxdl.data import load_mnist
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import pure
 from jaxdl.train import Trainer
