@@ -3,6 +3,7 @@ two 3x3 conv + BN, 32-64-128 filters, max pooling, a 256-unit fc layer) and with
 through TFDS (`tfds.data_source('cifar10')`, no TensorFlow needed to read).
 
     python experiments/cnn_cifar10.py [--models vgg_small resnet18] [--epochs 15]
+        [--augment "" "flip,crop=4"]   # each model without and with augmentation (the default)
     python experiments/cnn_cifar10.py --smoke     # synthetic data, seconds
 
 TFDS data must be prepared once where the internet can be reached, e.g.
@@ -21,7 +22,7 @@ import tyro
 from rich.console import Console
 
 from jaxdl import create_model
-from jaxdl.data import ArrayDataset, num_batches
+from jaxdl.data import ArrayDataset, num_batches, parse_augment
 from jaxdl.errors import JaxdlError
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_schedule
@@ -39,6 +40,8 @@ MODELS = {
 @dataclass(frozen=True)
 class Config:
     models: tuple[str, ...] = ("vgg_small", "resnet18")
+    augment: tuple[str, ...] = ("", "flip,crop=4")
+    """Each model is trained once per augmentation spec ('' = none; see jaxdl.data.augment)."""
     epochs: int = 15
     batch_size: int = 128
     lr: float = 1e-3
@@ -91,7 +94,8 @@ def main(cfg: Config) -> dict:
     else:
         (train, test), epochs = load_cifar10(cfg.data_dir), cfg.epochs
     console, results = Console(highlight=False), {}
-    for key in cfg.models:
+    runs = [(key, spec) for key in cfg.models for spec in cfg.augment]
+    for key, spec in runs:
         name, overrides = MODELS[key]
         overrides = dict(overrides, input_shape=(32, 32, 3), num_classes=10)
         if cfg.smoke:  # seconds, not minutes: a few narrow blocks
@@ -109,16 +113,18 @@ def main(cfg: Config) -> dict:
             seed=cfg.seed,
             mesh=make_mesh(num_devices=1),
             learning_rate=make_schedule("cosine", cfg.lr, total_steps=steps),
+            augment=parse_augment(spec) if spec else None,
         )
         t0 = time.perf_counter()
         trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=0 if cfg.smoke else 1)
         dt = time.perf_counter() - t0
         ev = trainer.evaluate(test)
+        label = f"{key} + {spec}" if spec else key
         console.print(
-            f"{key}: test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, "
+            f"{label}: test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, "
             f"train time {dt:.1f}s"
         )
-        results[key] = {
+        results[label] = {
             "test_accuracy": float(ev["accuracy"]),
             "test_loss": float(ev["loss"]),
             "train_time_s": dt,

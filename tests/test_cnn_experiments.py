@@ -65,6 +65,12 @@ def test_experiment_smoke_modes():
     r = run("experiments/cnn_cifar10.py", "--smoke")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "vgg_small: test accuracy" in r.stdout and "resnet18: test accuracy" in r.stdout
+    # each model also with augmentation (the default second run)
+    assert "vgg_small + flip,crop=4: test accuracy" in r.stdout
+    assert "resnet18 + flip,crop=4: test accuracy" in r.stdout
+    r = run("experiments/resnet_cifar10.py", "--smoke")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resnet18 + flip,crop=4: test accuracy" in r.stdout
 
 
 def test_cifar10_without_data_says_how_to_get_it(tmp_path):
