@@ -417,7 +417,7 @@ class ConvNet(nnx.Module):
         check_head_options(c, self.family)
 
     def features(self, x, *, train: bool = False, rngs=None) -> dict[str, jax.Array]:
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every family returns its stage outputs
 
     def __call__(self, x, *, train: bool = False, rngs=None):
         self.check(x)
