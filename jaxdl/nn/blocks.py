@@ -85,11 +85,14 @@ class BasicBlock(nnx.Module):
         cout = planes
         self.conv1 = ConvBN(cin, planes, 3, stride=stride, bn=bn, use_bias=conv_bias, rngs=rngs)
         self.conv2 = ConvBN(planes, cout, 3, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
+        self._se_and_shortcut(cin, cout, stride, bn, se_reduction, conv_bias, rngs)
+
+    def _se_and_shortcut(self, cin, cout, stride, bn, se_reduction, conv_bias, rngs):
+        """`se` (optional squeeze-and-excitation) and `downsample` (a 1x1 projection where the
+        shape changes), shared by the basic and bottleneck blocks."""
         self.se = SqueezeExcite(cout, cout // se_reduction, rngs=rngs) if se_reduction else None
         self.downsample = (
-            ConvBN(
-                cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs
-            )
+            ConvBN(cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
             if stride != 1 or cin != cout
             else None
         )
@@ -135,14 +138,7 @@ class Bottleneck(BasicBlock):
             width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias, rngs=rngs
         )
         self.conv3 = ConvBN(width, cout, 1, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
-        self.se = SqueezeExcite(cout, cout // se_reduction, rngs=rngs) if se_reduction else None
-        self.downsample = (
-            ConvBN(
-                cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs
-            )
-            if stride != 1 or cin != cout
-            else None
-        )
+        self._se_and_shortcut(cin, cout, stride, bn, se_reduction, conv_bias, rngs)
 
     def residual(self, x, train):
         return self.conv3(self.conv2(self.conv1(x, train=train), train=train), train=train)
