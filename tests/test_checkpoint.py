@@ -23,6 +23,7 @@ from jaxdl.train.checkpoint import (
     UnsafeCheckpointError,
     abstract_like,
     check_writable_dir,
+    digests,
 )
 
 
@@ -91,6 +92,51 @@ def test_trainer_checkpoint_from_8_devices_resumes_on_1(tmp_path, digits):
         jax.device_get(t1.state.params),
         jax.device_get(t8.state.params),
     )
+
+
+def test_digests_do_not_depend_on_sharding_and_see_every_bit():
+    """The checksum pass runs on the devices: the same values give the same digest on 1 device
+    and sharded over 8 (so every process of a multi-host run can verify its shards), and one
+    flipped bit anywhere changes it."""
+    x = np.random.default_rng(0).normal(size=(16, 12)).astype(np.float32)
+    one = jax.device_put(x, jax.devices()[0])
+    sharded = jax.device_put(x, NamedSharding(make_mesh(), P("data")))
+    grid = jax.device_put(x, NamedSharding(Mesh(np.asarray(jax.devices()).reshape(2, 4), ("a", "b")), P("a", "b")))
+    d = {name: digests({"x": a})[0]["['x']"] for name, a in [("one", one), ("8", sharded), ("2x4", grid)]}
+    assert len(set(d.values())) == 1, d
+    for index in [(0, 0), (7, 5), (15, 11)]:
+        for bit in (0, 17, 31):
+            y = x.copy()
+            y.view(np.uint32)[index] ^= np.uint32(1 << bit)
+            assert digests({"x": jnp.asarray(y)})[0]["['x']"] != d["one"], (index, bit)
+    # swapping two different elements changes it too (the digest is position-dependent)
+    y = x.copy()
+    y[0, 0], y[0, 1] = x[0, 1], x[0, 0]
+    assert digests({"x": jnp.asarray(y)})[0]["['x']"] != d["one"]
+    _, bad = digests({"ok": jnp.ones(3), "nan": jnp.array([1.0, np.nan]), "i": jnp.arange(3)})
+    assert bad == ["['nan']"]
+
+
+def test_checkpoints_with_crc32_checksums_still_restore(tmp_path):
+    """Checkpoints written before on-device digests carry whole-array CRC-32s: still verified."""
+    import json
+
+    from jaxdl.train.checkpoint import checksums
+
+    c = Checkpoints(tmp_path / "ck", async_save=False)
+    c.save(1, _tree(1))
+    meta_file = tmp_path / "ck" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta.pop("digests")
+    meta["checksums"] = checksums(jax.device_get(_tree(1)))
+    meta_file.write_text(json.dumps(meta))
+    step, tree, _ = Checkpoints(tmp_path / "ck").restore(abstract_like(_tree()))
+    assert step == 1
+    np.testing.assert_array_equal(np.asarray(tree["w"]), np.asarray(_tree(1)["w"]))
+    meta["checksums"]["['w']"] ^= 1  # and a wrong CRC is still caught
+    meta_file.write_text(json.dumps(meta))
+    with pytest.warns(CorruptCheckpointWarning, match="differ from the recorded checksums"):
+        assert Checkpoints(tmp_path / "ck").restore(abstract_like(_tree())) is None
 
 
 def _files(path):

@@ -1,7 +1,8 @@
 """Multi-host data parallelism on localhost: 2 processes x 4 simulated CPU devices joined through
 `jax.distributed` (JAX's own runtime; CPU collectives over Gloo) train to the same parameters on
 both processes, equal to 1 process with 8 devices; with FSDP as well. The FSDP state, written by
-both processes together, restores in this process on 1 device and on a 2x4 mesh."""
+both processes together with jaxdl.train.checkpoint, restores in this process on 1 device and on
+a 2x4 mesh."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import subprocess
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from conftest import ROOT
 
@@ -19,6 +19,7 @@ from jaxdl import create_model
 from jaxdl.functional import named_leaves
 from jaxdl.parallel import abstract_state, make_mesh
 from jaxdl.train import Trainer
+from jaxdl.train.checkpoint import Checkpoints
 
 WORKER = ROOT / "tests" / "parallel_worker.py"
 
@@ -73,10 +74,11 @@ def test_two_processes_equal_one_process(tmp_path):
     # the checkpoint of the 2-process FSDP run, restored onto other meshes of this process
     model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True)
     like = Trainer(model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(num_devices=1))
-    ckptr = ocp.StandardCheckpointer()
+    ckpts = Checkpoints(tmp_path / "ckpt")
     for mesh, fsdp in [(make_mesh(num_devices=1), False), (make_mesh(axes="2x4"), True)]:
-        state = ckptr.restore(tmp_path / "ckpt", abstract_state(like.state, mesh, fsdp=fsdp))
-        assert int(state.step) == 40
+        step, tree, _ = ckpts.restore({"state": abstract_state(like.state, mesh, fsdp=fsdp)})
+        state = tree["state"]
+        assert step == 40 and int(state.step) == 40
         for part in ("params", "model_state"):
             for k, v in named_leaves(getattr(state, part)).items():
                 assert v.sharding.mesh.shape == mesh.shape

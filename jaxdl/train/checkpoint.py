@@ -6,7 +6,16 @@ A checkpoint is one orbax step directory with two items:
   callbacks keep) written with `StandardSave`, restored with `StandardRestore` against an
   abstract tree (`jax.ShapeDtypeStruct`s with shardings), so it loads onto any device mesh;
 - `meta`: a JSON document (`JsonSave`): the data-iterator position, callback state, the model's
-  fingerprint, and for every array leaf its shape, dtype and a CRC-32 of its bytes.
+  fingerprint, and for every array leaf its shape, dtype and a 32-bit digest of its bytes.
+
+The digests and the NaN/inf check run on the devices, as one compiled reduction over each
+(possibly sharded) array, so that no host ever needs a whole array: multi-host FSDP states are
+saved and verified by every process together. The digest of an array is the wrap-around uint32
+sum over its elements of `bits(x_i) * (2 i + 1) * 0x9E3779B1` (bits: the element's bytes as
+unsigned integers; 64-bit elements as two words): integer addition is associative, so the value
+does not depend on the sharding or the mesh it is computed on, and flipping any single bit
+changes it. Checkpoints written before this scheme carry CRC-32s (`checksums`) and are still
+verified that way.
 
 What this module guarantees, and the fault it answers:
 
@@ -119,11 +128,61 @@ def _crc(a: np.ndarray) -> int:
 
 
 def checksums(host_tree) -> dict[str, int]:
+    """CRC-32 per leaf of a host tree (the scheme of checkpoints written before `digests`)."""
     return {k: _crc(np.asarray(v)) for k, v in _leaves(host_tree).items()}
 
 
+_GOLDEN = np.uint32(0x9E3779B1)
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """The elements' bytes as uint32 words (one per element; two for 64-bit types)."""
+    import jax.numpy as jnp
+
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    size = np.dtype(x.dtype).itemsize
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[size]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+
+def _is_float(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, np.inexact)
+
+
+@jax.jit
+def _digest_tree(tree):
+    """(digests, finite) per leaf: uint32 scalars and bools, replicated, computed on the devices."""
+    import jax.numpy as jnp
+
+    def digest(x):
+        w = _words(x).reshape(-1)
+        i = jax.lax.iota(jnp.uint32, w.shape[0])
+        return jnp.sum(w * (i * jnp.uint32(2) + jnp.uint32(1)) * _GOLDEN, dtype=jnp.uint32)
+
+    def finite(x):
+        return jnp.all(jnp.isfinite(x)) if _is_float(x) else jnp.bool_(True)
+
+    return jax.tree.map(digest, tree), jax.tree.map(finite, tree)
+
+
+def digests(tree) -> tuple[dict[str, int], list[str]]:
+    """({leaf path: digest}, [paths of floating-point leaves holding NaN or inf]) of a tree of
+    arrays, on any mesh and any number of processes; only scalars reach the host."""
+    import jax.numpy as jnp
+
+    leaves = _leaves(tree)
+    if not leaves:
+        return {}, []
+    arrays = {k: v if isinstance(v, jax.Array) else jnp.asarray(v) for k, v in leaves.items()}
+    d, f = jax.device_get(_digest_tree(arrays))
+    return {k: int(v) for k, v in d.items()}, [k for k, ok in f.items() if not bool(ok)]
+
+
 def non_finite_leaves(host_tree) -> list[str]:
-    """Paths of the floating-point leaves holding NaN or inf."""
+    """Paths of the floating-point leaves of a host tree holding NaN or inf."""
     bad = []
     for k, v in _leaves(host_tree).items():
         v = np.asarray(v)
@@ -236,14 +295,13 @@ class Checkpoints:
     ) -> None:
         """Write `tree` (arrays) and `meta` (JSON) as checkpoint `step`. Raises NonFiniteError,
         writing nothing, if any floating-point leaf holds NaN or inf."""
-        host = jax.device_get(tree)
-        bad = non_finite_leaves(host)
+        sums, bad = digests(tree)
         if bad:
             raise NonFiniteError(
                 f"refusing to save checkpoint {step} in {str(self.directory)!r}: "
                 f"non-finite values in {', '.join(bad[:5])}"
             )
-        meta = {**(meta or {}), "spec": tree_spec(host), "checksums": checksums(host)}
+        meta = {**(meta or {}), "spec": tree_spec(tree), "digests": sums}
         args = ocp.args.Composite(
             **{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)}
         )
@@ -303,15 +361,19 @@ class Checkpoints:
             except Exception as e:
                 self._quarantine(s, f"its arrays cannot be read ({type(e).__name__}: {e})")
                 continue
-            host = jax.device_get(restored)
-            got = checksums(host)
-            bad = [k for k, v in meta.get("checksums", {}).items() if got.get(k) != v]
-            if bad or set(got) != set(meta.get("checksums", {})):
+            if "digests" in meta:
+                recorded = meta["digests"]
+                got, non_finite = digests(restored)
+            else:  # written before digests: CRC-32s of whole arrays on the host
+                host = jax.device_get(restored)
+                recorded, got, non_finite = meta.get("checksums", {}), checksums(host), non_finite_leaves(host)
+            bad = [k for k, v in recorded.items() if got.get(k) != v]
+            if bad or set(got) != set(recorded):
                 self._quarantine(
                     s, f"its bytes differ from the recorded checksums ({', '.join(bad[:3])})"
                 )
                 continue
-            if non_finite_leaves(host):
+            if non_finite:
                 self._quarantine(s, "it holds non-finite values")
                 continue
             return s, restored, meta
