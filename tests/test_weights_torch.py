@@ -128,3 +128,54 @@ def test_torchvision_vit_parity_small(scan):
 def test_torchvision_vit_b_16_parity():
     tv = import_torchvision()
     check_parity(tv.models.vit_b_16(weights=None), "vit_b16", tv_convert("vit_b16"), size=224)
+
+
+def timm_convert(name):
+    from jaxdl.weights.timm import convert_timm
+
+    family = get_entry(name).family
+    return lambda sd, config: convert_timm(family, sd, config)
+
+
+def test_timm_vit_parity_small():
+    timm = import_timm()
+    torch_model = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=32, depth=2,
+                                    embed_dim=64, num_heads=4, mlp_ratio=2.0, num_classes=10)
+    check_parity(torch_model, "vit_b16", timm_convert("vit_b16"), size=32,
+                 overrides=dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
+def test_timm_cnn_parity(name):
+    timm = import_timm()
+    check_parity(timm.create_model(name, pretrained=False), name, timm_convert(name), size=64)
+
+
+@pytest.mark.slow
+def test_timm_vit_base_patch16_224_parity():
+    timm = import_timm()
+    check_parity(timm.create_model("vit_base_patch16_224", pretrained=False), "vit_b16",
+                 timm_convert("vit_b16"), size=224)
+
+
+def test_transform_input_is_the_preprocessing():
+    """torchvision builds googlenet with transform_input=True for its weights: fed
+    ImageNet-normalised images it computes what our model computes on the images our
+    Preprocessing (mean = std = 0.5) makes."""
+    torch = import_torch()
+    tv = import_torchvision()
+    from jaxdl.weights.torchvision import torchvision_preprocessing
+
+    torch_model = tv.models.get_model("googlenet", weights=None, aux_logits=False,
+                                      init_weights=True, transform_input=True).eval()
+    sd = randomized_state_dict(torch_model)
+    ours = create_model("googlenet", rngs=nnx.Rngs(0), input_shape=(64, 64, 3))
+    assign(ours, tv_convert("googlenet")(sd, ours.config))
+    images = np.random.default_rng(1).uniform(0, 255, size=(2, 64, 64, 3)).astype(np.float32)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    tv_in = ((images / 255.0 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2).copy()
+    with torch.no_grad():
+        ref = torch_model(torch.from_numpy(tv_in)).numpy()
+    prep = torchvision_preprocessing("googlenet")
+    assert prep.resolution == 224 and prep.mean == (0.5, 0.5, 0.5)
+    assert rel_err(ours(prep.apply(images, resize=False)), ref) < TOL

@@ -12,9 +12,12 @@ The timm converters (jaxdl.weights.timm) reuse these helpers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from jaxdl.errors import JaxdlError, unknown_name
+from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
 
 _BN = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
@@ -408,6 +411,26 @@ TORCHVISION_CONVERTERS = {"resnet": resnet, "vgg": vgg, "densenet": densenet,
 
 # jaxdl model name -> torchvision model name, where they differ.
 TORCHVISION_NAMES = {"vit_b16": "vit_b_16", "vit_l16": "vit_l_16"}
+
+# The evaluation crop of torchvision's default weights (their `transforms`), where it is not 224.
+_RESOLUTION = {"inception_v3": 299, "efficientnet_b1": 240, "efficientnet_b2": 288,
+               "efficientnet_b3": 300, "efficientnet_b4": 380, "efficientnet_b5": 456,
+               "efficientnet_b6": 528, "efficientnet_b7": 600}
+# torchvision builds these with `transform_input=True` when it loads their weights: the model
+# turns ImageNet-normalised input into (x - 0.5) / 0.5 before its first conv. Ours has no such
+# step; the preprocessing does it, so the same weights see the same input.
+_TRANSFORM_INPUT = ("googlenet", "inception_v3")
+
+
+def torchvision_preprocessing(name: str) -> Preprocessing:
+    """The input pipeline torchvision's default weights for jaxdl model `name` expect: RGB in
+    [0, 1], ImageNet mean/std (mean = std = 0.5 for transform_input models), at the weights'
+    evaluation crop."""
+    prep = replace(TORCHVISION, resolution=_RESOLUTION.get(name, 224))
+    if name in _TRANSFORM_INPUT:
+        prep = replace(prep, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                       source="torchvision (transform_input)")
+    return prep
 
 
 def convert_torchvision(family: str, state_dict: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:
