@@ -72,17 +72,17 @@ def tv_convert(name):
 TORCHVISION_CASES = [
     ("resnet18", {}, 64),
     ("resnet50", {}, 64),
-    ("resnext50_32x4d", {}, 64),
     ("vgg11_bn", {}, 64),
-    ("densenet121", {}, 64),
     ("googlenet", {"aux_logits": False, "init_weights": True}, 64),
-    ("inception_v3", {"aux_logits": False, "init_weights": True}, 96),
     ("mobilenet_v2", {}, 64),
     ("mobilenet_v3_small", {}, 64),
     ("mobilenet_v3_large", {}, 64),
     ("efficientnet_b0", {}, 64),
 ]
 SLOW_TORCHVISION_CASES = [
+    ("resnext50_32x4d", {}, 64),
+    ("densenet121", {}, 64),
+    ("inception_v3", {"aux_logits": False, "init_weights": True}, 96),
     ("vgg16", {}, 224),
     ("efficientnet_b5", {}, 64),  # BN eps 1e-3 from B5 on
 ]
