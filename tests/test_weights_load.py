@@ -77,6 +77,7 @@ def test_torchvision_layout_roundtrip_from_local_file(tmp_path, monkeypatch):
 # tests/data/torch_state_dict_shapes.json.gz holds every state-dict name and shape of those models
 # (written by tests/data/make_torch_state_dict_shapes.py); values are checked by the parity tests.
 
+
 def _torch_shapes():
     import gzip
     import json
@@ -115,8 +116,9 @@ LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize("key,name,overrides", LAYOUTS,
-                         ids=[f"{k}-{'-'.join(o) or 'default'}" for k, _, o in LAYOUTS])
+@pytest.mark.parametrize(
+    "key,name,overrides", LAYOUTS, ids=[f"{k}-{'-'.join(o) or 'default'}" for k, _, o in LAYOUTS]
+)
 def test_converter_maps_every_torch_tensor_onto_the_model(key, name, overrides):
     """Every tensor of the torchvision / timm state dict lands on a tensor of our model with its
     shape, and every tensor of our model is covered (assign's check)."""
@@ -139,14 +141,18 @@ def test_converter_lists_what_it_cannot_place():
 
     model = abstract_model("mobilenet_v3_small")
     out = convert_torchvision("mobilenet", sd, model.config)
-    with pytest.raises(JaxdlError, match=r"1 missing: head/fc/bias \| 1 unexpected: features.99.weight"):
+    with pytest.raises(
+        JaxdlError, match=r"1 missing: head/fc/bias \| 1 unexpected: features.99.weight"
+    ):
         check_tensors({k: v.shape for k, v in model_tensors(model).items()}, out)
     from jaxdl.models.registry import get_config
     from jaxdl.weights.timm import convert_timm
 
     sd = _zeros(_torch_shapes()["timm/vit_base_patch16_224"])
     del sd["blocks.0.attn.qkv.bias"]
-    with pytest.raises(JaxdlError, match="timm vit state dict lacks 1 tensor.*blocks.0.attn.qkv.bias"):
+    with pytest.raises(
+        JaxdlError, match="timm vit state dict lacks 1 tensor.*blocks.0.attn.qkv.bias"
+    ):
         convert_timm("vit", sd, get_config("vit_b16"))
 
 
@@ -154,26 +160,46 @@ def test_vit_packed_qkv_roundtrip():
     """Our ViT -> torchvision's layout (q, k, v packed into in_proj, [out, in] Linears, the
     position table with a batch axis; written here from torchvision's documented names) ->
     convert -> the same tensors."""
-    model = create_model("vit_b16", input_shape=(32, 32, 3), d_model=32, num_heads=4,
-                         num_layers=2, d_ff=64, num_classes=5, rngs=nnx.Rngs(0))
+    model = create_model(
+        "vit_b16",
+        input_shape=(32, 32, 3),
+        d_model=32,
+        num_heads=4,
+        num_layers=2,
+        d_ff=64,
+        num_classes=5,
+        rngs=nnx.Rngs(0),
+    )
     ours = {k: np.asarray(v) for k, v in model_tensors(model).items()}
-    sd = {"conv_proj.weight": ours["patch_embed/kernel"].transpose(3, 2, 0, 1),
-          "conv_proj.bias": ours["patch_embed/bias"], "class_token": ours["cls_token"],
-          "encoder.pos_embedding": ours["pos_embed"][None],
-          "encoder.ln.weight": ours["encoder/ln_f/scale"], "encoder.ln.bias": ours["encoder/ln_f/bias"],
-          "heads.head.weight": ours["head/kernel"].T, "heads.head.bias": ours["head/bias"]}
+    sd = {
+        "conv_proj.weight": ours["patch_embed/kernel"].transpose(3, 2, 0, 1),
+        "conv_proj.bias": ours["patch_embed/bias"],
+        "class_token": ours["cls_token"],
+        "encoder.pos_embedding": ours["pos_embed"][None],
+        "encoder.ln.weight": ours["encoder/ln_f/scale"],
+        "encoder.ln.bias": ours["encoder/ln_f/bias"],
+        "heads.head.weight": ours["head/kernel"].T,
+        "heads.head.bias": ours["head/bias"],
+    }
     for i in range(2):
         q, t = f"encoder/layers/{i}/", f"encoder.layers.encoder_layer_{i}."
         qkv = [ours[f"{q}attn/{n}/kernel"].reshape(32, 32).T for n in ("query", "key", "value")]
         sd[t + "self_attention.in_proj_weight"] = np.concatenate(qkv)
         sd[t + "self_attention.in_proj_bias"] = np.concatenate(
-            [ours[f"{q}attn/{n}/bias"].reshape(-1) for n in ("query", "key", "value")])
+            [ours[f"{q}attn/{n}/bias"].reshape(-1) for n in ("query", "key", "value")]
+        )
         sd[t + "self_attention.out_proj.weight"] = ours[f"{q}attn/out/kernel"].reshape(32, 32).T
         sd[t + "self_attention.out_proj.bias"] = ours[f"{q}attn/out/bias"]
         for torch_name, n in (("ln_1", "ln1"), ("ln_2", "ln3")):
-            sd[f"{t}{torch_name}.weight"], sd[f"{t}{torch_name}.bias"] = ours[f"{q}{n}/scale"], ours[f"{q}{n}/bias"]
+            sd[f"{t}{torch_name}.weight"], sd[f"{t}{torch_name}.bias"] = (
+                ours[f"{q}{n}/scale"],
+                ours[f"{q}{n}/bias"],
+            )
         for torch_name, n in (("mlp.0", "mlp/fc1"), ("mlp.3", "mlp/fc2")):
-            sd[f"{t}{torch_name}.weight"], sd[f"{t}{torch_name}.bias"] = ours[f"{q}{n}/kernel"].T, ours[f"{q}{n}/bias"]
+            sd[f"{t}{torch_name}.weight"], sd[f"{t}{torch_name}.bias"] = (
+                ours[f"{q}{n}/kernel"].T,
+                ours[f"{q}{n}/bias"],
+            )
     out = convert_torchvision("vit", sd, model.config)
     assert set(out) == set(ours)
     for k in ours:
@@ -196,23 +222,34 @@ def test_vgg_adaptive_pool_folded_into_fc1():
     torch_out = w_fc1 @ np.einsum("ai,cij,bj->cab", p, feat, p).reshape(-1)
     sd = {"classifier.0.weight": w_fc1}
     ours = vgg(sd, config)["head/hidden/0/kernel"]
-    np.testing.assert_allclose(feat.transpose(1, 2, 0).reshape(-1) @ ours, torch_out, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        feat.transpose(1, 2, 0).reshape(-1) @ ours, torch_out, rtol=1e-4, atol=1e-3
+    )
 
 
 def _random_state_dict(key, seed=0):
     """Random values in the layout of a real torchvision / timm state dict (running variances
     positive)."""
     rng = np.random.default_rng(seed)
-    return {k: (rng.uniform(0.5, 1.5, s) if k.endswith("running_var") else
-                np.array(3) if k.endswith("num_batches_tracked") else rng.normal(0, 0.1, s)).astype(
-                    np.int64 if k.endswith("num_batches_tracked") else np.float32)
-            for k, s in _torch_shapes()[key].items()}
+    return {
+        k: (
+            rng.uniform(0.5, 1.5, s)
+            if k.endswith("running_var")
+            else np.array(3)
+            if k.endswith("num_batches_tracked")
+            else rng.normal(0, 0.1, s)
+        ).astype(np.int64 if k.endswith("num_batches_tracked") else np.float32)
+        for k, s in _torch_shapes()[key].items()
+    }
 
 
-@pytest.mark.parametrize("source,key,name", [
-    ("torchvision", "torchvision/mobilenet_v3_small", "mobilenet_v3_small"),
-    ("timm", "timm/efficientnet_b0", "efficientnet_b0"),
-])
+@pytest.mark.parametrize(
+    "source,key,name",
+    [
+        ("torchvision", "torchvision/mobilenet_v3_small", "mobilenet_v3_small"),
+        ("timm", "timm/efficientnet_b0", "efficientnet_b0"),
+    ],
+)
 def test_load_torch_layout_from_safetensors_then_cache(tmp_path, monkeypatch, source, key, name):
     from jaxdl.models.registry import get_entry
     from jaxdl.weights.timm import convert_timm
@@ -246,8 +283,9 @@ def test_load_torchvision_googlenet_from_pth(tmp_path, monkeypatch):
     sd = _random_state_dict("torchvision/googlenet")
     torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "googlenet.pth")
     model, prep = W.load("googlenet", source="torchvision", path=tmp_path / "googlenet.pth")
-    np.testing.assert_array_equal(np.asarray(model.stem[0].conv.kernel[...]),
-                                  sd["conv1.conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        np.asarray(model.stem[0].conv.kernel[...]), sd["conv1.conv.weight"].transpose(2, 3, 1, 0)
+    )
     assert prep.mean == prep.std == (0.5, 0.5, 0.5) and prep.resolution == 224
 
 

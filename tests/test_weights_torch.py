@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _torch import import_timm, import_torch, import_torchvision
 from flax import nnx
 
-from _torch import import_timm, import_torch, import_torchvision
 from jaxdl import create_model
 from jaxdl.models.registry import get_entry
 from jaxdl.weights.convert import assign
@@ -52,7 +52,9 @@ def check_parity(torch_model, ours_name, family_converter, *, size, overrides=No
     torch = import_torch()
     torch_model.eval()
     sd = randomized_state_dict(torch_model, seed)
-    ours = create_model(ours_name, rngs=nnx.Rngs(0), input_shape=(size, size, 3), **(overrides or {}))
+    ours = create_model(
+        ours_name, rngs=nnx.Rngs(0), input_shape=(size, size, 3), **(overrides or {})
+    )
     assign(ours, family_converter(sd, ours.config), source=f"{ours_name} state dict")
     x = np.random.default_rng(seed).normal(size=(2, size, size, 3)).astype(np.float32)
     with torch.no_grad():
@@ -94,14 +96,17 @@ def _torchvision_case(name, kwargs, size):
     return check_parity(torch_model, name, tv_convert(name), size=size)
 
 
-@pytest.mark.parametrize("name,kwargs,size", TORCHVISION_CASES, ids=[c[0] for c in TORCHVISION_CASES])
+@pytest.mark.parametrize(
+    "name,kwargs,size", TORCHVISION_CASES, ids=[c[0] for c in TORCHVISION_CASES]
+)
 def test_torchvision_parity(name, kwargs, size):
     _torchvision_case(name, kwargs, size)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,kwargs,size", SLOW_TORCHVISION_CASES,
-                         ids=[c[0] for c in SLOW_TORCHVISION_CASES])
+@pytest.mark.parametrize(
+    "name,kwargs,size", SLOW_TORCHVISION_CASES, ids=[c[0] for c in SLOW_TORCHVISION_CASES]
+)
 def test_torchvision_parity_big(name, kwargs, size):
     _torchvision_case(name, kwargs, size)
 
@@ -110,8 +115,15 @@ def _small_vit_pair(tv):
     """A 2-layer, 64-wide ViT on 32x32 images with 16x16 patches on both sides."""
     from torchvision.models.vision_transformer import VisionTransformer
 
-    torch_model = VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=4,
-                                    hidden_dim=64, mlp_dim=128, num_classes=10)
+    torch_model = VisionTransformer(
+        image_size=32,
+        patch_size=16,
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=64,
+        mlp_dim=128,
+        num_classes=10,
+    )
     overrides = dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10)
     return torch_model, overrides
 
@@ -120,8 +132,13 @@ def _small_vit_pair(tv):
 def test_torchvision_vit_parity_small(scan):
     tv = import_torchvision()
     torch_model, overrides = _small_vit_pair(tv)
-    check_parity(torch_model, "vit_b16", tv_convert("vit_b16"), size=32,
-                 overrides={**overrides, "scan_layers": scan})
+    check_parity(
+        torch_model,
+        "vit_b16",
+        tv_convert("vit_b16"),
+        size=32,
+        overrides={**overrides, "scan_layers": scan},
+    )
 
 
 @pytest.mark.slow
@@ -139,10 +156,23 @@ def timm_convert(name):
 
 def test_timm_vit_parity_small():
     timm = import_timm()
-    torch_model = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=32, depth=2,
-                                    embed_dim=64, num_heads=4, mlp_ratio=2.0, num_classes=10)
-    check_parity(torch_model, "vit_b16", timm_convert("vit_b16"), size=32,
-                 overrides=dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10))
+    torch_model = timm.create_model(
+        "vit_base_patch16_224",
+        pretrained=False,
+        img_size=32,
+        depth=2,
+        embed_dim=64,
+        num_heads=4,
+        mlp_ratio=2.0,
+        num_classes=10,
+    )
+    check_parity(
+        torch_model,
+        "vit_b16",
+        timm_convert("vit_b16"),
+        size=32,
+        overrides=dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10),
+    )
 
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
@@ -154,8 +184,12 @@ def test_timm_cnn_parity(name):
 @pytest.mark.slow
 def test_timm_vit_base_patch16_224_parity():
     timm = import_timm()
-    check_parity(timm.create_model("vit_base_patch16_224", pretrained=False), "vit_b16",
-                 timm_convert("vit_b16"), size=224)
+    check_parity(
+        timm.create_model("vit_base_patch16_224", pretrained=False),
+        "vit_b16",
+        timm_convert("vit_b16"),
+        size=224,
+    )
 
 
 def test_transform_input_is_the_preprocessing():
@@ -166,8 +200,9 @@ def test_transform_input_is_the_preprocessing():
     tv = import_torchvision()
     from jaxdl.weights.torchvision import torchvision_preprocessing
 
-    torch_model = tv.models.get_model("googlenet", weights=None, aux_logits=False,
-                                      init_weights=True, transform_input=True).eval()
+    torch_model = tv.models.get_model(
+        "googlenet", weights=None, aux_logits=False, init_weights=True, transform_input=True
+    ).eval()
     sd = randomized_state_dict(torch_model)
     ours = create_model("googlenet", rngs=nnx.Rngs(0), input_shape=(64, 64, 3))
     assign(ours, tv_convert("googlenet")(sd, ours.config))

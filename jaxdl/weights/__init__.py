@@ -17,7 +17,7 @@ from flax import nnx
 from jaxdl.errors import JaxdlError, unknown_name
 from jaxdl.weights.convert import assign, model_tensors
 from jaxdl.weights.io import read_safetensors, read_weights, write_safetensors
-from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
+from jaxdl.weights.preprocess import Preprocessing
 
 SOURCES = ("keras", "torchvision", "timm")
 
@@ -108,14 +108,20 @@ def _load_keras(name, path, rngs):
 
 
 def _state_dict(module) -> dict:
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.detach().numpy()
-            for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().float().numpy() if v.is_floating_point() else v.detach().numpy()
+        for k, v in module.state_dict().items()
+    }
 
 
 def _load_torchvision(name, path, rngs):
     from jaxdl.models.registry import create_model, get_entry
-    from jaxdl.weights.torchvision import (TORCHVISION_CONVERTERS, TORCHVISION_NAMES,
-                                           convert_torchvision, torchvision_preprocessing)
+    from jaxdl.weights.torchvision import (
+        TORCHVISION_CONVERTERS,
+        TORCHVISION_NAMES,
+        convert_torchvision,
+        torchvision_preprocessing,
+    )
 
     family = get_entry(name).family
     if family not in TORCHVISION_CONVERTERS:
@@ -129,15 +135,22 @@ def _load_torchvision(name, path, rngs):
 
             weights = torchvision.models.get_model_weights(tv_name).DEFAULT
             # the file as published: googlenet / inception_v3 keep their auxiliary heads here
-            sd = {k: v.float().numpy() if v.is_floating_point() else v.numpy()
-                  for k, v in weights.get_state_dict(progress=False).items()}
+            sd = {
+                k: v.float().numpy() if v.is_floating_point() else v.numpy()
+                for k, v in weights.get_state_dict(progress=False).items()
+            }
         except Exception as e:
             raise JaxdlError(
-                f"could not get torchvision {tv_name} weights ({type(e).__name__}: {e}). Offline, download "
-                f"the state dict elsewhere (torchvision.models.get_model_weights('{tv_name}').DEFAULT.url) "
-                f"and pass path= to it") from e
+                f"could not get torchvision {tv_name} weights ({type(e).__name__}: {e}). "
+                f"Offline, download the state dict elsewhere (its URL: torchvision.models."
+                f"get_model_weights('{tv_name}').DEFAULT.url) and pass path= to it"
+            ) from e
     model = create_model(name, rngs=rngs)
-    assign(model, convert_torchvision(family, sd, model.config), source=f"torchvision {tv_name} weights")
+    assign(
+        model,
+        convert_torchvision(family, sd, model.config),
+        source=f"torchvision {tv_name} weights",
+    )
     return model, torchvision_preprocessing(name), {}
 
 
@@ -159,12 +172,17 @@ def _load_timm(name, path, rngs):
             prep = timm_preprocessing(dict(tm.pretrained_cfg), prep)
         except Exception as e:
             raise JaxdlError(
-                f"could not get timm {timm_name} weights ({type(e).__name__}: {e}). Offline, download "
-                f"its state dict elsewhere (timm.create_model('{timm_name}', pretrained=True).state_dict(), "
-                f"or model.safetensors from the Hugging Face hub repo timm/{timm_name}.*) and pass "
-                f"path= to it") from e
+                f"could not get timm {timm_name} weights ({type(e).__name__}: {e}). "
+                f"Offline, download its state dict elsewhere (timm.create_model('{timm_name}', "
+                f"pretrained=True).state_dict(), or model.safetensors from the Hugging Face hub "
+                f"repo timm/{timm_name}.*) and pass path= to it"
+            ) from e
     model = create_model(name, rngs=rngs)
-    assign(model, convert_timm(get_entry(name).family, sd, model.config), source=f"timm {timm_name} weights")
+    assign(
+        model,
+        convert_timm(get_entry(name).family, sd, model.config),
+        source=f"timm {timm_name} weights",
+    )
     return model, prep, {}
 
 

@@ -24,10 +24,26 @@ def vit(sd, config):
     [S, d], blocks.{i}.{norm1, attn.qkv (split per head into query, key, value), attn.proj,
     norm2, mlp.fc1, mlp.fc2} -> encoder/layers/i/{ln1, attn/query|key|value, attn/out, ln3,
     mlp/fc1, mlp/fc2}, norm -> encoder/ln_f, head -> head."""
-    return vit_tensors(sd, config, dict(
-        patch="patch_embed.proj", cls="cls_token", pos="pos_embed", layer="blocks.{i}",
-        ln1="norm1", qkv_w="attn.qkv.weight", qkv_b="attn.qkv.bias", proj="attn.proj",
-        ln2="norm2", fc1="mlp.fc1", fc2="mlp.fc2", norm="norm", head="head"), "timm vit")
+    return vit_tensors(
+        sd,
+        config,
+        dict(
+            patch="patch_embed.proj",
+            cls="cls_token",
+            pos="pos_embed",
+            layer="blocks.{i}",
+            ln1="norm1",
+            qkv_w="attn.qkv.weight",
+            qkv_b="attn.qkv.bias",
+            proj="attn.proj",
+            ln2="norm2",
+            fc1="mlp.fc1",
+            fc2="mlp.fc2",
+            norm="norm",
+            head="head",
+        ),
+        "timm vit",
+    )
 
 
 def efficientnet(sd, config):
@@ -65,9 +81,14 @@ TIMM_CONVERTERS = {"resnet": resnet, "vit": vit, "efficientnet": efficientnet}
 _HALF = (0.5, 0.5, 0.5)
 TIMM_MODELS = {
     "vit_b16": ("vit_base_patch16_224", Preprocessing(224, mean=_HALF, std=_HALF, source="timm")),
-    "resnet50": ("resnet50", Preprocessing(224, mean=IMAGENET_MEAN, std=IMAGENET_STD, source="timm")),
-    "efficientnet_b0": ("efficientnet_b0",
-                        Preprocessing(224, mean=IMAGENET_MEAN, std=IMAGENET_STD, source="timm")),
+    "resnet50": (
+        "resnet50",
+        Preprocessing(224, mean=IMAGENET_MEAN, std=IMAGENET_STD, source="timm"),
+    ),
+    "efficientnet_b0": (
+        "efficientnet_b0",
+        Preprocessing(224, mean=IMAGENET_MEAN, std=IMAGENET_STD, source="timm"),
+    ),
 }
 
 
@@ -75,9 +96,12 @@ def timm_preprocessing(pretrained_cfg: dict, fallback: Preprocessing) -> Preproc
     """Preprocessing from a timm model's pretrained_cfg (mean, std, input_size); entries it
     lacks come from `fallback`."""
     size = pretrained_cfg.get("input_size", (3, fallback.resolution, fallback.resolution))
-    return Preprocessing(resolution=int(size[-1]),
-                         mean=tuple(pretrained_cfg.get("mean", fallback.mean)),
-                         std=tuple(pretrained_cfg.get("std", fallback.std)), source="timm")
+    return Preprocessing(
+        resolution=int(size[-1]),
+        mean=tuple(pretrained_cfg.get("mean", fallback.mean)),
+        std=tuple(pretrained_cfg.get("std", fallback.std)),
+        source="timm",
+    )
 
 
 def convert_timm(family: str, state_dict: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:

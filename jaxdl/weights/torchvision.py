@@ -26,8 +26,9 @@ def _conv(w):
     return np.transpose(w, (2, 3, 1, 0))
 
 
-def _convert(sd: dict[str, np.ndarray], table: dict[str, tuple[str, str]], *,
-             drop: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _convert(
+    sd: dict[str, np.ndarray], table: dict[str, tuple[str, str]], *, drop: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """table: torch module prefix -> (our path, kind) with kind in conv | bn | linear | norm
     (LayerNorm). Keys starting with a prefix in `drop` are discarded (parts of the source
     model that the jaxdl model was configured without, e.g. auxiliary heads)."""
@@ -114,16 +115,22 @@ def vgg(sd, config):
                 t[f"features.{i + 1}"] = (f"stages/{s}/{j}/bn", "bn")
             i += 3 if config.batch_norm else 2
         i += 1  # max pool
-    t.update({"classifier.0": ("head/hidden/0", "linear"),
-              "classifier.3": ("head/hidden/1", "linear"),
-              "classifier.6": ("head/fc", "linear")})
+    t.update(
+        {
+            "classifier.0": ("head/hidden/0", "linear"),
+            "classifier.3": ("head/hidden/1", "linear"),
+            "classifier.6": ("head/fc", "linear"),
+        }
+    )
     out = _convert(sd, t)
     k = out.get("head/hidden/0/kernel")
     if k is not None and config.include_top:
         c = config.stages[-1][-1]
         if k.shape[0] != c * 49:
-            raise JaxdlError(f"torchvision vgg classifier.0 has {k.shape[0]} inputs, expected "
-                             f"{c} x 7 x 7 = {c * 49}")
+            raise JaxdlError(
+                f"torchvision vgg classifier.0 has {k.shape[0]} inputs, expected "
+                f"{c} x 7 x 7 = {c * 49}"
+            )
         h, w = (n >> len(config.stages) for n in config.input_shape[:2])
         k = k.reshape(c, 7, 7, -1)
         if (h, w) != (7, 7):
@@ -181,9 +188,17 @@ def _googlenet(sd, config):
     for torch, ours in (("conv1", 0), ("conv2", 2), ("conv3", 3)):
         _basic(t, torch, f"stem/{ours}")
     for name in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
-        _branches(t, f"inception{name}", f"blocks/{name}",
-                  [["branch1"], ["branch2.0", "branch2.1"], ["branch3.0", "branch3.1"],
-                   [None, "branch4.1"]])
+        _branches(
+            t,
+            f"inception{name}",
+            f"blocks/{name}",
+            [
+                ["branch1"],
+                ["branch2.0", "branch2.1"],
+                ["branch3.0", "branch3.1"],
+                [None, "branch4.1"],
+            ],
+        )
     drop = ()
     if config.aux_logits:
         for torch, ours in (("aux1", "4a"), ("aux2", "4d")):
@@ -213,26 +228,54 @@ def _inception_v3(sd, config):
     dbl/branches/0/0, 0/1, dbl_a, dbl_b, pool/branches/0/1; AuxLogits.conv0, conv1, fc ->
     aux/6e/convs/0, 1, head/fc (dropped without `aux_logits`); fc -> head/fc."""
     t = {"fc": ("head/fc", "linear")}
-    for torch, ours in (("Conv2d_1a_3x3", 0), ("Conv2d_2a_3x3", 1), ("Conv2d_2b_3x3", 2),
-                        ("Conv2d_3b_1x1", 4), ("Conv2d_4a_3x3", 5)):
+    for torch, ours in (
+        ("Conv2d_1a_3x3", 0),
+        ("Conv2d_2a_3x3", 1),
+        ("Conv2d_2b_3x3", 2),
+        ("Conv2d_3b_1x1", 4),
+        ("Conv2d_4a_3x3", 5),
+    ):
         _basic(t, torch, f"stem/{ours}")
     dbl3 = [f"branch3x3dbl_{i}" for i in (1, 2, 3)]
     for name in ("5b", "5c", "5d"):
-        _branches(t, f"Mixed_{name}", f"blocks/{name}",
-                  [["branch1x1"], ["branch5x5_1", "branch5x5_2"], dbl3, [None, "branch_pool"]])
+        _branches(
+            t,
+            f"Mixed_{name}",
+            f"blocks/{name}",
+            [["branch1x1"], ["branch5x5_1", "branch5x5_2"], dbl3, [None, "branch_pool"]],
+        )
     _branches(t, "Mixed_6a", "blocks/6a", [["branch3x3"], dbl3])
     for name in ("6b", "6c", "6d", "6e"):
-        _branches(t, f"Mixed_{name}", f"blocks/{name}",
-                  [["branch1x1"], [f"branch7x7_{i}" for i in (1, 2, 3)],
-                   [f"branch7x7dbl_{i}" for i in range(1, 6)], [None, "branch_pool"]])
-    _branches(t, "Mixed_7a", "blocks/7a",
-              [["branch3x3_1", "branch3x3_2"], [f"branch7x7x3_{i}" for i in range(1, 5)]])
+        _branches(
+            t,
+            f"Mixed_{name}",
+            f"blocks/{name}",
+            [
+                ["branch1x1"],
+                [f"branch7x7_{i}" for i in (1, 2, 3)],
+                [f"branch7x7dbl_{i}" for i in range(1, 6)],
+                [None, "branch_pool"],
+            ],
+        )
+    _branches(
+        t,
+        "Mixed_7a",
+        "blocks/7a",
+        [["branch3x3_1", "branch3x3_2"], [f"branch7x7x3_{i}" for i in range(1, 5)]],
+    )
     for name in ("7b", "7c"):
         p, q = f"Mixed_{name}", f"blocks/{name}"
-        for torch, ours in (("branch1x1", "b1"), ("branch3x3_1", "b3"), ("branch3x3_2a", "b3_a"),
-                            ("branch3x3_2b", "b3_b"), ("branch3x3dbl_1", "dbl/branches/0/0"),
-                            ("branch3x3dbl_2", "dbl/branches/0/1"), ("branch3x3dbl_3a", "dbl_a"),
-                            ("branch3x3dbl_3b", "dbl_b"), ("branch_pool", "pool/branches/0/1")):
+        for torch, ours in (
+            ("branch1x1", "b1"),
+            ("branch3x3_1", "b3"),
+            ("branch3x3_2a", "b3_a"),
+            ("branch3x3_2b", "b3_b"),
+            ("branch3x3dbl_1", "dbl/branches/0/0"),
+            ("branch3x3dbl_2", "dbl/branches/0/1"),
+            ("branch3x3dbl_3a", "dbl_a"),
+            ("branch3x3dbl_3b", "dbl_b"),
+            ("branch_pool", "pool/branches/0/1"),
+        ):
             _basic(t, f"{p}.{torch}", f"{q}/{ours}")
     drop = ()
     if config.aux_logits:
@@ -251,8 +294,10 @@ def inception(sd, config):
         return _googlenet(sd, config)
     if config.version == "v3":
         return _inception_v3(sd, config)
-    raise JaxdlError(f"torchvision has no Inception {config.version!r} (timm has "
-                     f"inception_resnet_v2; its converter is not written)")
+    raise JaxdlError(
+        f"torchvision has no Inception {config.version!r} (timm has "
+        f"inception_resnet_v2; its converter is not written)"
+    )
 
 
 def _inverted_residual(t, torch: str, ours: str, block) -> None:
@@ -302,8 +347,9 @@ def mobilenet(sd, config):
     n = len(model.blocks) + 1
     _conv_bn(t, f"features.{n}.0", f"features.{n}.1", "last")
     if config.version == 3:
-        t.update({"classifier.0": ("head/hidden/0", "linear"),
-                  "classifier.3": ("head/fc", "linear")})
+        t.update(
+            {"classifier.0": ("head/hidden/0", "linear"), "classifier.3": ("head/fc", "linear")}
+        )
     else:
         t["classifier.1"] = ("head/fc", "linear")
     return _convert(sd, t)
@@ -332,13 +378,14 @@ def split_qkv(w: np.ndarray, b: np.ndarray | None, num_heads: int, prefix: str) 
     `.../bias` [heads, d / heads]."""
     d = w.shape[1]
     if w.shape[0] != 3 * d:
-        raise JaxdlError(f"{prefix}: packed q/k/v weight has shape {w.shape}, expected "
-                         f"({3 * d}, {d})")
+        raise JaxdlError(
+            f"{prefix}: packed q/k/v weight has shape {w.shape}, expected ({3 * d}, {d})"
+        )
     out = {}
     for i, name in enumerate(("query", "key", "value")):
-        out[f"{prefix}/{name}/kernel"] = w[i * d:(i + 1) * d].T.reshape(d, num_heads, -1)
+        out[f"{prefix}/{name}/kernel"] = w[i * d : (i + 1) * d].T.reshape(d, num_heads, -1)
         if b is not None:
-            out[f"{prefix}/{name}/bias"] = b[i * d:(i + 1) * d].reshape(num_heads, -1)
+            out[f"{prefix}/{name}/bias"] = b[i * d : (i + 1) * d].reshape(num_heads, -1)
     return out
 
 
@@ -347,7 +394,9 @@ def out_proj(w: np.ndarray, num_heads: int) -> np.ndarray:
     return w.T.reshape(num_heads, -1, w.shape[0])
 
 
-def vit_tensors(sd: dict[str, np.ndarray], config, names: dict, source: str) -> dict[str, np.ndarray]:
+def vit_tensors(
+    sd: dict[str, np.ndarray], config, names: dict, source: str
+) -> dict[str, np.ndarray]:
     """Our ViT's tensors from a torch ViT state dict. `names` gives the torch spellings: patch,
     cls, pos, layer (format string with {i}), ln1, qkv_w, qkv_b, proj, ln2, fc1, fc2, norm,
     head. Torch names that are absent raise one error listing them; entries not used stay under
@@ -355,24 +404,36 @@ def vit_tensors(sd: dict[str, np.ndarray], config, names: dict, source: str) -> 
     model scans them (`scan_layers`)."""
     n = names
     layer_names = [n["qkv_w"], n["qkv_b"], f"{n['proj']}.weight", f"{n['proj']}.bias"] + [
-        f"{m}.{leaf}" for m in (n["ln1"], n["ln2"], n["fc1"], n["fc2"]) for leaf in ("weight", "bias")]
-    needed = [f"{m}.{leaf}" for m in (n["patch"], n["norm"], n["head"]) for leaf in ("weight", "bias")]
-    needed += [n["cls"], n["pos"]] + [f"{n['layer'].format(i=i)}.{x}" for i in range(config.num_layers)
-                                      for x in layer_names]
+        f"{m}.{leaf}"
+        for m in (n["ln1"], n["ln2"], n["fc1"], n["fc2"])
+        for leaf in ("weight", "bias")
+    ]
+    needed = [
+        f"{m}.{leaf}" for m in (n["patch"], n["norm"], n["head"]) for leaf in ("weight", "bias")
+    ]
+    needed += [n["cls"], n["pos"]] + [
+        f"{n['layer'].format(i=i)}.{x}" for i in range(config.num_layers) for x in layer_names
+    ]
     missing = [k for k in needed if k not in sd]
     if missing:
-        raise JaxdlError(f"{source} state dict lacks {len(missing)} tensor(s): "
-                         f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+        raise JaxdlError(
+            f"{source} state dict lacks {len(missing)} tensor(s): "
+            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        )
     out = {k: v for k, v in sd.items() if k not in set(needed)}
     h = config.num_heads
-    out.update({"patch_embed/kernel": _conv(sd[f"{n['patch']}.weight"]),
-                "patch_embed/bias": sd[f"{n['patch']}.bias"],
-                "cls_token": sd[n["cls"]].reshape(1, 1, -1),
-                "pos_embed": sd[n["pos"]].reshape(-1, sd[n["pos"]].shape[-1]),
-                "encoder/ln_f/scale": sd[f"{n['norm']}.weight"],
-                "encoder/ln_f/bias": sd[f"{n['norm']}.bias"],
-                "head/kernel": sd[f"{n['head']}.weight"].T,
-                "head/bias": sd[f"{n['head']}.bias"]})
+    out.update(
+        {
+            "patch_embed/kernel": _conv(sd[f"{n['patch']}.weight"]),
+            "patch_embed/bias": sd[f"{n['patch']}.bias"],
+            "cls_token": sd[n["cls"]].reshape(1, 1, -1),
+            "pos_embed": sd[n["pos"]].reshape(-1, sd[n["pos"]].shape[-1]),
+            "encoder/ln_f/scale": sd[f"{n['norm']}.weight"],
+            "encoder/ln_f/bias": sd[f"{n['norm']}.bias"],
+            "head/kernel": sd[f"{n['head']}.weight"].T,
+            "head/bias": sd[f"{n['head']}.bias"],
+        }
+    )
     layers = []
     for i in range(config.num_layers):
         p = n["layer"].format(i=i) + "."
@@ -380,14 +441,22 @@ def vit_tensors(sd: dict[str, np.ndarray], config, names: dict, source: str) -> 
         lay["attn/out/kernel"] = out_proj(sd[p + n["proj"] + ".weight"], h)
         lay["attn/out/bias"] = sd[p + n["proj"] + ".bias"]
         for torch, ours in ((n["ln1"], "ln1"), (n["ln2"], "ln3")):
-            lay[f"{ours}/scale"], lay[f"{ours}/bias"] = sd[p + torch + ".weight"], sd[p + torch + ".bias"]
+            lay[f"{ours}/scale"], lay[f"{ours}/bias"] = (
+                sd[p + torch + ".weight"],
+                sd[p + torch + ".bias"],
+            )
         for torch, ours in ((n["fc1"], "mlp/fc1"), (n["fc2"], "mlp/fc2")):
-            lay[f"{ours}/kernel"], lay[f"{ours}/bias"] = sd[p + torch + ".weight"].T, sd[p + torch + ".bias"]
+            lay[f"{ours}/kernel"], lay[f"{ours}/bias"] = (
+                sd[p + torch + ".weight"].T,
+                sd[p + torch + ".bias"],
+            )
         layers.append(lay)
     if config.scan_layers:
         out.update({f"encoder/layers/{k}": np.stack([lay[k] for lay in layers]) for k in layers[0]})
     else:
-        out.update({f"encoder/layers/{i}/{k}": v for i, lay in enumerate(layers) for k, v in lay.items()})
+        out.update(
+            {f"encoder/layers/{i}/{k}": v for i, lay in enumerate(layers) for k, v in lay.items()}
+        )
     return out
 
 
@@ -397,25 +466,52 @@ def vit(sd, config):
     {ln_1, self_attention.in_proj_weight|in_proj_bias (packed q, k, v; split per head),
     self_attention.out_proj, ln_2, mlp.0, mlp.3} -> encoder/layers/i/{ln1, attn/query|key|value,
     attn/out, ln3, mlp/fc1, mlp/fc2}, encoder.ln -> encoder/ln_f, heads.head -> head."""
-    return vit_tensors(sd, config, dict(
-        patch="conv_proj", cls="class_token", pos="encoder.pos_embedding",
-        layer="encoder.layers.encoder_layer_{i}", ln1="ln_1",
-        qkv_w="self_attention.in_proj_weight", qkv_b="self_attention.in_proj_bias",
-        proj="self_attention.out_proj", ln2="ln_2", fc1="mlp.0", fc2="mlp.3", norm="encoder.ln",
-        head="heads.head"), "torchvision vit")
+    return vit_tensors(
+        sd,
+        config,
+        dict(
+            patch="conv_proj",
+            cls="class_token",
+            pos="encoder.pos_embedding",
+            layer="encoder.layers.encoder_layer_{i}",
+            ln1="ln_1",
+            qkv_w="self_attention.in_proj_weight",
+            qkv_b="self_attention.in_proj_bias",
+            proj="self_attention.out_proj",
+            ln2="ln_2",
+            fc1="mlp.0",
+            fc2="mlp.3",
+            norm="encoder.ln",
+            head="heads.head",
+        ),
+        "torchvision vit",
+    )
 
 
-TORCHVISION_CONVERTERS = {"resnet": resnet, "vgg": vgg, "densenet": densenet,
-                          "inception": inception, "mobilenet": mobilenet,
-                          "efficientnet": efficientnet, "vit": vit}
+TORCHVISION_CONVERTERS = {
+    "resnet": resnet,
+    "vgg": vgg,
+    "densenet": densenet,
+    "inception": inception,
+    "mobilenet": mobilenet,
+    "efficientnet": efficientnet,
+    "vit": vit,
+}
 
 # jaxdl model name -> torchvision model name, where they differ.
 TORCHVISION_NAMES = {"vit_b16": "vit_b_16", "vit_l16": "vit_l_16"}
 
 # The evaluation crop of torchvision's default weights (their `transforms`), where it is not 224.
-_RESOLUTION = {"inception_v3": 299, "efficientnet_b1": 240, "efficientnet_b2": 288,
-               "efficientnet_b3": 300, "efficientnet_b4": 380, "efficientnet_b5": 456,
-               "efficientnet_b6": 528, "efficientnet_b7": 600}
+_RESOLUTION = {
+    "inception_v3": 299,
+    "efficientnet_b1": 240,
+    "efficientnet_b2": 288,
+    "efficientnet_b3": 300,
+    "efficientnet_b4": 380,
+    "efficientnet_b5": 456,
+    "efficientnet_b6": 528,
+    "efficientnet_b7": 600,
+}
 # torchvision builds these with `transform_input=True` when it loads their weights: the model
 # turns ImageNet-normalised input into (x - 0.5) / 0.5 before its first conv. Ours has no such
 # step; the preprocessing does it, so the same weights see the same input.
@@ -428,12 +524,15 @@ def torchvision_preprocessing(name: str) -> Preprocessing:
     evaluation crop."""
     prep = replace(TORCHVISION, resolution=_RESOLUTION.get(name, 224))
     if name in _TRANSFORM_INPUT:
-        prep = replace(prep, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                       source="torchvision (transform_input)")
+        prep = replace(
+            prep, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), source="torchvision (transform_input)"
+        )
     return prep
 
 
-def convert_torchvision(family: str, state_dict: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:
+def convert_torchvision(
+    family: str, state_dict: dict[str, np.ndarray], config
+) -> dict[str, np.ndarray]:
     """Our flat tensors (see jaxdl.weights.convert) from a torchvision state dict of a model of
     the jaxdl `family`, for the jaxdl model built from `config`."""
     if family not in TORCHVISION_CONVERTERS:
