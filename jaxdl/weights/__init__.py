@@ -1,8 +1,9 @@
-"""Pretrained weights: converters from Keras applications and torchvision state dicts, safe
+"""Pretrained weights: converters from Keras applications and torchvision / timm state dicts, safe
 file reading, the preprocessing each source expects, and a cache of converted weights.
 
     model, prep = jaxdl.weights.load("resnet50", source="keras")            # downloads if online
     model, prep = jaxdl.weights.load("resnet50", source="torchvision", path="resnet50.pth")
+    model, prep = jaxdl.weights.load("vit_b16", source="timm", path="vit.safetensors")
     logits = model(prep.apply(images_0_255))
 """
 
@@ -16,9 +17,9 @@ from flax import nnx
 from jaxdl.errors import JaxdlError, unknown_name
 from jaxdl.weights.convert import assign, model_tensors
 from jaxdl.weights.io import read_safetensors, read_weights, write_safetensors
-from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
+from jaxdl.weights.preprocess import Preprocessing
 
-SOURCES = ("keras", "torchvision")
+SOURCES = ("keras", "torchvision", "timm")
 
 
 def cache_dir() -> Path:
@@ -55,8 +56,10 @@ def load(name: str, source: str = "keras", path: str | os.PathLike | None = None
     """(model with pretrained ImageNet weights, its Preprocessing).
 
     With `path`, converts that local file (Keras: a .weights.h5 / .h5 of the keras.applications
-    model; torchvision: a state dict as .pth/.pt (weights_only) or .safetensors). Without, asks the
-    source library to download (needs network) and otherwise explains where to put the file.
+    model; torchvision / timm: a state dict as .pth/.pt (weights_only) or .safetensors). Without,
+    asks the source library to download (needs network) and otherwise explains where to put the
+    file. torchvision names follow ours except vit_b16 (vit_b_16); timm: vit_b16
+    (vit_base_patch16_224), resnet50, efficientnet_b0.
     Converted weights are cached as safetensors under $JAXDL_CACHE (~/.cache/jaxdl)/weights."""
     if source not in SOURCES:
         raise unknown_name("weight source", source, SOURCES)
@@ -65,8 +68,10 @@ def load(name: str, source: str = "keras", path: str | os.PathLike | None = None
         return hit
     if source == "keras":
         model, prep, overrides = _load_keras(name, path, rngs)
-    else:
+    elif source == "torchvision":
         model, prep, overrides = _load_torchvision(name, path, rngs)
+    else:
+        model, prep, overrides = _load_timm(name, path, rngs)
     if cache:
         _store(name, source, model, prep, overrides)
     return model, prep
@@ -102,28 +107,83 @@ def _load_keras(name, path, rngs):
     return model, prep, {"stride_in_1x1": True} if name.startswith("resnet") else {}
 
 
+def _state_dict(module) -> dict:
+    return {
+        k: v.detach().float().numpy() if v.is_floating_point() else v.detach().numpy()
+        for k, v in module.state_dict().items()
+    }
+
+
 def _load_torchvision(name, path, rngs):
     from jaxdl.models.registry import create_model, get_entry
-    from jaxdl.weights.torchvision import TORCHVISION_CONVERTERS, convert_torchvision
+    from jaxdl.weights.torchvision import (
+        TORCHVISION_CONVERTERS,
+        TORCHVISION_NAMES,
+        convert_torchvision,
+        torchvision_preprocessing,
+    )
 
     family = get_entry(name).family
     if family not in TORCHVISION_CONVERTERS:
         raise unknown_name("torchvision-convertible family", family, TORCHVISION_CONVERTERS)
+    tv_name = TORCHVISION_NAMES.get(name, name)
     if path is not None:
         sd = read_weights(path)
     else:
         try:
             import torchvision
 
-            tv = torchvision.models.get_model(name, weights="DEFAULT")
-            sd = {k: v.detach().float().numpy() for k, v in tv.state_dict().items()}
+            weights = torchvision.models.get_model_weights(tv_name).DEFAULT
+            # the file as published: googlenet / inception_v3 keep their auxiliary heads here
+            sd = {
+                k: v.float().numpy() if v.is_floating_point() else v.numpy()
+                for k, v in weights.get_state_dict(progress=False).items()
+            }
         except Exception as e:
             raise JaxdlError(
-                f"could not get torchvision {name} weights ({type(e).__name__}: {e}). Offline, download the "
-                f"state dict elsewhere (torchvision.models.get_model_weights) and pass path= to it") from e
+                f"could not get torchvision {tv_name} weights ({type(e).__name__}: {e}). "
+                f"Offline, download the state dict elsewhere (its URL: torchvision.models."
+                f"get_model_weights('{tv_name}').DEFAULT.url) and pass path= to it"
+            ) from e
     model = create_model(name, rngs=rngs)
-    assign(model, convert_torchvision(family, sd, model.config), source=f"torchvision {name} weights")
-    return model, TORCHVISION, {}
+    assign(
+        model,
+        convert_torchvision(family, sd, model.config),
+        source=f"torchvision {tv_name} weights",
+    )
+    return model, torchvision_preprocessing(name), {}
+
+
+def _load_timm(name, path, rngs):
+    from jaxdl.models.registry import create_model, get_entry
+    from jaxdl.weights.timm import TIMM_MODELS, convert_timm, timm_preprocessing
+
+    if name not in TIMM_MODELS:
+        raise unknown_name("timm-convertible model", name, TIMM_MODELS)
+    timm_name, prep = TIMM_MODELS[name]
+    if path is not None:
+        sd = read_weights(path)
+    else:
+        try:
+            import timm
+
+            tm = timm.create_model(timm_name, pretrained=True)
+            sd = _state_dict(tm)
+            prep = timm_preprocessing(dict(tm.pretrained_cfg), prep)
+        except Exception as e:
+            raise JaxdlError(
+                f"could not get timm {timm_name} weights ({type(e).__name__}: {e}). "
+                f"Offline, download its state dict elsewhere (timm.create_model('{timm_name}', "
+                f"pretrained=True).state_dict(), or model.safetensors from the Hugging Face hub "
+                f"repo timm/{timm_name}.*) and pass path= to it"
+            ) from e
+    model = create_model(name, rngs=rngs)
+    assign(
+        model,
+        convert_timm(get_entry(name).family, sd, model.config),
+        source=f"timm {timm_name} weights",
+    )
+    return model, prep, {}
 
 
 __all__ = ["SOURCES", "load", "assign", "model_tensors", "read_weights", "Preprocessing"]
