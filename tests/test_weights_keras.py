@@ -19,7 +19,7 @@ def randomize(km, seed=0):
     for w in km.weights:
         name, shape = w.path.split("/")[-1], tuple(w.shape)
         if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            fan_in = int(np.prod(shape[:-1])) if name != "depthwise_kernel" else int(np.prod(shape[:2]))
+            fan_in = int(np.prod(shape[:2] if name == "depthwise_kernel" else shape[:-1]))
             w.assign(rng.normal(0, np.sqrt(2 / fan_in), shape).astype("float32"))
         elif name in ("gamma", "moving_variance"):
             w.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
@@ -42,9 +42,12 @@ CASES = [
     # gets other auto-generated layer numbers the second time (conv2d_94, ...), which the
     # creation-order matching must not depend on. Xception at 86: its max pools see the even
     # sizes 40, 20, 10, where Keras's 'same' pooling differs from symmetric padding.
-    ("inception_v3", "InceptionV3", dict(input_shape=(75, 75, 3), classifier_activation=None, classes=10)),
-    ("inception_v3", "InceptionV3", dict(input_shape=(80, 80, 3), include_top=False, pooling="avg")),
-    ("inception_resnet_v2", "InceptionResNetV2", dict(input_shape=(75, 75, 3), include_top=False, pooling="max")),
+    ("inception_v3", "InceptionV3",
+     dict(input_shape=(75, 75, 3), classifier_activation=None, classes=10)),
+    ("inception_v3", "InceptionV3",
+     dict(input_shape=(80, 80, 3), include_top=False, pooling="avg")),
+    ("inception_resnet_v2", "InceptionResNetV2",
+     dict(input_shape=(75, 75, 3), include_top=False, pooling="max")),
     ("xception", "Xception", dict(input_shape=(86, 86, 3), classifier_activation=None, classes=7)),
     ("xception", "Xception", dict(input_shape=(71, 71, 3), include_top=False)),
 ]
@@ -52,6 +55,25 @@ CASES = [
 
 def test_every_converter_is_covered():
     assert sorted({c[0] for c in CASES}) == keras_models()
+
+
+def test_auto_named_layers_are_matched_by_creation_number():
+    """conv2d, conv2d_2, conv2d_10 in that order (numerically, not as strings); named layers
+    are left to the tables; a count that differs from ours is an error, not a partial match."""
+    from jaxdl.errors import JaxdlError
+    from jaxdl.weights.keras import _auto_named, _match_auto_named
+
+    names = ["conv2d_10", "conv2d", "conv2d_2", "block35_1_conv", "conv_7b",
+             "batch_normalization_3", "batch_normalization_11", "batch_normalization_4",
+             "conv_7b_bn"]
+    t = {f"{n}/kernel": np.zeros(1) for n in names}
+    assert _auto_named(t, "conv") == ["conv2d", "conv2d_2", "conv2d_10"]
+    bn = "batch_normalization"
+    assert _match_auto_named(t, ["x", "y", "z"], "test") == {
+        "conv2d": "x/conv", "conv2d_2": "y/conv", "conv2d_10": "z/conv",
+        f"{bn}_3": "x/bn", f"{bn}_4": "y/bn", f"{bn}_11": "z/bn"}
+    with pytest.raises(JaxdlError, match="3 auto-named Conv2D and 3 BatchNormalization.*2 conv-BN"):
+        _match_auto_named(t, ["x", "y"], "test")
 
 
 def _ids(cases):

@@ -258,8 +258,9 @@ def _xception(t, config):
     auto-named conv2d_N / batch_normalization_N, in creation order -> the shortcuts of the
     reduction blocks in order; predictions -> head/fc."""
     n = 3 + config.middle_blocks + 1
-    table = {"block1_conv1": "stem/0/conv", "block1_conv1_bn": "stem/0/bn",
-             "block1_conv2": "stem/1/conv", "block1_conv2_bn": "stem/1/bn", "predictions": "head/fc"}
+    table = {f"block1_conv{j + 1}{k}": f"stem/{j}/{ours}" for j in range(2)
+             for k, ours in (("", "conv"), ("_bn", "bn"))}
+    table["predictions"] = "head/fc"
     units = [(i, j, f"blocks/{i}/units/{j}") for i in range(n)
              for j in range(2 if i < 3 or i == n - 1 else 3)]
     units += [(n, j, f"exit/{j}") for j in range(2)]
