@@ -76,6 +76,16 @@ def test_auto_named_layers_are_matched_by_creation_number():
         _match_auto_named(t, ["x", "y"], "test")
 
 
+def test_inception_converter_refuses_what_keras_does_not_have():
+    from jaxdl.errors import JaxdlError
+    from jaxdl.models.registry import get_config
+    from jaxdl.weights.keras import KERAS_CONVERTERS
+
+    for name, opts in (("inception_v3", {"aux_logits": True}), ("googlenet", {})):
+        with pytest.raises(JaxdlError, match="without auxiliary heads"):
+            KERAS_CONVERTERS["inception"]({}, get_config(name, **opts))
+
+
 def _ids(cases):
     seen = {}
     for c in cases:
