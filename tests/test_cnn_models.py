@@ -210,6 +210,7 @@ def test_lenet_fits_small_inputs_into_32x32():
         ("resnet18", {"input_shape": (16, 16, 3)}, "minimum"),
         ("inception_v3", {"input_shape": (74, 74, 3)}, "minimum"),
         ("xception", {"input_shape": (70, 70, 3)}, "minimum"),
+        ("xception", {"pool_padding": "symmetric"}, "pool_padding"),
         ("mobilenet_v2", {"pooling": "sum"}, "pooling"),
         ("mobilenet_v2", {"dropout": 1.0}, "dropout"),
         ("mobilenet_v3_small", {"size": "tiny"}, "size"),

@@ -37,6 +37,10 @@ class InceptionConfig(ClassifierConfig):
     width_mult: float = 1.0  # scales every conv width (tiny test configs); 1.0 is the paper
     k5: int = 3  # GoogLeNet's "5x5" branch kernel: 3 in torchvision, 5 in the paper
     repeats: tuple[int, int, int] = (10, 20, 10)  # Inception-ResNet-v2's A, B, C blocks
+    # v3's 3x3/1 average pools: True divides by 9 at the border too (torchvision), False by the
+    # number of real pixels (Keras/TF 'same' pooling). Inception-ResNet-v2's one average pool
+    # (mixed_5b) excludes the padding in both timm and Keras.
+    count_include_pad: bool = True
 
 
 class AuxHead(nnx.Module):
@@ -139,15 +143,16 @@ class Inception(ConvNet):
             ends = ("3b", "4e", "5b")
             pools = {"3b": MaxPool(3, 2, ceil_mode=True), "4e": MaxPool(2, 2, ceil_mode=True)}
         elif c.version == "v3":
+            pad = dict(count_include_pad=c.count_include_pad)
             for name, pf in (("5b", 32), ("5c", 64), ("5d", 64)):
-                add(name, I.inception_a(cin, pf, **kw))
+                add(name, I.inception_a(cin, pf, **pad, **kw))
             add("6a", I.inception_b(cin, **kw))
             for name, c7 in (("6b", 128), ("6c", 160), ("6d", 160), ("6e", 192)):
-                add(name, I.inception_c(cin, c7, **kw))
+                add(name, I.inception_c(cin, c7, **pad, **kw))
             aux_at["6e"] = cin
             add("7a", I.inception_d(cin, **kw))
             for name in ("7b", "7c"):
-                e = I.InceptionE(cin, **kw)
+                e = I.InceptionE(cin, **pad, **kw)
                 add(name, (e, e.out_channels))
             ends, pools = ("5d", "6e", "7c"), {}
         else:

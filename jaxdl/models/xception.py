@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jax
 from flax import nnx
 
+from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, make_head
 from jaxdl.nn.conv import BN, ConvBN, MaxPool, SeparableConv, batch_norm
@@ -25,6 +26,9 @@ class XceptionConfig(ClassifierConfig):
     input_shape: tuple[int, int, int] = (299, 299, 3)
     middle_blocks: int = 8
     width_mult: float = 1.0  # scales every width (tiny test configs); 1.0 is the paper
+    # the reduction blocks' 3x3/2 max pools: 'same' pads 1 on each side (timm, torch), Keras's
+    # 'same_keras' pads (0, 1) on even sizes (equal on odd sizes)
+    pool_padding: str = "same"
 
 
 class SepBN(nnx.Module):
@@ -46,14 +50,22 @@ class XceptionBlock(nnx.Module):
     BN shortcut, or an identity shortcut. [B, H, W, cin] -> [B, H', W', widths[-1]]."""
 
     def __init__(
-        self, cin: int, widths, *, reduce: bool, first_relu: bool = True, bn: BN, rngs: nnx.Rngs
+        self,
+        cin: int,
+        widths,
+        *,
+        reduce: bool,
+        first_relu: bool = True,
+        pool_padding="same",
+        bn: BN,
+        rngs: nnx.Rngs,
     ):
         units, c = [], cin
         for i, w in enumerate(widths):
             units.append(SepBN(c, w, pre_relu=first_relu or i > 0, bn=bn, rngs=rngs))
             c = w
         self.units = nnx.List(units)
-        self.pool = MaxPool(3, 2, padding=1) if reduce else None
+        self.pool = MaxPool(3, 2, padding=pool_padding) if reduce else None
         self.shortcut = (
             ConvBN(cin, c, 1, stride=2, bn=bn, activation=None, rngs=rngs) if reduce else None
         )
@@ -78,6 +90,10 @@ class Xception(ConvNet):
     def __init__(self, config: XceptionConfig, *, rngs: nnx.Rngs):
         self.config = c = config
         self.check_config()
+        if c.pool_padding not in ("same", "same_keras"):
+            raise JaxdlError(
+                f"xception: pool_padding must be 'same' or 'same_keras', got {c.pool_padding!r}"
+            )
         bn = BN()
         ch = lambda n: max(1, round(n * c.width_mult))
         self.stem = nnx.List(
@@ -96,7 +112,15 @@ class Xception(ConvNet):
         cin, blocks = ch(64), []
         for cout, widths, reduce, first_relu in spec:
             blocks.append(
-                XceptionBlock(cin, widths, reduce=reduce, first_relu=first_relu, bn=bn, rngs=rngs)
+                XceptionBlock(
+                    cin,
+                    widths,
+                    reduce=reduce,
+                    first_relu=first_relu,
+                    pool_padding=c.pool_padding,
+                    bn=bn,
+                    rngs=rngs,
+                )
             )
             cin = cout
         self.blocks = nnx.List(blocks)

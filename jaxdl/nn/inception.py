@@ -87,15 +87,18 @@ def inception_v1(cin, c1, c3r, c3, c5r, c5, pool_proj, *, k5: int = 5, ch: Ch, b
     )
 
 
-def inception_a(cin, pool_features, *, ch: Ch, bn: BN, rngs):
-    """v3 Fig. 5 (35x35): 1x1 64 | 1x1 48, 5x5 64 | 1x1 64, 3x3 96, 3x3 96 | avg, 1x1."""
+def inception_a(cin, pool_features, *, count_include_pad: bool = True, ch: Ch, bn: BN, rngs):
+    """v3 Fig. 5 (35x35): 1x1 64 | 1x1 48, 5x5 64 | 1x1 64, 3x3 96, 3x3 96 | avg, 1x1.
+    `count_include_pad`: whether the 3x3/1 average pool divides by 9 at the border
+    (torchvision) or by the number of real pixels under the window (Keras 'same')."""
     b = _builder(cin, ch, bn, rngs)
+    pool = AvgPool(3, 1, padding=1, count_include_pad=count_include_pad)
     return _finish(
         [
             b().conv(64, 1),
             b().conv(48, 1).conv(64, 5),
             b().conv(64, 1).conv(96, 3).conv(96, 3),
-            b().pool(AvgPool(3, 1, padding=1)).conv(pool_features, 1),
+            b().pool(pool).conv(pool_features, 1),
         ]
     )
 
@@ -112,16 +115,17 @@ def inception_b(cin, *, ch: Ch, bn: BN, rngs):
     return _finish(chains)
 
 
-def inception_c(cin, c7, *, ch: Ch, bn: BN, rngs):
+def inception_c(cin, c7, *, count_include_pad: bool = True, ch: Ch, bn: BN, rngs):
     """v3 Fig. 6 (17x17, n = 7): 1x1 192 | 1x1 c7, 1x7, 7x1 192 | 1x1 c7, 7x1, 1x7, 7x1, 1x7
-    192 | avg, 1x1 192."""
+    192 | avg, 1x1 192 (`count_include_pad` as in `inception_a`)."""
     b = _builder(cin, ch, bn, rngs)
+    pool = AvgPool(3, 1, padding=1, count_include_pad=count_include_pad)
     return _finish(
         [
             b().conv(192, 1),
             b().conv(c7, 1).conv(c7, (1, 7)).conv(192, (7, 1)),
             b().conv(c7, 1).conv(c7, (7, 1)).conv(c7, (1, 7)).conv(c7, (7, 1)).conv(192, (1, 7)),
-            b().pool(AvgPool(3, 1, padding=1)).conv(192, 1),
+            b().pool(pool).conv(192, 1),
         ]
     )
 
@@ -142,16 +146,19 @@ class InceptionE(nnx.Module):
     """v3 Fig. 7 (8x8): 1x1 320 | 1x1 384 -> (1x3 384 ; 3x1 384) | 1x1 448, 3x3 384 ->
     (1x3 384 ; 3x1 384) | avg, 1x1 192; the split branches fan out into two outputs.
     [B, 8, 8, cin] -> [B, 8, 8, 2048]. Parameters `b1`, `b3`, `b3_a`, `b3_b`, `dbl`, `dbl_a`,
-    `dbl_b`, `pool`."""
+    `dbl_b`, `pool` (`count_include_pad` as in `inception_a`)."""
 
-    def __init__(self, cin: int, *, ch: Ch, bn: BN, rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, *, count_include_pad: bool = True, ch: Ch, bn: BN, rngs: nnx.Rngs
+    ):
         conv = lambda i, o, k: ConvBN(i, o, k, bn=bn, rngs=rngs)
         self.b1 = conv(cin, ch(320), 1)
         self.b3 = conv(cin, ch(384), 1)
         self.b3_a, self.b3_b = conv(ch(384), ch(384), (1, 3)), conv(ch(384), ch(384), (3, 1))
         self.dbl = Branches([[conv(cin, ch(448), 1), conv(ch(448), ch(384), 3)]])
         self.dbl_a, self.dbl_b = conv(ch(384), ch(384), (1, 3)), conv(ch(384), ch(384), (3, 1))
-        self.pool = Branches([[AvgPool(3, 1, padding=1), conv(cin, ch(192), 1)]])
+        pool = AvgPool(3, 1, padding=1, count_include_pad=count_include_pad)
+        self.pool = Branches([[pool, conv(cin, ch(192), 1)]])
         self.out_channels = ch(320) + 4 * ch(384) + ch(192)
 
     def __call__(self, x, *, train: bool = False):

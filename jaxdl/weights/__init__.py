@@ -104,7 +104,7 @@ def _load_keras(name, path, rngs):
                 f"the file keras.applications downloads (its name is in keras/src/applications/) into "
                 f"~/.keras/models/, or pass path= to a .weights.h5 file") from e
     model, prep = from_keras(name, km, rngs=rngs)
-    return model, prep, {"stride_in_1x1": True} if name.startswith("resnet") else {}
+    return model, prep, table[name][1]  # the architecture options the cache rebuilds with
 
 
 def _state_dict(module) -> dict:

@@ -9,7 +9,9 @@ biases before BatchNorm (ResNet v1), the biases are folded into the moving mean.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -147,12 +149,137 @@ def _densenet(t, config):
     return rename(t, table)
 
 
+# --- Inception-v3, Inception-ResNet-v2, Xception -------------------------------------------
+# keras.applications' InceptionV3 and InceptionResNetV2 leave most Conv2D / BatchNormalization
+# layers unnamed, so Keras numbers them per class in creation order within the session
+# (conv2d, conv2d_1, ... or conv2d_94, ... when other models were built first). They are matched
+# by that order: sorted by numeric suffix, paired with our ConvBNs listed in the order Keras's
+# code creates them (`_keras_conv_order`).
+
+_AUTO = {"conv": re.compile(r"^conv2d(?:_(\d+))?$"),
+         "bn": re.compile(r"^batch_normalization(?:_(\d+))?$")}
+
+
+def _auto_named(t: dict[str, np.ndarray], kind: str) -> list[str]:
+    """Keras auto-named layers of `kind` ('conv' | 'bn') in creation order."""
+    found = {}
+    for name in t:
+        layer = name.rpartition("/")[0]
+        if m := _AUTO[kind].match(layer):
+            found[layer] = int(m.group(1) or 0)
+    return sorted(found, key=found.get)
+
+
+def _keras_conv_order(module, path: str) -> list[str]:
+    """Paths of the ConvBNs under `module` in Keras's creation order: branch by branch, each
+    branch front to back; Inception-v3's module E as 1x1 | 1x1, 1x3, 3x1 | 1x1, 3x3, 1x3, 3x1 |
+    pool conv. Inception-ResNet blocks: their branches (the up-projection is named in Keras)."""
+    from jaxdl.nn.conv import ConvBN
+    from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
+
+    if isinstance(module, ConvBN):
+        return [path]
+    if isinstance(module, ResidualInception):
+        return _keras_conv_order(module.branches, f"{path}/branches")
+    if isinstance(module, InceptionE):
+        return [p for attr in ("b1", "b3", "b3_a", "b3_b", "dbl", "dbl_a", "dbl_b", "pool")
+                for p in _keras_conv_order(getattr(module, attr), f"{path}/{attr}")]
+    if isinstance(module, Branches):
+        return [p for i, branch in enumerate(module.branches) for j, layer in enumerate(branch)
+                for p in _keras_conv_order(layer, f"{path}/branches/{i}/{j}")]
+    return []  # pooling
+
+
+def _match_auto_named(t, ours: list[str], what: str) -> dict[str, str]:
+    """{keras auto-named conv / BN: our conv / bn path}, pairing creation orders; the counts
+    must agree (shapes are then checked by `assign`)."""
+    convs, bns = _auto_named(t, "conv"), _auto_named(t, "bn")
+    if len(convs) != len(ours) or len(bns) != len(ours):
+        raise JaxdlError(
+            f"{what}: the Keras model has {len(convs)} auto-named Conv2D and {len(bns)} "
+            f"BatchNormalization layers, the jaxdl model {len(ours)} conv-BN units; is it the "
+            f"same architecture?")
+    table = {k: f"{p}/conv" for k, p in zip(convs, ours, strict=True)}
+    table.update({k: f"{p}/bn" for k, p in zip(bns, ours, strict=True)})
+    return table
+
+
+@register_keras("inception")
+def _inception(t, config):
+    """keras.applications.InceptionV3 / InceptionResNetV2. The auto-named conv2d_N /
+    batch_normalization_N, in creation order, -> stem/i and blocks/<name>/... conv, bn (see
+    `_keras_conv_order`); InceptionResNetV2's named layers: block35_{i+1}_conv,
+    block17_{i+1}_conv, block8_{i+1}_conv -> blocks/a{i}, b{i}, c{i}/up; conv_7b, conv_7b_bn ->
+    blocks/7b/conv, bn; predictions -> head/fc."""
+    from dataclasses import fields
+
+    from jaxdl.models.registry import abstract_model
+
+    if config.version not in ("v3", "resnet_v2") or config.aux_logits:
+        raise JaxdlError("Keras has Inception-v3 and Inception-ResNet-v2 without auxiliary heads "
+                         f"only (got version={config.version!r}, aux_logits={config.aux_logits})")
+    # the module layout (shapes only) of the model being filled
+    model = abstract_model("inception_v3" if config.version == "v3" else "inception_resnet_v2",
+                           **{f.name: getattr(config, f.name) for f in fields(config)})
+    ours = [p for i, layer in enumerate(model.stem) for p in _keras_conv_order(layer, f"stem/{i}")]
+    named = {"predictions": "head/fc"}
+    for name in model.order:
+        if name == "7b" and config.version == "resnet_v2":
+            named.update({"conv_7b": "blocks/7b/conv", "conv_7b_bn": "blocks/7b/bn"})
+            continue
+        ours += _keras_conv_order(model.blocks[name], f"blocks/{name}")
+        if name[0] in "abc" and name[1:].isdigit():
+            kind = {"a": "block35", "b": "block17", "c": "block8"}[name[0]]
+            named[f"{kind}_{int(name[1:]) + 1}_conv"] = f"blocks/{name}/up"
+    table = _match_auto_named(t, ours, f"Keras Inception ({config.version})")
+    return rename(t, {**table, **named})
+
+
+def _split_separable(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """SeparableConv2D 'L/depthwise_kernel', 'L/pointwise_kernel' -> layers 'L.depthwise' and
+    'L.pointwise' (our SeparableConv's two convs), so a table can map each."""
+    out = {}
+    for name, arr in t.items():
+        layer, _, w = name.rpartition("/")
+        if w == "pointwise_kernel":
+            name = f"{layer}.pointwise/kernel"
+        elif w == "depthwise_kernel" and f"{layer}/pointwise_kernel" in t:
+            name = f"{layer}.depthwise/depthwise_kernel"
+        out[name] = arr
+    return out
+
+
+@register_keras("xception")
+def _xception(t, config):
+    """keras.applications.Xception: block1_conv{j+1}[_bn] -> stem/j/conv, bn;
+    block{i+2}_sepconv{j+1} (depthwise_kernel, pointwise_kernel) -> blocks/i/units/j/sep/
+    depthwise, pointwise; block{i+2}_sepconv{j+1}_bn -> blocks/i/units/j/bn; the exit flow's
+    block{n+2}_sepconv1, 2 -> exit/0, 1 (n blocks); the residual 1x1 convs and their BNs,
+    auto-named conv2d_N / batch_normalization_N, in creation order -> the shortcuts of the
+    reduction blocks in order; predictions -> head/fc."""
+    n = 3 + config.middle_blocks + 1
+    table = {f"block1_conv{j + 1}{k}": f"stem/{j}/{ours}" for j in range(2)
+             for k, ours in (("", "conv"), ("_bn", "bn"))}
+    table["predictions"] = "head/fc"
+    units = [(i, j, f"blocks/{i}/units/{j}") for i in range(n)
+             for j in range(2 if i < 3 or i == n - 1 else 3)]
+    units += [(n, j, f"exit/{j}") for j in range(2)]
+    for i, j, ours in units:
+        k = f"block{i + 2}_sepconv{j + 1}"
+        table.update({f"{k}.depthwise": f"{ours}/sep/depthwise",
+                      f"{k}.pointwise": f"{ours}/sep/pointwise", f"{k}_bn": f"{ours}/bn"})
+    shortcuts = [f"blocks/{i}/shortcut" for i in (0, 1, 2, n - 1)]
+    table.update(_match_auto_named(t, shortcuts, "Keras Xception"))
+    return rename(_split_separable(t), table)
+
+
 # jaxdl name -> (keras.applications constructor name, config overrides matching Keras's
 # architecture, the preprocessing Keras's preprocess_input applies)
 def _keras_models():
     from jaxdl.weights import preprocess as P
 
     v1 = {"stride_in_1x1": True}
+    tf299 = replace(P.KERAS_TF, resolution=299)
     return {
         "vgg16": ("VGG16", {}, P.KERAS_CAFFE),
         "vgg19": ("VGG19", {}, P.KERAS_CAFFE),
@@ -162,6 +289,10 @@ def _keras_models():
         "densenet121": ("DenseNet121", {}, P.KERAS_TORCH),
         "densenet169": ("DenseNet169", {}, P.KERAS_TORCH),
         "densenet201": ("DenseNet201", {}, P.KERAS_TORCH),
+        # Inception-v3, Inception-ResNet-v2, Xception (299 x 299, inputs in [-1, 1])
+        "inception_v3": ("InceptionV3", {"bn_scale": False, "count_include_pad": False}, tf299),
+        "inception_resnet_v2": ("InceptionResNetV2", {"bn_scale": False}, tf299),
+        "xception": ("Xception", {"pool_padding": "same_keras"}, tf299),
     }
 
 
