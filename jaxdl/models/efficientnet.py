@@ -2,6 +2,8 @@
 B0, compound scaling: width, depth and resolution per variant), MBConv blocks with SE (ratio
 1/4 of the block's input channels), SiLU, and stochastic depth rising linearly to 0.2 over the
 blocks. Counts follow torchvision: efficientnet_b0 5,288,548 parameters, 0.386 GMACs at 224.
+Stride-2 convs pad symmetrically (torchvision); padding='same_keras' pads as keras.applications
+(ZeroPadding2D(correct_pad) + 'valid', equal to XLA 'SAME' for any input size).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class EfficientNetConfig(ClassifierConfig):
     drop_path: float = 0.2  # stochastic depth at the last block, linear from 0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    padding: str = "same"  # or "same_keras" (keras.applications' stride-2 padding)
 
 
 class EfficientNet(ConvNet):
@@ -55,12 +58,23 @@ class EfficientNet(ConvNet):
                 f"efficientnet: width_mult and depth_mult must be positive, got "
                 f"{c.width_mult}, {c.depth_mult}"
             )
+        if c.padding not in ("same", "same_keras"):
+            raise JaxdlError(
+                f"efficientnet: padding must be 'same' or 'same_keras', got {c.padding!r}"
+            )
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         repeats = [math.ceil(r * c.depth_mult) for *_, r in B0_STAGES]
         total, idx = sum(repeats), 0
         self.stem = ConvBN(
-            c.input_shape[2], ch(32), 3, stride=2, bn=bn, activation="silu", rngs=rngs
+            c.input_shape[2],
+            ch(32),
+            3,
+            stride=2,
+            padding=c.padding,
+            bn=bn,
+            activation="silu",
+            rngs=rngs,
         )
         cur, stages = ch(32), []
         for (t, k, s, cout, _), n in zip(B0_STAGES, repeats, strict=True):
@@ -78,6 +92,7 @@ class EfficientNet(ConvNet):
                         se_activation="silu",
                         se_gate="sigmoid",
                         drop_path=c.drop_path * idx / total,
+                        padding=c.padding,
                         bn=bn,
                         rngs=rngs,
                     )
