@@ -79,6 +79,7 @@ def test_keras_output_parity(name, ctor, kwargs):
     out = np.asarray(model(prep.apply(x, resize=False)))
     assert out.shape == ref.shape
     rel = np.abs(out - ref).max() / np.abs(ref).max()
+    print(f"{name}: max relative error {rel:.2e}")
     assert rel < 1e-4, f"{name}: max relative error {rel:.2e}"
     assert prep.source.startswith("keras")
 
