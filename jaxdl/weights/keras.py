@@ -384,7 +384,11 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
     _, arch, prep = table[name]
     prep = keras_input_preprocessing(keras_model, prep)
     include_top = any(layer.name == "predictions" for layer in keras_model.layers)
-    shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    # A Keras model built without input_shape may leave H, W open: the variant's default then.
+    # (Such a model pads its stride-2 convs as for an even size whatever the input; ours pads
+    # XLA 'SAME', the same at even sizes, e.g. the resolution Preprocessing resizes to.)
+    default = get_entry(name).config.input_shape
+    shape = tuple(int(d) if d is not None else default[i] for i, d in enumerate(keras_model.input_shape[1:]))
     opts = {"input_shape": shape, "include_top": include_top, **arch}
     if include_top:  # Dense 'predictions', or an Activation after a 1x1 conv (MobileNet v1, v3)
         opts["num_classes"] = int(keras_model.output_shape[-1])
