@@ -120,7 +120,9 @@ class MobileNet(ConvNet):
         if c.width_mult <= 0:
             raise JaxdlError(f"mobilenet: width_mult must be positive, got {c.width_mult}")
         if c.padding not in ("same", "same_keras"):
-            raise JaxdlError(f"mobilenet: padding must be 'same' or 'same_keras', got {c.padding!r}")
+            raise JaxdlError(
+                f"mobilenet: padding must be 'same' or 'same_keras', got {c.padding!r}"
+            )
         pad, keras = c.padding, c.padding == "same_keras"
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)

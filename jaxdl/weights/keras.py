@@ -78,8 +78,8 @@ def register_keras(family: str):
 
 
 def convert_keras(family: str, keras_model, config) -> dict[str, np.ndarray]:
-    """Our flat tensors from a Keras model of the given jaxdl family (the weights of its input
-    preprocessing layers, which `keras_input_preprocessing` turns into a Preprocessing, left out)."""
+    """Our flat tensors from a Keras model of the given jaxdl family (without the weights of its
+    input preprocessing layers, which `keras_input_preprocessing` turns into a Preprocessing)."""
     if family not in KERAS_CONVERTERS:
         raise unknown_name("Keras converter family", family, KERAS_CONVERTERS)
     skip = {layer.name for layer in _input_preprocessing_layers(keras_model)}
@@ -134,7 +134,8 @@ def keras_input_preprocessing(keras_model, outer):
     def per_channel(v, layer):
         v = np.asarray(v, np.float64).reshape(-1)
         if v.size not in (1, 3):
-            raise JaxdlError(f"Keras layer {layer.name} is not per-channel over RGB ({v.size} values)")
+            raise JaxdlError(
+                f"Keras layer {layer.name} is not per-channel over RGB ({v.size} values)")
         return np.broadcast_to(v, (3,))
 
     a, b = np.ones(3), np.zeros(3)
@@ -144,7 +145,8 @@ def keras_input_preprocessing(keras_model, outer):
             a, b = a * scale, b * scale + offset
         else:
             if layer.invert:
-                raise JaxdlError(f"Keras layer {layer.name}: an inverted Normalization is no input preprocessing")
+                raise JaxdlError(
+                    f"Keras layer {layer.name}: an inverted Normalization is no input preprocessing")
             if layer.input_mean is None:  # adapted or loaded: the values live in variables
                 mean, var = np.asarray(layer.adapt_mean), np.asarray(layer.adapt_variance)
             else:
@@ -388,7 +390,8 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
     # (Such a model pads its stride-2 convs as for an even size whatever the input; ours pads
     # XLA 'SAME', the same at even sizes, e.g. the resolution Preprocessing resizes to.)
     default = get_entry(name).config.input_shape
-    shape = tuple(int(d) if d is not None else default[i] for i, d in enumerate(keras_model.input_shape[1:]))
+    shape = tuple(int(d) if d is not None else default[i]
+                  for i, d in enumerate(keras_model.input_shape[1:]))
     opts = {"input_shape": shape, "include_top": include_top, **arch}
     if include_top:  # Dense 'predictions', or an Activation after a 1x1 conv (MobileNet v1, v3)
         opts["num_classes"] = int(keras_model.output_shape[-1])
