@@ -134,3 +134,20 @@ def test_keras_input_layers_fold_into_preprocessing():
         np.testing.assert_allclose(prep.apply(x, resize=False), km(x), rtol=1e-5, atol=1e-5)
     assert keras_input_preprocessing(keras.Sequential([keras.Input((5, 5, 3))]), P.KERAS_TF) is P.KERAS_TF
     assert imagenet_input_layers("mobilenet_v2", P.KERAS_TF) is P.KERAS_TF
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,ctor", [("mobilenet_v3_small", "MobileNetV3Small"), ("efficientnet_b0", "EfficientNetB0")])
+def test_keras_open_input_size_pads_as_even(name, ctor):
+    """A Keras model built with input_shape (None, None, 3) pads its strided depthwise convs
+    (and EfficientNet's stem) as for an even size whatever the input: at an odd size that
+    differs from 'SAME', and from_keras builds padding='same_keras_even' for it."""
+    km = getattr(keras.applications, ctor)(weights=None, input_shape=(None, None, 3), include_top=False)
+    randomize(km)
+    model, prep = from_keras(name, km)
+    assert model.config.padding == "same_keras_even"
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, 33, 33, 3)).astype("float32")
+    ref, out = np.asarray(km(x)), np.asarray(model(prep.apply(x, resize=False)))
+    assert out.shape == ref.shape  # 'SAME' would give 2x2 where Keras gives 1x1 here
+    rel = np.abs(out - ref).max() / np.abs(ref).max()
+    assert rel < 1e-4, f"{name}: max relative error {rel:.2e}"

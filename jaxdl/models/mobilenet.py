@@ -4,9 +4,12 @@
 
 Counts: v1 follows Keras (alpha 1.0: 4,231,976 trainable), v2 and v3 torchvision (3,504,872;
 small 2,542,856; large 5,483,032). Stride-2 convs pad symmetrically (torchvision); the option
-padding='same_keras' pads as keras.applications does (for its weights): XLA 'SAME' for v2/v3
-(Keras's ZeroPadding2D(correct_pad) + 'valid' is the same for any input size), and for v1 the
-stem 'SAME' and the stride-2 depthwise convs (0, 1) rows/columns, whatever the input size.
+padding='same_keras' pads as a keras.applications model built for a fixed input size does:
+XLA 'SAME' for v2/v3 (Keras's ZeroPadding2D(correct_pad) + 'valid' is the same for any size),
+and for v1 the stem 'SAME' and the stride-2 depthwise convs (0, 1) rows/columns, whatever the
+size. 'same_keras_even' is a Keras model built with open H, W (input_shape (None, None, 3), as
+MobileNetV3's default): correct_pad then pads as for an even size, (k//2 - 1, k//2), at any
+size (`keras_pad`); the strided stem convs without ZeroPadding2D stay 'SAME'.
 Channel counts are rounded by `make_divisible`; keras_widths=True rounds v3 as Keras does for
 alpha != 1 (stem 16 unscaled, expansions from the scaled input, head width scaled only for
 alpha > 1), and v2's block outputs from int(c * alpha). At alpha 1 both rules agree.
@@ -93,12 +96,22 @@ class MobileNetConfig(ClassifierConfig):
     dropout: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    padding: str = "same"  # or "same_keras" (keras.applications' stride-2 padding)
+    padding: str = "same"  # or "same_keras" / "same_keras_even" (keras.applications' padding)
     keras_widths: bool = False  # Keras's channel rounding for alpha != 1 (v2, v3)
 
 
 # v1 Keras: ZeroPadding2D(((0, 1), (0, 1))) + 'valid' before every stride-2 depthwise conv.
 V1_KERAS_PAD = ((0, 1), (0, 1))
+PADDINGS = ("same", "same_keras", "same_keras_even")
+
+
+def keras_pad(padding: str, kernel: int, stride: int):
+    """The padding of a conv that keras.applications precedes with ZeroPadding2D(correct_pad)
+    when strided: 'same_keras_even' -> (k//2 - 1, k//2) on both axes at stride 2 (correct_pad of
+    an input of unknown size), 'same_keras' at stride 1; other paddings unchanged."""
+    if padding != "same_keras_even":
+        return padding
+    return ((kernel // 2 - 1, kernel // 2),) * 2 if stride == 2 else "same_keras"
 
 
 class MobileNet(ConvNet):
@@ -119,11 +132,10 @@ class MobileNet(ConvNet):
             raise JaxdlError(f"mobilenet: size must be 'large' or 'small', got {c.size!r}")
         if c.width_mult <= 0:
             raise JaxdlError(f"mobilenet: width_mult must be positive, got {c.width_mult}")
-        if c.padding not in ("same", "same_keras"):
-            raise JaxdlError(
-                f"mobilenet: padding must be 'same' or 'same_keras', got {c.padding!r}"
-            )
-        pad, keras = c.padding, c.padding == "same_keras"
+        if c.padding not in PADDINGS:
+            raise JaxdlError(f"mobilenet: padding must be one of {PADDINGS}, got {c.padding!r}")
+        keras = c.padding != "same"
+        pad = "same_keras" if keras else "same"  # strided convs without ZeroPadding2D (stems)
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         blocks, strides = [], []
@@ -152,7 +164,7 @@ class MobileNet(ConvNet):
                             3,
                             s if i == 0 else 1,
                             activation="relu6",
-                            padding=pad,
+                            padding=keras_pad(c.padding, 3, s if i == 0 else 1),
                             bn=bn,
                             rngs=rngs,
                         )
@@ -180,7 +192,7 @@ class MobileNet(ConvNet):
                         se_channels=make_divisible(cexp // 4) if se else 0,
                         se_activation="relu",
                         se_gate="hard_sigmoid",
-                        padding=pad,
+                        padding=keras_pad(c.padding, k, s),
                         bn=bn,
                         rngs=rngs,
                     )

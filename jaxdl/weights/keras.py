@@ -386,13 +386,14 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
     _, arch, prep = table[name]
     prep = keras_input_preprocessing(keras_model, prep)
     include_top = any(layer.name == "predictions" for layer in keras_model.layers)
-    # A Keras model built without input_shape may leave H, W open: the variant's default then.
-    # (Such a model pads its stride-2 convs as for an even size whatever the input; ours pads
-    # XLA 'SAME', the same at even sizes, e.g. the resolution Preprocessing resizes to.)
+    # A Keras model built without a fixed input size leaves H, W open: the variant's default
+    # then, and its ZeroPadding2D(correct_pad) pads as for an even size at any size.
     default = get_entry(name).config.input_shape
-    shape = tuple(int(d) if d is not None else default[i]
-                  for i, d in enumerate(keras_model.input_shape[1:]))
+    spatial = keras_model.input_shape[1:]
+    shape = tuple(int(d) if d is not None else default[i] for i, d in enumerate(spatial))
     opts = {"input_shape": shape, "include_top": include_top, **arch}
+    if arch.get("padding") == "same_keras" and None in spatial[:2]:
+        opts["padding"] = "same_keras_even"
     if include_top:  # Dense 'predictions', or an Activation after a 1x1 conv (MobileNet v1, v3)
         opts["num_classes"] = int(keras_model.output_shape[-1])
     else:
