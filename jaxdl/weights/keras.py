@@ -145,8 +145,8 @@ def keras_input_preprocessing(keras_model, outer):
             a, b = a * scale, b * scale + offset
         else:
             if layer.invert:
-                raise JaxdlError(
-                    f"Keras layer {layer.name}: an inverted Normalization is no input preprocessing")
+                raise JaxdlError(f"Keras layer {layer.name}: an inverted Normalization "
+                                 "is no input preprocessing")
             if layer.input_mean is None:  # adapted or loaded: the values live in variables
                 mean, var = np.asarray(layer.adapt_mean), np.asarray(layer.adapt_variance)
             else:
