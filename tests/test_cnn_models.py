@@ -214,6 +214,8 @@ def test_lenet_fits_small_inputs_into_32x32():
         ("mobilenet_v2", {"pooling": "sum"}, "pooling"),
         ("mobilenet_v2", {"dropout": 1.0}, "dropout"),
         ("mobilenet_v3_small", {"size": "tiny"}, "size"),
+        ("mobilenet_v1", {"padding": "valid"}, "padding must be one of"),
+        ("efficientnet_b0", {"padding": "same_torch"}, "padding must be one of"),
         ("inception_resnet_v2", {"aux_logits": True}, "auxiliary"),
         ("lenet5", {"fit": "crop"}, "fit"),
         ("unet", {"padding": "full"}, "padding"),

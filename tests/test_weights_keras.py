@@ -1,7 +1,11 @@
 """Output parity with keras.applications (Keras 3, JAX backend): build the Keras model with
-random weights (BatchNorm statistics and biases randomised too, so that a swapped mean/variance
-or a lost bias cannot hide behind identity initialisation), convert, and compare float32 outputs:
-equal to 1e-4 relative (observed: 0 to ~5e-7)."""
+random weights (BatchNorm statistics, biases and input Normalization randomised too, so that a
+swapped mean/variance or a lost bias cannot hide behind identity initialisation), convert, and
+compare float32 outputs for images in [0, 255]: keras_model(preprocess_input(x)) against
+model(prep.apply(x)), so the Preprocessing is checked with the weights. Equal to 1e-4 relative
+(observed: 0 to ~1.5e-6)."""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -25,6 +29,18 @@ def randomize(km, seed=0):
             w.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
         elif name in ("beta", "bias", "moving_mean"):
             w.assign(rng.normal(0, 0.1, shape).astype("float32"))
+        elif name == "mean":  # Normalization (EfficientNet's input)
+            w.assign(rng.uniform(0.3, 0.6, shape).astype("float32"))
+        elif name == "variance":
+            w.assign(rng.uniform(0.03, 0.1, shape).astype("float32"))
+    for layer in km.layers:
+        if type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # it caches mean / variance from its variables
+
+
+def preprocess_input(ctor):
+    """The keras.applications preprocess_input of the constructor's module."""
+    return importlib.import_module(getattr(keras.applications, ctor).__module__).preprocess_input
 
 
 # (jaxdl name, keras constructor, keyword arguments): small inputs keep CI fast; the
@@ -50,6 +66,19 @@ CASES = [
      dict(input_shape=(75, 75, 3), include_top=False, pooling="max")),
     ("xception", "Xception", dict(input_shape=(86, 86, 3), classifier_activation=None, classes=7)),
     ("xception", "Xception", dict(input_shape=(71, 71, 3), include_top=False)),
+    # odd sizes: Keras's stride-2 padding (v1: (0, 1) always; the others correct_pad = SAME)
+    ("mobilenet_v1", "MobileNet", dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10)),
+    ("mobilenet_v2", "MobileNetV2", dict(input_shape=(35, 35, 3), include_top=False, pooling="max")),
+    ("mobilenet_v3_small", "MobileNetV3Small", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
+    ("mobilenet_v3_large", "MobileNetV3Large", dict(input_shape=(37, 37, 3), classifier_activation=None, classes=7)),
+    ("efficientnet_b0", "EfficientNetB0", dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10)),
+    ("efficientnet_b1", "EfficientNetB1", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
+    ("efficientnet_b2", "EfficientNetB2", dict(input_shape=(32, 32, 3), include_top=False, pooling="max")),
+    ("efficientnet_b3", "EfficientNetB3", dict(input_shape=(35, 35, 3), classifier_activation=None, classes=10)),
+    ("efficientnet_b4", "EfficientNetB4", dict(input_shape=(32, 32, 3), include_top=False)),
+    ("efficientnet_b5", "EfficientNetB5", dict(input_shape=(32, 32, 3), classifier_activation=None, classes=3)),
+    ("efficientnet_b6", "EfficientNetB6", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
+    ("efficientnet_b7", "EfficientNetB7", dict(input_shape=(32, 32, 3), classifier_activation=None, classes=5)),
 ]
 
 
@@ -98,13 +127,83 @@ def _ids(cases):
 def test_keras_output_parity(name, ctor, kwargs):
     km = getattr(keras.applications, ctor)(weights=None, **kwargs)
     randomize(km)
-    x = np.random.default_rng(1).normal(size=(2, *kwargs["input_shape"])).astype("float32")
-    ref = np.asarray(km(x, training=False))
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, *kwargs["input_shape"])).astype("float32")
+    ref = np.asarray(km(preprocess_input(ctor)(x.copy()), training=False))  # it may work in place
     # the output must depend on the input, or parity would say little
     assert np.abs(ref[0] - ref[1]).max() / np.abs(ref).max() > 1e-2
     model, prep = from_keras(name, km)
-    out = np.asarray(model(x))
+    out = np.asarray(model(prep.apply(x, resize=False)))
     assert out.shape == ref.shape
     rel = np.abs(out - ref).max() / np.abs(ref).max()
+    print(f"{name}: max relative error {rel:.2e}")
     assert rel < 1e-4, f"{name}: max relative error {rel:.2e}"
     assert prep.source.startswith("keras")
+
+
+@pytest.mark.slow
+def test_unknown_keras_layer_surfaces_as_unexpected():
+    """A Keras layer the mobilenet table does not know is reported with its Keras name, not
+    dropped (and alpha 0.35 with keras_widths gives Keras's shapes: nothing else mismatches)."""
+    from jaxdl import create_model
+    from jaxdl.errors import JaxdlError
+    from jaxdl.weights.convert import assign
+    from jaxdl.weights.keras import KERAS_CONVERTERS, _keras_models, keras_tensors
+
+    km = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, include_top=False)
+    tensors = keras_tensors(km)
+    tensors["block_99_project/kernel"] = np.zeros((1, 1, 8, 8), "float32")
+    model = create_model("mobilenet_v2", input_shape=(32, 32, 3), width_mult=0.35, include_top=False,
+                         **_keras_models()["mobilenet_v2"][1])
+    with pytest.raises(JaxdlError, match=r"do not match the model: 1 unexpected: block_99_project/kernel$"):
+        assign(model, KERAS_CONVERTERS["mobilenet"](tensors, model.config))
+
+
+@pytest.mark.slow
+def test_keras_widths_mobilenet_v3_alpha():
+    """alpha 0.75: Keras keeps v3's stem at 16 and its head at 1024 (torchvision scales both),
+    the option keras_widths=True reproduces that."""
+    km = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), alpha=0.75,
+                                             classifier_activation=None, classes=4)
+    randomize(km)
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    model, prep = from_keras("mobilenet_v3_small", km, width_mult=0.75)
+    assert model.stem.conv.kernel.shape[-1] == 16 and model.head.hidden[0].kernel.shape == (432, 1024)
+    rel = np.abs(np.asarray(model(prep.apply(x, resize=False))) - np.asarray(km(x))).max()
+    assert rel / np.abs(np.asarray(km(x))).max() < 1e-4
+
+
+def test_keras_input_layers_fold_into_preprocessing():
+    """Rescaling, Normalization and a per-channel Rescaling (EfficientNet's input with ImageNet
+    weights) become one Preprocessing equal to them; a model loaded from a file is built with
+    weights=None, without the last layer, which `imagenet_input_layers` adds back."""
+    from jaxdl.weights import preprocess as P
+    from jaxdl.weights.keras import imagenet_input_layers, keras_input_preprocessing
+
+    mean, var, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], [0.229, 0.224, 0.225]
+    layers = [keras.layers.Rescaling(1.0 / 255.0), keras.layers.Normalization(mean=mean, variance=var)]
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 5, 5, 3)).astype("float32")
+    full = keras.Sequential([keras.Input((5, 5, 3)), *layers, keras.layers.Rescaling([1 / np.sqrt(s) for s in std])])
+    loaded = keras.Sequential([keras.Input((5, 5, 3)), *layers])
+    for km, prep in ((full, keras_input_preprocessing(full, P.KERAS_RAW)),
+                     (full, imagenet_input_layers("efficientnet_b0", keras_input_preprocessing(loaded, P.KERAS_RAW))),
+                     (loaded, keras_input_preprocessing(loaded, P.KERAS_RAW))):
+        np.testing.assert_allclose(prep.apply(x, resize=False), km(x), rtol=1e-5, atol=1e-5)
+    assert keras_input_preprocessing(keras.Sequential([keras.Input((5, 5, 3))]), P.KERAS_TF) is P.KERAS_TF
+    assert imagenet_input_layers("mobilenet_v2", P.KERAS_TF) is P.KERAS_TF
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,ctor", [("mobilenet_v3_small", "MobileNetV3Small"), ("efficientnet_b0", "EfficientNetB0")])
+def test_keras_open_input_size_pads_as_even(name, ctor):
+    """A Keras model built with input_shape (None, None, 3) pads its strided depthwise convs
+    (and EfficientNet's stem) as for an even size whatever the input: at an odd size that
+    differs from 'SAME', and from_keras builds padding='same_keras_even' for it."""
+    km = getattr(keras.applications, ctor)(weights=None, input_shape=(None, None, 3), include_top=False)
+    randomize(km)
+    model, prep = from_keras(name, km)
+    assert model.config.padding == "same_keras_even"
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, 33, 33, 3)).astype("float32")
+    ref, out = np.asarray(km(x)), np.asarray(model(prep.apply(x, resize=False)))
+    assert out.shape == ref.shape  # 'SAME' would give 2x2 where Keras gives 1x1 here
+    rel = np.abs(out - ref).max() / np.abs(ref).max()
+    assert rel < 1e-4, f"{name}: max relative error {rel:.2e}"

@@ -322,3 +322,31 @@ def test_load_timm_unknown_model_and_offline(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "timm", fake)
     with pytest.raises(JaxdlError, match=r"could not get timm resnet50 weights.*path="):
         W.load("resnet50", source="timm")
+
+
+@pytest.mark.slow
+def test_keras_file_and_cache_rebuild_keras_architecture(tmp_path, monkeypatch):
+    """load(path=.weights.h5) converts a MobileNetV3Small file; the cache stores the Keras
+    architecture options (stride-2 padding, BatchNorm epsilon, ...) with the weights, so the
+    cached model is the same model, equal to Keras on images in [0, 255]."""
+    keras = pytest.importorskip("keras")
+    km = keras.applications.MobileNetV3Small(weights=None, classifier_activation=None)
+    rng = np.random.default_rng(3)
+    for w in km.weights:  # not Keras's identity BatchNorm statistics
+        if w.path.endswith(("gamma", "moving_variance")):
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+        elif w.path.endswith(("beta", "bias", "moving_mean")):
+            w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    km.save_weights(tmp_path / "v3s.weights.h5")
+    monkeypatch.setenv("JAXDL_CACHE", str(tmp_path / "cache"))
+    first, prep = W.load("mobilenet_v3_small", source="keras", path=tmp_path / "v3s.weights.h5")
+    assert (tmp_path / "cache" / "weights" / "mobilenet_v3_small-keras.safetensors").exists()
+    cached, prep2 = W.load("mobilenet_v3_small", source="keras")
+    # MobileNetV3's Keras model leaves H, W open: its strided convs pad as for an even size
+    assert cached.config == first.config and cached.config.padding == "same_keras_even"
+    assert cached.config.bn_epsilon == 1e-3 and prep2 == prep
+    x = np.random.default_rng(0).uniform(0, 255, size=(1, 224, 224, 3)).astype("float32")
+    out = np.asarray(cached(prep2.apply(x)))
+    np.testing.assert_array_equal(out, np.asarray(first(prep.apply(x))))
+    ref = np.asarray(km(x))
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4

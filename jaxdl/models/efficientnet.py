@@ -2,6 +2,9 @@
 B0, compound scaling: width, depth and resolution per variant), MBConv blocks with SE (ratio
 1/4 of the block's input channels), SiLU, and stochastic depth rising linearly to 0.2 over the
 blocks. Counts follow torchvision: efficientnet_b0 5,288,548 parameters, 0.386 GMACs at 224.
+Stride-2 convs pad symmetrically (torchvision); padding='same_keras' pads as keras.applications
+(ZeroPadding2D(correct_pad) + 'valid', equal to XLA 'SAME' for any fixed input size), and
+'same_keras_even' as a Keras model built with open H, W (see jaxdl.models.mobilenet.keras_pad).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from flax import nnx
 
 from jaxdl.errors import JaxdlError
-from jaxdl.models.mobilenet import make_divisible
+from jaxdl.models.mobilenet import PADDINGS, keras_pad, make_divisible
 from jaxdl.models.registry import register
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, InvertedResidual, make_head
 from jaxdl.nn.conv import BN, ConvBN
@@ -37,6 +40,7 @@ class EfficientNetConfig(ClassifierConfig):
     drop_path: float = 0.2  # stochastic depth at the last block, linear from 0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    padding: str = "same"  # or "same_keras" / "same_keras_even" (keras.applications' padding)
 
 
 class EfficientNet(ConvNet):
@@ -55,12 +59,23 @@ class EfficientNet(ConvNet):
                 f"efficientnet: width_mult and depth_mult must be positive, got "
                 f"{c.width_mult}, {c.depth_mult}"
             )
+        if c.padding not in PADDINGS:
+            raise JaxdlError(
+                f"efficientnet: padding must be one of {PADDINGS}, got {c.padding!r}"
+            )
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         repeats = [math.ceil(r * c.depth_mult) for *_, r in B0_STAGES]
         total, idx = sum(repeats), 0
         self.stem = ConvBN(
-            c.input_shape[2], ch(32), 3, stride=2, bn=bn, activation="silu", rngs=rngs
+            c.input_shape[2],
+            ch(32),
+            3,
+            stride=2,
+            padding=keras_pad(c.padding, 3, 2),
+            bn=bn,
+            activation="silu",
+            rngs=rngs,
         )
         cur, stages = ch(32), []
         for (t, k, s, cout, _), n in zip(B0_STAGES, repeats, strict=True):
@@ -78,6 +93,7 @@ class EfficientNet(ConvNet):
                         se_activation="silu",
                         se_gate="sigmoid",
                         drop_path=c.drop_path * idx / total,
+                        padding=keras_pad(c.padding, k, s if i == 0 else 1),
                         bn=bn,
                         rngs=rngs,
                     )

@@ -3,8 +3,16 @@
 (depthwise-separable for v1, inverted residuals for v2/v3), a last 1x1 conv, a head.
 
 Counts: v1 follows Keras (alpha 1.0: 4,231,976 trainable), v2 and v3 torchvision (3,504,872;
-small 2,542,856; large 5,483,032). Stride-2 depthwise convs pad symmetrically (torchvision;
-Keras pads bottom/right), see jaxdl.nn.conv. Channel counts are rounded by `make_divisible`.
+small 2,542,856; large 5,483,032). Stride-2 convs pad symmetrically (torchvision); the option
+padding='same_keras' pads as a keras.applications model built for a fixed input size does:
+XLA 'SAME' for v2/v3 (Keras's ZeroPadding2D(correct_pad) + 'valid' is the same for any size),
+and for v1 the stem 'SAME' and the stride-2 depthwise convs (0, 1) rows/columns, whatever the
+size. 'same_keras_even' is a Keras model built with open H, W (input_shape (None, None, 3), as
+MobileNetV3's default): correct_pad then pads as for an even size, (k//2 - 1, k//2), at any
+size (`keras_pad`); the strided stem convs without ZeroPadding2D stay 'SAME'.
+Channel counts are rounded by `make_divisible`; keras_widths=True rounds v3 as Keras does for
+alpha != 1 (stem 16 unscaled, expansions from the scaled input, head width scaled only for
+alpha > 1), and v2's block outputs from int(c * alpha). At alpha 1 both rules agree.
 """
 
 from __future__ import annotations
@@ -88,6 +96,22 @@ class MobileNetConfig(ClassifierConfig):
     dropout: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    padding: str = "same"  # or "same_keras" / "same_keras_even" (keras.applications' padding)
+    keras_widths: bool = False  # Keras's channel rounding for alpha != 1 (v2, v3)
+
+
+# v1 Keras: ZeroPadding2D(((0, 1), (0, 1))) + 'valid' before every stride-2 depthwise conv.
+V1_KERAS_PAD = ((0, 1), (0, 1))
+PADDINGS = ("same", "same_keras", "same_keras_even")
+
+
+def keras_pad(padding: str, kernel: int, stride: int):
+    """The padding of a conv that keras.applications precedes with ZeroPadding2D(correct_pad)
+    when strided: 'same_keras_even' -> (k//2 - 1, k//2) on both axes at stride 2 (correct_pad of
+    an input of unknown size), 'same_keras' at stride 1; other paddings unchanged."""
+    if padding != "same_keras_even":
+        return padding
+    return ((kernel // 2 - 1, kernel // 2),) * 2 if stride == 2 else "same_keras"
 
 
 class MobileNet(ConvNet):
@@ -108,6 +132,10 @@ class MobileNet(ConvNet):
             raise JaxdlError(f"mobilenet: size must be 'large' or 'small', got {c.size!r}")
         if c.width_mult <= 0:
             raise JaxdlError(f"mobilenet: width_mult must be positive, got {c.width_mult}")
+        if c.padding not in PADDINGS:
+            raise JaxdlError(f"mobilenet: padding must be one of {PADDINGS}, got {c.padding!r}")
+        keras = c.padding != "same"
+        pad = "same_keras" if keras else "same"  # strided convs without ZeroPadding2D (stems)
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         blocks, strides = [], []
@@ -117,7 +145,8 @@ class MobileNet(ConvNet):
             stem_act, stem = "relu6", ch(32)
             cur = stem
             for cout, s in V1_BLOCKS:
-                blocks.append(_Separable(cur, ch(cout), s, bn=bn, rngs=rngs))
+                dw_pad = V1_KERAS_PAD if keras and s == 2 else "same"
+                blocks.append(_Separable(cur, ch(cout), s, padding=dw_pad, bn=bn, rngs=rngs))
                 strides.append(s)
                 cur = ch(cout)
             self.last = None
@@ -125,29 +154,33 @@ class MobileNet(ConvNet):
             stem_act, stem = "relu6", ch(32)
             cur = stem
             for t, cout, n, s in V2_BLOCKS:
+                out = make_divisible(int(cout * c.width_mult)) if c.keras_widths else ch(cout)
                 for i in range(n):
                     blocks.append(
                         InvertedResidual(
                             cur,
                             cur * t,
-                            ch(cout),
+                            out,
                             3,
                             s if i == 0 else 1,
                             activation="relu6",
+                            padding=keras_pad(c.padding, 3, s if i == 0 else 1),
                             bn=bn,
                             rngs=rngs,
                         )
                     )
                     strides.append(s if i == 0 else 1)
-                    cur = ch(cout)
+                    cur = out
             last = make_divisible(1280 * max(1.0, c.width_mult))
             self.last = ConvBN(cur, last, 1, bn=bn, activation="relu6", rngs=rngs)
             cur = last
         else:
-            stem_act, stem = "hard_swish", ch(16)
-            cur = stem
+            stem_act, stem = "hard_swish", 16 if c.keras_widths else ch(16)
+            cur, prev = stem, 16
             for k, exp, cout, se, act, s in V3_LARGE if c.size == "large" else V3_SMALL:
-                cexp = ch(exp)
+                # Keras expands the (scaled) input by the table's ratio; torchvision scales exp
+                cexp = make_divisible(cur * (exp / prev)) if c.keras_widths else ch(exp)
+                prev = cout
                 blocks.append(
                     InvertedResidual(
                         cur,
@@ -159,6 +192,7 @@ class MobileNet(ConvNet):
                         se_channels=make_divisible(cexp // 4) if se else 0,
                         se_activation="relu",
                         se_gate="hard_sigmoid",
+                        padding=keras_pad(c.padding, k, s),
                         bn=bn,
                         rngs=rngs,
                     )
@@ -168,9 +202,11 @@ class MobileNet(ConvNet):
             last = 6 * cur
             self.last = ConvBN(cur, last, 1, bn=bn, activation="hard_swish", rngs=rngs)
             cur = last
-            hidden = (ch(1280 if c.size == "large" else 1024),)
+            width = 1280 if c.size == "large" else 1024
+            scale = max(1.0, c.width_mult) if c.keras_widths else c.width_mult
+            hidden = (make_divisible(width * scale),)
         self.stem = ConvBN(
-            c.input_shape[2], stem, 3, stride=2, bn=bn, activation=stem_act, rngs=rngs
+            c.input_shape[2], stem, 3, stride=2, padding=pad, bn=bn, activation=stem_act, rngs=rngs
         )
         self.blocks = nnx.List(blocks)
         self.strides = tuple(strides)
@@ -193,9 +229,17 @@ class MobileNet(ConvNet):
 class _Separable(nnx.Module):
     """MobileNet v1 block: 3x3 depthwise + BN + ReLU6 -> 1x1 pointwise + BN + ReLU6."""
 
-    def __init__(self, cin: int, cout: int, stride: int, *, bn: BN, rngs: nnx.Rngs):
+    def __init__(self, cin: int, cout: int, stride: int, *, padding="same", bn: BN, rngs: nnx.Rngs):
         self.depthwise = ConvBN(
-            cin, cin, 3, stride=stride, groups=cin, bn=bn, activation="relu6", rngs=rngs
+            cin,
+            cin,
+            3,
+            stride=stride,
+            padding=padding,
+            groups=cin,
+            bn=bn,
+            activation="relu6",
+            rngs=rngs,
         )
         self.pointwise = ConvBN(cin, cout, 1, bn=bn, activation="relu6", rngs=rngs)
 

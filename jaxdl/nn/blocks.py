@@ -224,7 +224,8 @@ class InvertedResidual(nnx.Module):
 
     1x1 expand (skipped when cexp == cin) -> kxk depthwise (stride) -> [SE] -> 1x1 linear
     project; identity shortcut (through stochastic depth) when stride 1 and cin == cout.
-    x: [B, H, W, cin] -> [B, H/stride, W/stride, cout]."""
+    `padding` is the depthwise conv's (jaxdl.nn.conv: 'same', or 'same_keras' for Keras
+    weights). x: [B, H, W, cin] -> [B, H/stride, W/stride, cout]."""
 
     def __init__(
         self,
@@ -239,6 +240,7 @@ class InvertedResidual(nnx.Module):
         se_activation: str = "relu",
         se_gate: str = "sigmoid",
         drop_path: float = 0.0,
+        padding="same",
         bn: BN,
         rngs: nnx.Rngs,
     ):
@@ -246,7 +248,15 @@ class InvertedResidual(nnx.Module):
             ConvBN(cin, cexp, 1, bn=bn, activation=activation, rngs=rngs) if cexp != cin else None
         )
         self.depthwise = ConvBN(
-            cexp, cexp, kernel, stride=stride, groups=cexp, bn=bn, activation=activation, rngs=rngs
+            cexp,
+            cexp,
+            kernel,
+            stride=stride,
+            padding=padding,
+            groups=cexp,
+            bn=bn,
+            activation=activation,
+            rngs=rngs,
         )
         self.se = (
             SqueezeExcite(cexp, se_channels, activation=se_activation, gate=se_gate, rngs=rngs)

@@ -78,7 +78,7 @@ def load(name: str, source: str = "keras", path: str | os.PathLike | None = None
 
 
 def _load_keras(name, path, rngs):
-    from jaxdl.weights.keras import _keras_models, from_keras
+    from jaxdl.weights.keras import _keras_models, from_keras, imagenet_input_layers
 
     table = _keras_models()
     if name not in table:
@@ -104,7 +104,21 @@ def _load_keras(name, path, rngs):
                 f"the file keras.applications downloads (its name is in keras/src/applications/) into "
                 f"~/.keras/models/, or pass path= to a .weights.h5 file") from e
     model, prep = from_keras(name, km, rngs=rngs)
-    return model, prep, table[name][1]  # the architecture options the cache rebuilds with
+    if path is not None:  # built with weights=None: the input layers only 'imagenet' adds
+        prep = imagenet_input_layers(name, prep)
+    return model, prep, _config_overrides(name, model)
+
+
+def _config_overrides(name, model) -> dict:
+    """The fields of `model.config` that differ from the registered variant's (Keras's
+    architecture options, input shape, head), so the cache rebuilds the same model."""
+    import dataclasses
+
+    from jaxdl.models.registry import get_entry
+
+    default = get_entry(name).config
+    return {f.name: getattr(model.config, f.name) for f in dataclasses.fields(default)
+            if getattr(model.config, f.name) != getattr(default, f.name)}
 
 
 def _state_dict(module) -> dict:

@@ -51,7 +51,8 @@ def assign(model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = "
             raise JaxdlError(f"{source}: {k} has dtype {np.asarray(tensors[k]).dtype}, expected floating point")
     state = nnx.state(model, nnx.Not(nnx.RngState))
     flat = jax.tree_util.tree_flatten_with_path(state)
-    leaves = [np.asarray(tensors[path_str(p)], dtype=np.asarray(v).dtype) for p, v in flat[0]]
+    # v.dtype, not np.asarray(v): v is a ShapeDtypeStruct in a model built with nnx.eval_shape
+    leaves = [np.asarray(tensors[path_str(p)], dtype=v.dtype) for p, v in flat[0]]
     nnx.update(model, jax.tree_util.tree_unflatten(flat[1], leaves))
     return model
 
