@@ -15,7 +15,7 @@ from pathlib import Path
 from flax import nnx
 
 from jaxdl.errors import JaxdlError, unknown_name
-from jaxdl.weights.convert import assign, model_tensors
+from jaxdl.weights.convert import assign, build_for_weights, model_tensors
 from jaxdl.weights.io import read_safetensors, read_weights, write_safetensors
 from jaxdl.weights.preprocess import Preprocessing
 
@@ -30,12 +30,10 @@ def _cached(name: str, source: str, rngs) -> tuple[nnx.Module, Preprocessing] | 
     path = cache_dir() / f"{name}-{source}.safetensors"
     if not path.exists():
         return None
-    from jaxdl.models.registry import create_model
-
-    tensors, meta = read_safetensors(path)
     import json
 
-    model = create_model(name, rngs=rngs, **{k: tuple(v) if isinstance(v, list) else v
+    tensors, meta = read_safetensors(path)
+    model = build_for_weights(name, rngs, **{k: tuple(v) if isinstance(v, list) else v
                                              for k, v in json.loads(meta["overrides"]).items()})
     assign(model, tensors, source=f"cached {path.name}")
     return model, Preprocessing.from_json(meta["preprocessing"])
@@ -63,7 +61,6 @@ def load(name: str, source: str = "keras", path: str | os.PathLike | None = None
     Converted weights are cached as safetensors under $JAXDL_CACHE (~/.cache/jaxdl)/weights."""
     if source not in SOURCES:
         raise unknown_name("weight source", source, SOURCES)
-    rngs = rngs if rngs is not None else nnx.Rngs(0)
     if path is None and cache and (hit := _cached(name, source, rngs)) is not None:
         return hit
     if source == "keras":
@@ -129,7 +126,7 @@ def _state_dict(module) -> dict:
 
 
 def _load_torchvision(name, path, rngs):
-    from jaxdl.models.registry import create_model, get_entry
+    from jaxdl.models.registry import get_entry
     from jaxdl.weights.torchvision import (
         TORCHVISION_CONVERTERS,
         TORCHVISION_NAMES,
@@ -159,7 +156,7 @@ def _load_torchvision(name, path, rngs):
                 f"Offline, download the state dict elsewhere (its URL: torchvision.models."
                 f"get_model_weights('{tv_name}').DEFAULT.url) and pass path= to it"
             ) from e
-    model = create_model(name, rngs=rngs)
+    model = build_for_weights(name, rngs)
     assign(
         model,
         convert_torchvision(family, sd, model.config),
@@ -169,7 +166,7 @@ def _load_torchvision(name, path, rngs):
 
 
 def _load_timm(name, path, rngs):
-    from jaxdl.models.registry import create_model, get_entry
+    from jaxdl.models.registry import get_entry
     from jaxdl.weights.timm import TIMM_MODELS, convert_timm, timm_preprocessing
 
     if name not in TIMM_MODELS:
@@ -191,7 +188,7 @@ def _load_timm(name, path, rngs):
                 f"pretrained=True).state_dict(), or model.safetensors from the Hugging Face hub "
                 f"repo timm/{timm_name}.*) and pass path= to it"
             ) from e
-    model = create_model(name, rngs=rngs)
+    model = build_for_weights(name, rngs)
     assign(
         model,
         convert_timm(get_entry(name).family, sd, model.config),

@@ -506,11 +506,9 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
     `model(prep.apply(x, resize=False))` equals `keras_model(preprocess_input(x))` with the
     family's keras.applications preprocess_input (a pass-through for MobileNetV3 and
     EfficientNet, whose input Rescaling / Normalization layers are folded into prep)."""
-    import jax
-    from flax import nnx
 
-    from jaxdl.models.registry import abstract_model, create_model, get_entry
-    from jaxdl.weights.convert import assign
+    from jaxdl.models.registry import get_entry
+    from jaxdl.weights.convert import assign, build_for_weights
 
     table = _keras_models()
     if name not in table:
@@ -532,13 +530,7 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
         out = keras_model.output_shape
         opts["pooling"] = None if len(out) == 4 else _pooling_of(keras_model)
     opts.update(overrides)
-    model = None
-    if rngs is None:  # assign overwrites every variable: build shapes only (B7: 0.7 s, not 14 s)
-        model = abstract_model(name, **opts)
-        if jax.tree_util.tree_leaves(nnx.state(model, nnx.RngState)):
-            model = None  # a model keeping rng streams needs real ones
-    if model is None:
-        model = create_model(name, rngs=rngs if rngs is not None else nnx.Rngs(0), **opts)
+    model = build_for_weights(name, rngs, **opts)
     family = get_entry(name).family
     tensors = convert_keras(family, keras_model, model.config)
     assign(model, tensors, source=f"Keras {keras_model.name} weights")
