@@ -137,6 +137,10 @@ def test_torchvision_parity_big(name, kwargs, size):
     _torchvision_case(name, kwargs, size)
 
 
+# a 2-layer, 64-wide ViT on 32x32 images with 16x16 patches, as our vit_b16 overrides
+SMALL_VIT = dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10)
+
+
 def _small_vit_pair(tv):
     """A 2-layer, 64-wide ViT on 32x32 images with 16x16 patches on both sides."""
     from torchvision.models.vision_transformer import VisionTransformer
@@ -150,8 +154,7 @@ def _small_vit_pair(tv):
         mlp_dim=128,
         num_classes=10,
     )
-    overrides = dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10)
-    return torch_model, overrides
+    return torch_model, SMALL_VIT
 
 
 @pytest.mark.parametrize("scan", [False, True])
@@ -197,7 +200,7 @@ def test_timm_vit_parity_small():
         "vit_b16",
         timm_convert("vit_b16"),
         size=32,
-        overrides=dict(d_model=64, num_layers=2, num_heads=4, d_ff=128, num_classes=10),
+        overrides=SMALL_VIT,
     )
 
 

@@ -112,8 +112,14 @@ def abstract_model(name: str, **overrides) -> nnx.Module:
     draw, and on a tracer that update asks for `.sharding`, whose error message walks the whole
     trace so far, so building a deep net abstractly with nnx.Rngs is quadratic in its size
     (densenet264: ~40 s instead of ~5 s)."""
+    return abstract_from_config(get_entry(name).builder, get_config(name, **overrides))
+
+
+def abstract_from_config(builder, config) -> nnx.Module:
+    """`builder(config, rngs=...)` under `nnx.eval_shape` (see `abstract_model`), for code that
+    holds a config rather than a registered name (the weight converters)."""
     try:
-        return nnx.eval_shape(lambda: create_model(name, rngs=_AbstractRngs(0), **overrides))
+        return nnx.eval_shape(lambda: builder(config, rngs=_AbstractRngs(0)))
     except (AttributeError, TypeError):
         # a model that keeps or forks its Rngs (e.g. nnx.Dropout(rngs=...)) needs the real one
-        return nnx.eval_shape(lambda: create_model(name, **overrides))
+        return nnx.eval_shape(lambda: builder(config, rngs=nnx.Rngs(0)))

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxdl.errors import unknown_name
 from jaxdl.weights.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from jaxdl.weights.torchvision import _abstract, _conv_bn, _convert, resnet, vit_tensors
+from jaxdl.weights.torchvision import _conv_bn, _convert, resnet, vit_tensors
 
 
 def vit(sd, config):
@@ -52,8 +52,9 @@ def efficientnet(sd, config):
     se.conv_reduce, se.conv_expand -> se/fc1, se/fc2, conv_pwl, bn3 (or the expansion-free
     first stage's conv_pw, bn2) -> project; conv_head, bn2 -> last; classifier -> head/fc."""
     from jaxdl.models.efficientnet import EfficientNet
+    from jaxdl.models.registry import abstract_from_config
 
-    model = _abstract(EfficientNet, config)
+    model = abstract_from_config(EfficientNet, config)
     t = {"classifier": ("head/fc", "linear")}
     _conv_bn(t, "conv_stem", "bn1", "stem")
     _conv_bn(t, "conv_head", "bn2", "last")

@@ -58,16 +58,6 @@ def _conv_bn(t: dict, torch_conv: str, torch_bn: str, ours: str) -> None:
     t[torch_bn] = (f"{ours}/bn", "bn")
 
 
-def _abstract(cls, config):
-    """The jaxdl model of `config`, shapes only: converters read its structure (which blocks
-    have an expand conv or SE) rather than guessing it from the state dict."""
-    from flax import nnx
-
-    from jaxdl.models.registry import _AbstractRngs
-
-    return nnx.eval_shape(lambda: cls(config, rngs=_AbstractRngs(0)))
-
-
 def _flatten_rows(k: np.ndarray, c: int, h: int, w: int) -> np.ndarray:
     """A Linear kernel [c*h*w, out] whose rows follow torch's NCHW flatten (c, h, w) -> rows in
     our NHWC flatten order (h, w, c)."""
@@ -327,10 +317,11 @@ def mobilenet(sd, config):
     Sequential `conv` holds Conv2dNormActivation entries for expand and depthwise, then the
     project conv and its BN as two plain entries: conv.{0 [, 1]}.0/.1, conv.{k}, conv.{k+1}."""
     from jaxdl.models.mobilenet import MobileNet
+    from jaxdl.models.registry import abstract_from_config
 
     if config.version == 1:
         raise JaxdlError("torchvision has no MobileNet v1 (use source='keras')")
-    model = _abstract(MobileNet, config)
+    model = abstract_from_config(MobileNet, config)
     t = {}
     _conv_bn(t, "features.0.0", "features.0.1", "stem")
     for i, block in enumerate(model.blocks):
@@ -360,8 +351,9 @@ def efficientnet(sd, config):
     features.{s+1}.{b}.block.{j} -> stages/s/b/... as in `_inverted_residual`;
     features.8.0/8.1 -> last/conv|bn; classifier.1 -> head/fc."""
     from jaxdl.models.efficientnet import EfficientNet
+    from jaxdl.models.registry import abstract_from_config
 
-    model = _abstract(EfficientNet, config)
+    model = abstract_from_config(EfficientNet, config)
     t = {"classifier.1": ("head/fc", "linear")}
     _conv_bn(t, "features.0.0", "features.0.1", "stem")
     for s, stage in enumerate(model.stages):
