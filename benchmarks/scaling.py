@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_force_host_platform_device_count=8")
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    )
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -64,16 +65,24 @@ class Config:
     """CSV path (default: benchmarks/results/scaling_<platform>.csv; none with --smoke)."""
 
 
-def allreduce_cost(params: int, *, bytes_per_value: int = 4, devices: int = H100_DEVICES,
-                   link_bytes_per_s: float = NVLINK4_BIDIRECTIONAL / 2, fsdp: bool = False
-                   ) -> dict[str, float]:
+def allreduce_cost(
+    params: int,
+    *,
+    bytes_per_value: int = 4,
+    devices: int = H100_DEVICES,
+    link_bytes_per_s: float = NVLINK4_BIDIRECTIONAL / 2,
+    fsdp: bool = False,
+) -> dict[str, float]:
     """Bytes each device moves per step for the gradient exchange and the time at the link
     bandwidth (bandwidth term of the ring algorithm)."""
     grad_bytes = params * bytes_per_value
     factor = (3 if fsdp else 2) * (devices - 1) / devices
     moved = factor * grad_bytes
-    return {"grad_MB": grad_bytes / 1e6, "moved_MB": moved / 1e6,
-            "ms": moved / link_bytes_per_s * 1e3}
+    return {
+        "grad_MB": grad_bytes / 1e6,
+        "moved_MB": moved / 1e6,
+        "ms": moved / link_bytes_per_s * 1e3,
+    }
 
 
 class StepTimer(Callback):
@@ -92,8 +101,9 @@ class StepTimer(Callback):
 
 def _dataset(n: int, seed: int = 0) -> ArrayDataset:
     rng = np.random.default_rng(seed)
-    return ArrayDataset(rng.normal(size=(n, 32, 32, 1)).astype(np.float32),
-                        rng.integers(0, 10, n).astype(np.int32))
+    return ArrayDataset(
+        rng.normal(size=(n, 32, 32, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+    )
 
 
 def measure(cfg: Config) -> list[dict]:
@@ -109,20 +119,31 @@ def measure(cfg: Config) -> list[dict]:
             model = create_model("mlp", input_shape=(32, 32, 1), hidden=hidden)
             # plain SGD: the difference from 1 device then shows the float summation order only
             # (Adam's normalisation turns the noise of a near-zero gradient into a full step)
-            t = Trainer(model, optimizer="sgd", learning_rate=1e-2, seed=0,
-                        mesh=make_mesh(num_devices=n), fsdp=fsdp)
+            t = Trainer(
+                model,
+                optimizer="sgd",
+                learning_rate=1e-2,
+                seed=0,
+                mesh=make_mesh(num_devices=n),
+                fsdp=fsdp,
+            )
             timer = StepTimer()
             t.fit(ds, epochs=2, batch_size=batch, verbose=0, shuffle=False, callbacks=[timer])
             params = {k: np.asarray(v) for k, v in named_leaves(jax.device_get(t.params)).items()}
             ref = params if ref is None else ref
             diff = max(float(np.abs(params[k] - ref[k]).max()) for k in ref)
-            rows.append({
-                "platform": jax.devices()[0].platform, "devices": n,
-                "mode": "fsdp" if fsdp else "dp", "global_batch": batch,
-                "params": sum(p.size for p in params.values()), "timed_steps": steps,
-                "step_ms": round(1e3 * statistics.median(timer.times[steps:]), 3),
-                "max_diff_vs_1": diff,
-            })
+            rows.append(
+                {
+                    "platform": jax.devices()[0].platform,
+                    "devices": n,
+                    "mode": "fsdp" if fsdp else "dp",
+                    "global_batch": batch,
+                    "params": sum(p.size for p in params.values()),
+                    "timed_steps": steps,
+                    "step_ms": round(1e3 * statistics.median(timer.times[steps:]), 3),
+                    "max_diff_vs_1": diff,
+                }
+            )
     return rows
 
 
@@ -144,8 +165,10 @@ def main(cfg: Config) -> dict:
             w.writerows(rows)
         console.print(f"wrote {out}")
 
-    cost = Table(title=f"gradient exchange per step, {H100_DEVICES} x H100, NVLink 4 "
-                       f"{NVLINK4_BIDIRECTIONAL / 2e9:.0f} GB/s each way")
+    cost = Table(
+        title=f"gradient exchange per step, {H100_DEVICES} x H100, NVLink 4 "
+        f"{NVLINK4_BIDIRECTIONAL / 2e9:.0f} GB/s each way"
+    )
     for col in ("model", "params", "grads", "scheme", "moved per GPU (MB)", "time (ms)"):
         cost.add_column(col)
     analysis = {}
@@ -155,8 +178,9 @@ def main(cfg: Config) -> dict:
                 c = allreduce_cost(p, bytes_per_value=nbytes, fsdp=fsdp)
                 scheme = "FSDP RS+2AG" if fsdp else "DP ring AR"
                 analysis[f"{name}/{dtype}/{'fsdp' if fsdp else 'dp'}"] = c
-                cost.add_row(name, f"{p:,}", dtype, scheme, f"{c['moved_MB']:.1f}",
-                             f"{c['ms']:.3f}")
+                cost.add_row(
+                    name, f"{p:,}", dtype, scheme, f"{c['moved_MB']:.1f}", f"{c['ms']:.3f}"
+                )
     console.print(cost)
     return {"rows": rows, "allreduce": analysis}
 

@@ -59,29 +59,57 @@ def main(cfg: Config) -> dict:
         train_ids, val_ids = train_ids[:20000], val_ids[:4000]
         context, d, layers, epochs = 32, 32, 1, 1
     train, val = lm_windows(train_ids, context), lm_windows(val_ids, context)
-    model = create_model("gpt_mini", input_shape=(context,), vocab_size=len(vocab),
-                         context=context, d_model=d, num_heads=cfg.num_heads, num_layers=layers,
-                         dropout=cfg.dropout, rngs=nnx.Rngs(cfg.seed))
-    t = Trainer(model, task=LanguageModelTask(len(vocab)), optimizer="adamw",
-                learning_rate=cfg.lr, clip_norm=1.0, seed=cfg.seed)
+    model = create_model(
+        "gpt_mini",
+        input_shape=(context,),
+        vocab_size=len(vocab),
+        context=context,
+        d_model=d,
+        num_heads=cfg.num_heads,
+        num_layers=layers,
+        dropout=cfg.dropout,
+        rngs=nnx.Rngs(cfg.seed),
+    )
+    t = Trainer(
+        model,
+        task=LanguageModelTask(len(vocab)),
+        optimizer="adamw",
+        learning_rate=cfg.lr,
+        clip_norm=1.0,
+        seed=cfg.seed,
+    )
     t0 = time.perf_counter()
     t.fit(train, epochs=epochs, batch_size=cfg.batch_size, validation_data=val, verbose=1)
     train_s = time.perf_counter() - t0
     ev = t.evaluate(val, batch_size=cfg.batch_size)
     prompt = jnp.asarray(vocab.encode("ROMEO:"))[None]
     n = min(cfg.sample_len, context - prompt.shape[1])
-    out = generate(t.model, prompt, n, key=jax.random.key(cfg.seed),
-                   temperature=cfg.temperature, top_k=cfg.top_k)
+    out = generate(
+        t.model,
+        prompt,
+        n,
+        key=jax.random.key(cfg.seed),
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+    )
     sample = vocab.decode(np.asarray(out[0]))
     steps = epochs * -(-len(train) // cfg.batch_size)
     params = count_params(t.params)
     c = Console(highlight=False)
-    c.print(f"char GPT: {params:,} params, {steps} steps of {cfg.batch_size}x{context} tokens, "
-            f"val loss {ev['loss']:.4f} nats/char = {ev['bits_per_token']:.4f} bits/char, "
-            f"train {train_s:.0f}s")
+    c.print(
+        f"char GPT: {params:,} params, {steps} steps of {cfg.batch_size}x{context} tokens, "
+        f"val loss {ev['loss']:.4f} nats/char = {ev['bits_per_token']:.4f} bits/char, "
+        f"train {train_s:.0f}s"
+    )
     c.print("sample:\n" + sample)
-    return {"val_loss": ev["loss"], "val_bits_per_char": ev["bits_per_token"], "params": params,
-            "steps": steps, "train_time_s": train_s, "sample": sample}
+    return {
+        "val_loss": ev["loss"],
+        "val_bits_per_char": ev["bits_per_token"],
+        "params": params,
+        "steps": steps,
+        "train_time_s": train_s,
+        "sample": sample,
+    }
 
 
 if __name__ == "__main__":

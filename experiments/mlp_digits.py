@@ -32,17 +32,29 @@ class Config:
 
 def main(cfg: Config) -> dict:
     splits = load_digits(seed=cfg.seed)
-    model = create_model("mlp", input_shape=splits.input_shape, hidden=cfg.hidden,
-                         activation=cfg.activation, dropout=cfg.dropout)
+    model = create_model(
+        "mlp",
+        input_shape=splits.input_shape,
+        hidden=cfg.hidden,
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+    )
     t = Trainer(model, optimizer=cfg.optimizer, learning_rate=cfg.lr, seed=cfg.seed)
     t0 = time.perf_counter()
-    t.fit(splits.train, epochs=3 if cfg.smoke else cfg.epochs, batch_size=cfg.batch_size,
-          validation_data=splits.val, verbose=1)
+    t.fit(
+        splits.train,
+        epochs=3 if cfg.smoke else cfg.epochs,
+        batch_size=cfg.batch_size,
+        validation_data=splits.val,
+        verbose=1,
+    )
     dt = time.perf_counter() - t0
     ev = t.evaluate(splits.test, detailed=True)
     c = Console(highlight=False)
-    c.print(f"test accuracy {ev['accuracy']:.4f}  loss {ev['loss']:.4f}  F1 (macro) {ev['f1_macro']:.4f}  "
-            f"train time {dt:.1f}s")
+    c.print(
+        f"test accuracy {ev['accuracy']:.4f}  loss {ev['loss']:.4f}  F1 (macro) {ev['f1_macro']:.4f}  "
+        f"train time {dt:.1f}s"
+    )
     c.print("confusion matrix (rows: true, columns: predicted):")
     for row in ev["confusion_matrix"]:
         c.print(" ".join(f"{v:3d}" for v in row))

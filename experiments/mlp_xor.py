@@ -33,10 +33,18 @@ def main(cfg: Config) -> dict:
     y = np.array([0, 1, 1, 0], np.int32)
     model = create_model("mlp_xor", hidden=(cfg.hidden,), rngs=nnx.Rngs(cfg.seed))
     # 4 examples: full-batch gradient descent on one device
-    t = Trainer(model, optimizer=cfg.optimizer, learning_rate=cfg.lr, seed=cfg.seed, mesh=make_mesh(num_devices=1))
-    h = t.fit((x, y), epochs=cfg.epochs if not cfg.smoke else 300, batch_size=4, verbose=0, shuffle=False)
+    t = Trainer(
+        model,
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.lr,
+        seed=cfg.seed,
+        mesh=make_mesh(num_devices=1),
+    )
+    h = t.fit(
+        (x, y), epochs=cfg.epochs if not cfg.smoke else 300, batch_size=4, verbose=0, shuffle=False
+    )
     p = np.asarray(jax.nn.sigmoid(t.predict(x)))[:, 0]
-    for xi, yi, pi in zip(x, y, p):
+    for xi, yi, pi in zip(x, y, p, strict=False):
         print(f"x = {xi.astype(int).tolist()}  d = {yi}  p(1) = {pi:.3f}  y = {int(pi > 0.5)}")
     acc = float(((p > 0.5) == y).mean())
     print(f"final loss {h.history['loss'][-1]:.4f}, accuracy {acc:.2f}")

@@ -39,13 +39,23 @@ def main(cfg: Config) -> dict:
         t.add_column(c, justify="right")
     for e, tr in enumerate(res.trace, start=1):
         for i in range(len(x)):
-            t.add_row(str(e), *(f"{v:g}" for v in x[i]), f"{d[i]:g}", f"{tr['y'][i, 0]:g}", f"{tr['error'][i, 0]:+g}",
-                      f"{tr['w'][i][0, 0]:.2f}", f"{tr['w'][i][1, 0]:.2f}", f"{tr['b'][i][0]:.2f}",
-                      end_section=i == len(x) - 1)
+            t.add_row(
+                str(e),
+                *(f"{v:g}" for v in x[i]),
+                f"{d[i]:g}",
+                f"{tr['y'][i, 0]:g}",
+                f"{tr['error'][i, 0]:+g}",
+                f"{tr['w'][i][0, 0]:.2f}",
+                f"{tr['w'][i][1, 0]:.2f}",
+                f"{tr['b'][i][0]:.2f}",
+                end_section=i == len(x) - 1,
+            )
     console.print(t)
     console.print("corrections per epoch:", res.corrections)
     verdict = "converged" if res.converged else "did NOT converge"
-    console.print(f"{verdict} after {res.epochs} epoch(s): w = {[round(float(v), 3) for v in res.w[:, 0]]}, b = {round(float(res.b[0]), 3)}")
+    console.print(
+        f"{verdict} after {res.epochs} epoch(s): w = {[round(float(v), 3) for v in res.w[:, 0]]}, b = {round(float(res.b[0]), 3)}"
+    )
     return {"gate": cfg.gate, "converged": res.converged, "epochs": res.epochs}
 
 

@@ -27,9 +27,18 @@ class Config:
 
 
 def main(cfg: Config) -> dict:
-    return cnn_main(CnnConfig(models=("resnet18",), augment=(cfg.augment,), epochs=cfg.epochs,
-                              batch_size=cfg.batch_size, lr=cfg.lr, data_dir=cfg.data_dir,
-                              seed=cfg.seed, smoke=cfg.smoke))
+    return cnn_main(
+        CnnConfig(
+            models=("resnet18",),
+            augment=(cfg.augment,),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            data_dir=cfg.data_dir,
+            seed=cfg.seed,
+            smoke=cfg.smoke,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,11 @@ from jaxdl.weights import load
 from jaxdl.weights.convert import assign, model_tensors
 from jaxdl.weights.preprocess import KERAS_CAFFE, PreprocessingLayer
 
-BLOCKS = {"resnet": r"^stages/\d+/\d+", "densenet": r"^blocks/\d+/layers/\d+", "vgg": r"^stages/\d+/\d+"}
+BLOCKS = {
+    "resnet": r"^stages/\d+/\d+",
+    "densenet": r"^blocks/\d+/layers/\d+",
+    "vgg": r"^stages/\d+/\d+",
+}
 KERAS_ARCH = {"resnet": {"stride_in_1x1": True}}
 
 
@@ -74,22 +78,36 @@ def pretrained_backbone(cfg: Config):
 
     family = get_entry(cfg.backbone).family
     if family not in BLOCKS:
-        raise JaxdlError(f"--backbone must be of a family with pretrained converters: {sorted(BLOCKS)}")
+        raise JaxdlError(
+            f"--backbone must be of a family with pretrained converters: {sorted(BLOCKS)}"
+        )
     arch = KERAS_ARCH.get(family, {}) if cfg.source == "keras" else {}
-    backbone = create_model(cfg.backbone, input_shape=(cfg.size, cfg.size, 3), include_top=False,
-                            pooling="avg", rngs=nnx.Rngs(cfg.seed), **arch)
+    backbone = create_model(
+        cfg.backbone,
+        input_shape=(cfg.size, cfg.size, 3),
+        include_top=False,
+        pooling="avg",
+        rngs=nnx.Rngs(cfg.seed),
+        **arch,
+    )
     prep = KERAS_CAFFE
     try:
         if cfg.smoke:
             raise JaxdlError("--smoke uses random weights")
         full, prep = load(cfg.backbone, source=cfg.source)
-        assign(backbone, {k: v for k, v in model_tensors(full).items() if not k.startswith("head/")},
-               source=f"{cfg.source} {cfg.backbone}")
+        assign(
+            backbone,
+            {k: v for k, v in model_tensors(full).items() if not k.startswith("head/")},
+            source=f"{cfg.source} {cfg.backbone}",
+        )
         print(f"backbone: {cfg.backbone} with pretrained {cfg.source} ImageNet weights")
     except JaxdlError as e:
         bar = "!" * 78
-        print(f"{bar}\nWARNING: NO PRETRAINED WEIGHTS ({e}).\nThe backbone is RANDOM: the "
-              f"accuracies below show the workflow, not transfer learning.\n{bar}", file=sys.stderr)
+        print(
+            f"{bar}\nWARNING: NO PRETRAINED WEIGHTS ({e}).\nThe backbone is RANDOM: the "
+            f"accuracies below show the workflow, not transfer learning.\n{bar}",
+            file=sys.stderr,
+        )
     return backbone, prep, BLOCKS[family]
 
 
@@ -97,35 +115,69 @@ def main(cfg: Config) -> dict:
     tmp = None
     if cfg.smoke:
         tmp = tempfile.TemporaryDirectory()
-        cfg = Config(data=str(synthetic_folder(Path(tmp.name))), backbone="resnet18", size=32,
-                     batch_size=8, epochs_head=2, epochs_finetune=1, lr_head=1e-2, top_blocks=1,
-                     smoke=True)
+        cfg = Config(
+            data=str(synthetic_folder(Path(tmp.name))),
+            backbone="resnet18",
+            size=32,
+            batch_size=8,
+            epochs_head=2,
+            epochs_finetune=1,
+            lr_head=1e-2,
+            top_blocks=1,
+            smoke=True,
+        )
     if cfg.data is None:
-        raise JaxdlError("--data PATH is needed: an image folder with one sub-folder per class "
-                         "(e.g. dogs-vs-cats saved as PATH/cat/*.jpg, PATH/dog/*.jpg); or try --smoke")
-    splits = load_dataset(f"folder:{cfg.data},size={cfg.size}x{cfg.size}", seed=cfg.seed,
-                          val_fraction=cfg.val_fraction, test_fraction=cfg.val_fraction)
+        raise JaxdlError(
+            "--data PATH is needed: an image folder with one sub-folder per class "
+            "(e.g. dogs-vs-cats saved as PATH/cat/*.jpg, PATH/dog/*.jpg); or try --smoke"
+        )
+    splits = load_dataset(
+        f"folder:{cfg.data},size={cfg.size}x{cfg.size}",
+        seed=cfg.seed,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.val_fraction,
+    )
     backbone, prep, block = pretrained_backbone(cfg)
     width = feature_dim(backbone, (cfg.size, cfg.size, 3))
-    model = Chain(preprocess=PreprocessingLayer(prep), backbone=backbone,
-                  head=nnx.Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)))
+    model = Chain(
+        preprocess=PreprocessingLayer(prep),
+        backbone=backbone,
+        head=nnx.Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)),
+    )
     t0 = time.perf_counter()
     # phase 1: the new head on the frozen backbone
-    head = Trainer(model, optimizer="adam", learning_rate=cfg.lr_head, freeze=[r"^backbone/"], seed=cfg.seed)
-    head.fit(splits.train, epochs=cfg.epochs_head, batch_size=cfg.batch_size, validation_data=splits.val)
+    head = Trainer(
+        model, optimizer="adam", learning_rate=cfg.lr_head, freeze=[r"^backbone/"], seed=cfg.seed
+    )
+    head.fit(
+        splits.train, epochs=cfg.epochs_head, batch_size=cfg.batch_size, validation_data=splits.val
+    )
     phase1 = head.evaluate(splits.test)
     # phase 2: unfreeze the top blocks, fine-tune with a lower learning rate
     params = nnx.state(head.model, nnx.Param)
     frozen = fine_tune_patterns(params, block, cfg.top_blocks, prefix="backbone/")
-    tune = Trainer(head.model, optimizer="adam", learning_rate=cfg.lr_finetune, freeze=frozen, seed=cfg.seed)
-    tune.fit(splits.train, epochs=cfg.epochs_finetune, batch_size=cfg.batch_size, validation_data=splits.val)
+    tune = Trainer(
+        head.model, optimizer="adam", learning_rate=cfg.lr_finetune, freeze=frozen, seed=cfg.seed
+    )
+    tune.fit(
+        splits.train,
+        epochs=cfg.epochs_finetune,
+        batch_size=cfg.batch_size,
+        validation_data=splits.val,
+    )
     phase2 = tune.evaluate(splits.test)
     dt = time.perf_counter() - t0
     print(f"head only (backbone frozen): test accuracy {phase1['accuracy']:.4f}")
-    print(f"fine-tuned (top {cfg.top_blocks} blocks): test accuracy {phase2['accuracy']:.4f}  ({dt:.1f}s)")
+    print(
+        f"fine-tuned (top {cfg.top_blocks} blocks): test accuracy {phase2['accuracy']:.4f}  ({dt:.1f}s)"
+    )
     if tmp is not None:
         tmp.cleanup()
-    return {"head_accuracy": phase1["accuracy"], "finetune_accuracy": phase2["accuracy"], "time_s": dt}
+    return {
+        "head_accuracy": phase1["accuracy"],
+        "finetune_accuracy": phase2["accuracy"],
+        "time_s": dt,
+    }
 
 
 if __name__ == "__main__":

@@ -57,12 +57,23 @@ def main(cfg: Config) -> dict:
     x, y, _ = reversal_data(n_train, cfg.length, cfg.num_symbols, cfg.seed)
     _, _, test_src = reversal_data(cfg.test_size, cfg.length, cfg.num_symbols, cfg.seed + 1)
     model = create_model(
-        "transformer_small", input_shape=(2 * cfg.length,), src_len=cfg.length, src_vocab=vocab,
-        tgt_vocab=vocab, d_model=cfg.d_model, num_heads=cfg.num_heads, enc_layers=cfg.layers,
-        dec_layers=cfg.layers, d_ff=4 * cfg.d_model, dropout=0.0, max_len=cfg.length,
-        pad_id=PAD)
-    t = Trainer(model, task=LanguageModelTask(vocab), optimizer="adam", learning_rate=cfg.lr,
-                seed=cfg.seed)
+        "transformer_small",
+        input_shape=(2 * cfg.length,),
+        src_len=cfg.length,
+        src_vocab=vocab,
+        tgt_vocab=vocab,
+        d_model=cfg.d_model,
+        num_heads=cfg.num_heads,
+        enc_layers=cfg.layers,
+        dec_layers=cfg.layers,
+        d_ff=4 * cfg.d_model,
+        dropout=0.0,
+        max_len=cfg.length,
+        pad_id=PAD,
+    )
+    t = Trainer(
+        model, task=LanguageModelTask(vocab), optimizer="adam", learning_rate=cfg.lr, seed=cfg.seed
+    )
     t0 = time.perf_counter()
     t.fit(ArrayDataset(x, y), epochs=epochs, batch_size=cfg.batch_size, verbose=1)
     train_s = time.perf_counter() - t0
@@ -71,18 +82,26 @@ def main(cfg: Config) -> dict:
     target = test_src[:, ::-1]
     exact = float(np.mean(np.all(pred == target, axis=1)))
     token_acc = float(np.mean(pred == target))
-    beam = np.asarray(beam_search(trained, jnp.asarray(test_src[:200]), cfg.length, bos_id=BOS,
-                                  beam_size=4))
+    beam = np.asarray(
+        beam_search(trained, jnp.asarray(test_src[:200]), cfg.length, bos_id=BOS, beam_size=4)
+    )
     beam_exact = float(np.mean(np.all(beam == target[:200], axis=1)))
     total_s = time.perf_counter() - t0
     params = count_params(t.params)
     Console(highlight=False).print(
         f"reversal of {cfg.length} symbols: greedy exact match {exact:.4f} (token accuracy "
         f"{token_acc:.4f}) on {cfg.test_size} held-out sequences; beam-4 exact match "
-        f"{beam_exact:.4f} on 200; {params:,} params; train {train_s:.1f}s, total {total_s:.1f}s")
-    return {"exact_match": exact, "token_accuracy": token_acc, "beam_exact_match": beam_exact,
-            "params": params, "train_time_s": train_s, "total_time_s": total_s,
-            "steps": epochs * -(-n_train // cfg.batch_size)}
+        f"{beam_exact:.4f} on 200; {params:,} params; train {train_s:.1f}s, total {total_s:.1f}s"
+    )
+    return {
+        "exact_match": exact,
+        "token_accuracy": token_acc,
+        "beam_exact_match": beam_exact,
+        "params": params,
+        "train_time_s": train_s,
+        "total_time_s": total_s,
+        "steps": epochs * -(-n_train // cfg.batch_size),
+    }
 
 
 if __name__ == "__main__":

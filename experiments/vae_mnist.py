@@ -44,7 +44,6 @@ class Config:
     smoke: bool = False  # 256 training images, 1 epoch
 
 
-
 def main(cfg: Config) -> dict:
     splits = load_mnist(cfg.data, seed=cfg.seed)
     train, val, test = splits.train, splits.val, splits.test

@@ -45,10 +45,18 @@ def main(cfg: Config) -> dict:
     if cfg.smoke:
         train = train.subset(slice(0, 512))
         epochs, layers = 1, 1
-    model = create_model("vit_ti16", input_shape=splits.input_shape, num_classes=splits.num_classes,
-                         patch_size=cfg.patch_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
-                         num_layers=layers, d_ff=4 * cfg.d_model, dropout=cfg.dropout,
-                         rngs=nnx.Rngs(cfg.seed))
+    model = create_model(
+        "vit_ti16",
+        input_shape=splits.input_shape,
+        num_classes=splits.num_classes,
+        patch_size=cfg.patch_size,
+        d_model=cfg.d_model,
+        num_heads=cfg.num_heads,
+        num_layers=layers,
+        d_ff=4 * cfg.d_model,
+        dropout=cfg.dropout,
+        rngs=nnx.Rngs(cfg.seed),
+    )
     t = Trainer(model, optimizer="adamw", learning_rate=cfg.lr, seed=cfg.seed)
     t0 = time.perf_counter()
     t.fit(train, epochs=epochs, batch_size=cfg.batch_size, validation_data=splits.val, verbose=1)
@@ -57,9 +65,14 @@ def main(cfg: Config) -> dict:
     params = count_params(t.params)
     Console(highlight=False).print(
         f"ViT on MNIST: {params:,} params, test accuracy {ev['accuracy']:.4f}, loss "
-        f"{ev['loss']:.4f}, train {train_s:.0f}s ({len(train)} training images, {epochs} epochs)")
-    return {"test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "params": params,
-            "train_time_s": train_s}
+        f"{ev['loss']:.4f}, train {train_s:.0f}s ({len(train)} training images, {epochs} epochs)"
+    )
+    return {
+        "test_accuracy": ev["accuracy"],
+        "test_loss": ev["loss"],
+        "params": params,
+        "train_time_s": train_s,
+    }
 
 
 if __name__ == "__main__":

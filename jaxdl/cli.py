@@ -94,8 +94,8 @@ class SummaryCmd:
     def run(self) -> int:
         from jaxdl.bench.summary import render, summarize
         from jaxdl.models import abstract_model
-        from jaxdl.models.registry import get_config
         from jaxdl.models.inputs import example_input, resize_input_shape
+        from jaxdl.models.registry import get_config
 
         overrides = parse_overrides(self.set)
         if self.input is not None:
@@ -180,8 +180,16 @@ class Train:
         from jaxdl.models import create_model
         from jaxdl.parallel import initialize_distributed, local_rows, make_mesh
         from jaxdl.train import (
-            EXIT_NONFINITE, EXIT_PREEMPTED, BackupAndRestore, CSVLogger, EarlyStopping,
-            NonFiniteLossError, Preempted, TensorBoard, Trainer, make_schedule,
+            EXIT_NONFINITE,
+            EXIT_PREEMPTED,
+            BackupAndRestore,
+            CSVLogger,
+            EarlyStopping,
+            NonFiniteLossError,
+            Preempted,
+            TensorBoard,
+            Trainer,
+            make_schedule,
         )
         from jaxdl.train.checkpoint import check_writable_dir
         from jaxdl.train.tasks import LanguageModelTask
@@ -191,12 +199,15 @@ class Train:
         check_positive("--lr", self.lr)
         check_positive("--init-timeout", self.init_timeout, integer=True)
         # before anything touches a device: a multi-host run sees every process's devices
-        initialize_distributed(self.coordinator, self.num_processes, self.process_id,
-                               timeout=self.init_timeout)
+        initialize_distributed(
+            self.coordinator, self.num_processes, self.process_id, timeout=self.init_timeout
+        )
         check_positive("--grad-accum", self.grad_accum, integer=True)
         if self.workdir is None:
-            for flag, value in (("--checkpoint-every", self.checkpoint_every),
-                                ("--tensorboard", self.tensorboard or None)):
+            for flag, value in (
+                ("--checkpoint-every", self.checkpoint_every),
+                ("--tensorboard", self.tensorboard or None),
+            ):
                 if value is not None:
                     raise JaxdlError(f"{flag} needs --workdir (where checkpoints and logs go)")
         if self.profile_steps is not None and not self.tensorboard:
@@ -204,64 +215,113 @@ class Train:
         if self.checkpoint_every is not None:
             check_positive("--checkpoint-every", self.checkpoint_every, integer=True)
         workdir = check_writable_dir(self.workdir, what="--workdir") if self.workdir else None
-        splits = load_dataset(self.dataset, seed=self.seed, val_fraction=self.val_fraction,
-                              test_fraction=self.test_fraction)
+        splits = load_dataset(
+            self.dataset,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+        )
         vocab = splits.info.get("vocab")  # text datasets: next-token prediction
         overrides = model_overrides_for(
-            self.name, {"input_shape": splits.input_shape, "num_classes": splits.num_classes,
-                        **({"vocab_size": len(vocab)} if vocab else {})},
-            parse_overrides(self.set))
+            self.name,
+            {
+                "input_shape": splits.input_shape,
+                "num_classes": splits.num_classes,
+                **({"vocab_size": len(vocab)} if vocab else {}),
+            },
+            parse_overrides(self.set),
+        )
         model = create_model(self.name, **overrides)
         if vocab:
             import jax
+
             from jaxdl.train.loop import output_shape
 
             want = (1, *splits.input_shape, len(vocab))
             got = output_shape(model, jax.ShapeDtypeStruct((1, *splits.input_shape), "int32"))
             if got != want:
-                raise JaxdlError(f"{self.dataset} is next-token text: the model must map tokens "
-                                 f"{(1, *splits.input_shape)} to logits {want}; "
-                                 f"{self.name} gives {got}")
-        total_steps = self.epochs * num_batches(len(splits.train), self.batch_size) // self.grad_accum
-        lr = make_schedule(self.schedule, self.lr, total_steps=max(total_steps, 1),
-                           warmup_steps=self.warmup_steps)
+                raise JaxdlError(
+                    f"{self.dataset} is next-token text: the model must map tokens "
+                    f"{(1, *splits.input_shape)} to logits {want}; "
+                    f"{self.name} gives {got}"
+                )
+        total_steps = (
+            self.epochs * num_batches(len(splits.train), self.batch_size) // self.grad_accum
+        )
+        lr = make_schedule(
+            self.schedule, self.lr, total_steps=max(total_steps, 1), warmup_steps=self.warmup_steps
+        )
         if self.schedule == "constant":
             lr = self.lr  # a number, so ReduceLROnPlateau-style callbacks may change it
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
         augment = parse_augment(self.augment) if self.augment else None
-        trainer = Trainer(model, optimizer=self.optimizer, learning_rate=lr, clip_norm=self.clip_norm,
-                          seed=self.seed, mesh=mesh, fsdp=self.fsdp, augment=augment,
-                          task=LanguageModelTask(len(vocab)) if vocab else None,
-                          mixed_precision=self.mixed_precision, grad_accum=self.grad_accum,
-                          freeze=self.freeze)
-        train = Pipeline(splits.train, self.batch_size, seed=self.seed, num_workers=self.workers,
-                         rows=local_rows(self.batch_size, mesh))
+        trainer = Trainer(
+            model,
+            optimizer=self.optimizer,
+            learning_rate=lr,
+            clip_norm=self.clip_norm,
+            seed=self.seed,
+            mesh=mesh,
+            fsdp=self.fsdp,
+            augment=augment,
+            task=LanguageModelTask(len(vocab)) if vocab else None,
+            mixed_precision=self.mixed_precision,
+            grad_accum=self.grad_accum,
+            freeze=self.freeze,
+        )
+        train = Pipeline(
+            splits.train,
+            self.batch_size,
+            seed=self.seed,
+            num_workers=self.workers,
+            rows=local_rows(self.batch_size, mesh),
+        )
         callbacks = []
         if self.early_stopping is not None:
             if splits.val is None:
                 raise JaxdlError("--early-stopping monitors val_loss: needs --val-fraction > 0")
-            callbacks.append(EarlyStopping("val_loss", patience=self.early_stopping,
-                                           restore_best_weights=True))
+            callbacks.append(
+                EarlyStopping("val_loss", patience=self.early_stopping, restore_best_weights=True)
+            )
         if workdir is not None:
             callbacks.append(CSVLogger(workdir / "log.csv"))
             if self.tensorboard:
                 sample = splits.val if splits.val is not None else splits.test
-                callbacks.append(TensorBoard(workdir / "tensorboard", histogram_freq=1, write_images=True,
-                                             profile_batch=self.profile_steps or 0,
-                                             sample_data=sample.subset(slice(0, 256))))
-            callbacks.append(BackupAndRestore(workdir / "checkpoints", save_freq=self.checkpoint_every or "epoch",
-                                              delete_checkpoint=False, keep=self.keep_checkpoints))
+                callbacks.append(
+                    TensorBoard(
+                        workdir / "tensorboard",
+                        histogram_freq=1,
+                        write_images=True,
+                        profile_batch=self.profile_steps or 0,
+                        sample_data=sample.subset(slice(0, 256)),
+                    )
+                )
+            callbacks.append(
+                BackupAndRestore(
+                    workdir / "checkpoints",
+                    save_freq=self.checkpoint_every or "epoch",
+                    delete_checkpoint=False,
+                    keep=self.keep_checkpoints,
+                )
+            )
         console = Console(highlight=False, stderr=False)
         if not self.quiet:
-            console.print(f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
-                          f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
-                          f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
-                          f"{', FSDP' if self.fsdp else ''}")
+            console.print(
+                f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
+                f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
+                f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
+                f"{', FSDP' if self.fsdp else ''}"
+            )
         t0 = time.perf_counter()
         try:
-            history = trainer.fit(train, epochs=self.epochs, batch_size=self.batch_size,
-                                  validation_data=splits.val, callbacks=callbacks,
-                                  verbose=0 if self.quiet else 1)
+            history = trainer.fit(
+                train,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                validation_data=splits.val,
+                callbacks=callbacks,
+                verbose=0 if self.quiet else 1,
+            )
         except NonFiniteLossError as e:
             print(f"jaxdl: error: {e}", file=sys.stderr)
             return EXIT_NONFINITE
@@ -270,10 +330,19 @@ class Train:
             return EXIT_PREEMPTED
         train_time = time.perf_counter() - t0
         test = trainer.evaluate(splits.test, batch_size=max(self.batch_size, 256))
-        result = {"model": self.name, "dataset": self.dataset, "epochs": len(history.epoch),
-                  "train_time_s": round(train_time, 3)}
+        result = {
+            "model": self.name,
+            "dataset": self.dataset,
+            "epochs": len(history.epoch),
+            "train_time_s": round(train_time, 3),
+        }
         last = {k: v[-1] for k, v in history.history.items()}
-        result.update({f"train_{k}" if not k.startswith("val_") and k != "lr" else k: v for k, v in last.items()})
+        result.update(
+            {
+                f"train_{k}" if not k.startswith("val_") and k != "lr" else k: v
+                for k, v in last.items()
+            }
+        )
         result.update({f"test_{k}": v for k, v in test.items()})
         table = Table(title="final metrics")
         table.add_column("metric")
@@ -326,20 +395,36 @@ class Bench:
     def run(self) -> int:
         from rich.console import Console
 
-        from jaxdl.bench.runner import BenchOptions, environment, render, resolve_models
+        from jaxdl.bench.runner import (
+            BenchOptions,
+            environment,
+            render,
+            resolve_models,
+            write_outputs,
+        )
         from jaxdl.bench.runner import run as run_bench
-        from jaxdl.bench.runner import write_outputs
 
-        opts = BenchOptions(mode=self.mode, batches=self.batch, dtype=self.dtype, input=self.input,
-                            overrides=tuple(parse_overrides(self.set).items()), warmup=self.warmup,
-                            steps=self.steps, optimizer=self.optimizer, lr=self.lr,
-                            compare=self.compare, torch_compile=self.torch_compile,
-                            isolate=self.isolate)
+        opts = BenchOptions(
+            mode=self.mode,
+            batches=self.batch,
+            dtype=self.dtype,
+            input=self.input,
+            overrides=tuple(parse_overrides(self.set).items()),
+            warmup=self.warmup,
+            steps=self.steps,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            compare=self.compare,
+            torch_compile=self.torch_compile,
+            isolate=self.isolate,
+        )
         opts.validate()
         names = resolve_models(self.models)
         # a pipe gets the full table rather than 80 columns of ellipses
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-        progress = lambda r: console.print(f"{r['model']} batch {r['batch']}: {r['status']}", style="dim")
+        progress = lambda r: console.print(
+            f"{r['model']} batch {r['batch']}: {r['status']}", style="dim"
+        )
         rows, peaks = run_bench(names, opts, progress=progress)
         render(rows, peaks, opts, console=console)
         paths = write_outputs(rows, self.out, self.tag, environment(peaks), plot=self.plot)

@@ -81,7 +81,11 @@ def param_counts(model: nnx.Module) -> dict[str, int]:
     rest = nnx.filter_state(state, nnx.Not(nnx.RngState))
     trainable = count_params(params)
     non_trainable = count_params(rest)
-    return {"trainable": trainable, "non_trainable": non_trainable, "total": trainable + non_trainable}
+    return {
+        "trainable": trainable,
+        "non_trainable": non_trainable,
+        "total": trainable + non_trainable,
+    }
 
 
 def path_str(path) -> str:

@@ -109,7 +109,7 @@ def save_history(
         raise JaxdlError(f"save_history: nothing to plot; history has keys {sorted(h)}")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    for ax, k in zip(axes[0], keys, strict=False):
         if k not in h:
             raise JaxdlError(f"save_history: no {k!r} in the history; it has {sorted(h)}")
         epochs = np.arange(1, len(h[k]) + 1)

@@ -47,15 +47,18 @@ def main(argv=None) -> int:
     arrays = {}
     for mode in ("dp", "fsdp"):
         model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True)
-        trainer = Trainer(model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(),
-                          fsdp=mode == "fsdp")
+        trainer = Trainer(
+            model, optimizer="sgd", learning_rate=0.1, seed=3, mesh=make_mesh(), fsdp=mode == "fsdp"
+        )
         trainer.fit(splits.train, epochs=2, batch_size=64, verbose=0)
         for part in ("params", "model_state"):  # whole arrays on every process, shards joined
             whole = process_allgather(getattr(trainer.state, part), tiled=True)
-            arrays.update({f"{mode}/{part}/{k}": np.asarray(v)
-                           for k, v in named_leaves(whole).items()})
-        arrays.update({f"{mode}/metric/{k}": np.asarray(v)
-                       for k, v in trainer.evaluate(splits.test).items()})
+            arrays.update(
+                {f"{mode}/{part}/{k}": np.asarray(v) for k, v in named_leaves(whole).items()}
+            )
+        arrays.update(
+            {f"{mode}/metric/{k}": np.asarray(v) for k, v in trainer.evaluate(splits.test).items()}
+        )
     arrays["fsdp/predict"] = trainer.predict(splits.test.x)  # every row, from every process
     if args.ckpt:
         from jaxdl.train.checkpoint import Checkpoints

@@ -23,8 +23,12 @@ from jaxdl.train.state import TrainState
 from jaxdl.train.steps import make_train_step
 
 # Keras sub-layer -> our parameter (the whole conversion table)
-KERAS_TO_OURS = {"_query_dense": "query", "_key_dense": "key", "_value_dense": "value",
-                 "_output_dense": "out"}
+KERAS_TO_OURS = {
+    "_query_dense": "query",
+    "_key_dense": "key",
+    "_value_dense": "value",
+    "_output_dense": "out",
+}
 
 
 def keras_mha_and_ours(d=16, d_kv=12, heads=4, seed=0):
@@ -59,8 +63,11 @@ def test_keras_parity_self_attention_causal_and_padding():
     np.testing.assert_allclose(ours(q, is_causal=True), km(q, q, use_causal_mask=True), atol=1e-5)
     pad = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     keras_mask = pad[:, None, :] & np.tril(np.ones((5, 5), bool))[None]
-    np.testing.assert_allclose(ours(q, mask=pad[:, None, None, :], is_causal=True),
-                               km(q, q, attention_mask=keras_mask), atol=1e-5)
+    np.testing.assert_allclose(
+        ours(q, mask=pad[:, None, None, :], is_causal=True),
+        km(q, q, attention_mask=keras_mask),
+        atol=1e-5,
+    )
 
 
 def test_attention_matches_the_formula():
@@ -101,8 +108,9 @@ def test_rotary_scores_depend_on_relative_position_only():
     np.testing.assert_allclose(score(3, 1), score(10, 8), rtol=1e-4)
     assert abs(float(score(3, 1) - score(3, 2))) > 1e-3
     # rotation preserves the norm
-    np.testing.assert_allclose(jnp.linalg.norm(apply_rotary(q, jnp.array([5]))), jnp.linalg.norm(q),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(apply_rotary(q, jnp.array([5]))), jnp.linalg.norm(q), rtol=1e-5
+    )
 
 
 def test_summary_counts_attention_products():
@@ -127,8 +135,11 @@ def test_training_flops_helper_agrees_with_xla_for_gpt_mini():
     step = make_train_step(make_apply(graphdef), tx, task)
     ts = TrainState.create(params, state, tx, 0)
     b, t = 8, c.context
-    batch = {"x": jnp.zeros((b, t), jnp.int32), "y": jnp.zeros((b, t), jnp.int32),
-             "weight": jnp.ones((b,))}
+    batch = {
+        "x": jnp.zeros((b, t), jnp.int32),
+        "y": jnp.zeros((b, t), jnp.int32),
+        "weight": jnp.ones((b,)),
+    }
     measured = xla_flops(step, ts, task.init_metrics(), batch)
     predicted = transformer_training_flops(n, c.num_layers, c.d_model, t, tokens=b * t)
     assert abs(measured / predicted - 1) < 0.10, (measured, predicted)

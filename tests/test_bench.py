@@ -226,8 +226,9 @@ def test_write_outputs_and_plot(tmp_path):
 
 @pytest.mark.slow
 def test_isolated_rows_run_in_fresh_processes():
-    opts = runner.BenchOptions(mode="infer", batches=(4,), isolate=True,
-                               overrides=(("hidden", (32, 16)),), **FAST)
+    opts = runner.BenchOptions(
+        mode="infer", batches=(4,), isolate=True, overrides=(("hidden", (32, 16)),), **FAST
+    )
     (row,), peaks = runner.run(["mlp"], opts)
     assert row["status"] == "ok" and row["throughput"] > 0 and peaks.measured > 0
     assert row["params_trainable"] == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10

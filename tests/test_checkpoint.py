@@ -101,8 +101,13 @@ def test_digests_do_not_depend_on_sharding_and_see_every_bit():
     x = np.random.default_rng(0).normal(size=(16, 12)).astype(np.float32)
     one = jax.device_put(x, jax.devices()[0])
     sharded = jax.device_put(x, NamedSharding(make_mesh(), P("data")))
-    grid = jax.device_put(x, NamedSharding(Mesh(np.asarray(jax.devices()).reshape(2, 4), ("a", "b")), P("a", "b")))
-    d = {name: digests({"x": a})[0]["['x']"] for name, a in [("one", one), ("8", sharded), ("2x4", grid)]}
+    grid = jax.device_put(
+        x, NamedSharding(Mesh(np.asarray(jax.devices()).reshape(2, 4), ("a", "b")), P("a", "b"))
+    )
+    d = {
+        name: digests({"x": a})[0]["['x']"]
+        for name, a in [("one", one), ("8", sharded), ("2x4", grid)]
+    }
     assert len(set(d.values())) == 1, d
     for index in [(0, 0), (7, 5), (15, 11)]:
         for bit in (0, 17, 31):

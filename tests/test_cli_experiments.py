@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 ENV = {**os.environ, "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}  # one CPU device, as on a laptop
 
 
 def run(*args, cwd=ROOT, timeout=300):
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def jaxdl(*args):
@@ -37,15 +38,18 @@ def test_models_and_summary():
     assert "Total MACs: 2,368" in r.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "mlpx"], "unknown model 'mlpx'. Did you mean: mlp"),
-    (["train", "mlp", "--dataset", "digitz"], "unknown dataset 'digitz'"),
-    (["train", "mlp", "--optimizer", "adamx", "--epochs", "1"], "unknown optimizer 'adamx'"),
-    (["train", "mlp", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
-    (["train", "mlp", "--lr", "0"], "--lr must be a positive number, got 0.0"),
-    (["train", "mlp", "--batch-size", "-1"], "--batch-size must be a positive integer, got -1"),
-    (["train", "mlp", "--set", "widths=3"], "unknown option(s) widths"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "mlpx"], "unknown model 'mlpx'. Did you mean: mlp"),
+        (["train", "mlp", "--dataset", "digitz"], "unknown dataset 'digitz'"),
+        (["train", "mlp", "--optimizer", "adamx", "--epochs", "1"], "unknown optimizer 'adamx'"),
+        (["train", "mlp", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["train", "mlp", "--lr", "0"], "--lr must be a positive number, got 0.0"),
+        (["train", "mlp", "--batch-size", "-1"], "--batch-size must be a positive integer, got -1"),
+        (["train", "mlp", "--set", "widths=3"], "unknown option(s) widths"),
+    ],
+)
 def test_cli_bad_input(args, message):
     r = jaxdl(*args)
     assert r.returncode == 2

@@ -37,10 +37,14 @@ def test_idx_errors(tmp_path):
     trunc = tmp_path / "x.gz"
     with gzip.open(trunc, "wb") as f:
         f.write(b"\x00\x00\x08\x01" + (100).to_bytes(4, "big") + b"\x00" * 10)
-    with pytest.raises(JaxdlError, match=r"header says shape \(100,\) \(100 bytes of data\), file holds 10"):
+    with pytest.raises(
+        JaxdlError, match=r"header says shape \(100,\) \(100 bytes of data\), file holds 10"
+    ):
         read_idx(trunc)
     with pytest.raises(JaxdlError, match="must hold t10k-images"):
-        load_dataset(f"mnist_idx:{tmp_path / 'empty'}" if (tmp_path / "empty").mkdir() is None else "")
+        load_dataset(
+            f"mnist_idx:{tmp_path / 'empty'}" if (tmp_path / "empty").mkdir() is None else ""
+        )
     with pytest.raises(JaxdlError, match="is not a folder"):
         load_dataset(f"mnist_idx:{tmp_path / 'nope'}")
 

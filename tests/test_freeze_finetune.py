@@ -27,14 +27,20 @@ def images():
 
 
 def backbone(seed=0):
-    return create_model("resnet18", input_shape=(32, 32, 3), include_top=False, pooling="avg",
-                        rngs=nnx.Rngs(seed))
+    return create_model(
+        "resnet18", input_shape=(32, 32, 3), include_top=False, pooling="avg", rngs=nnx.Rngs(seed)
+    )
 
 
 def test_frozen_params_bit_identical_no_optimizer_state_bn_fixed(images):
     model = Chain(backbone=backbone(), head=nnx.Linear(512, 2, rngs=nnx.Rngs(1)))
-    t = Trainer(model, optimizer="adam", learning_rate=1e-2, freeze=[r"^backbone/"],
-                mesh=make_mesh(num_devices=1))
+    t = Trainer(
+        model,
+        optimizer="adam",
+        learning_rate=1e-2,
+        freeze=[r"^backbone/"],
+        mesh=make_mesh(num_devices=1),
+    )
     before = jax.device_get(t.state)
     t.fit(images, epochs=2, batch_size=16, verbose=0)
     after = jax.device_get(t.state)
@@ -65,12 +71,20 @@ def test_unfreeze_top_blocks_of_resnet18():
     model = Chain(backbone=backbone(), head=nnx.Linear(512, 2, rngs=nnx.Rngs(1)))
     params = nnx.state(model, nnx.Param)
     pats = fine_tune_patterns(params, r"^stages/\d+/\d+", 1, prefix="backbone/")
-    t = Trainer(model, optimizer="sgd", learning_rate=0.1, freeze=pats, mesh=make_mesh(num_devices=1))
-    trainable = [k for k in named_leaves(t.state.params)
-                 if not any(__import__("re").search(p, k) for p in pats)]
+    t = Trainer(
+        model, optimizer="sgd", learning_rate=0.1, freeze=pats, mesh=make_mesh(num_devices=1)
+    )
+    trainable = [
+        k
+        for k in named_leaves(t.state.params)
+        if not any(__import__("re").search(p, k) for p in pats)
+    ]
     assert trainable and all(k.startswith(("backbone/stages/3/1/", "head/")) for k in trainable)
     assert any(k.startswith("backbone/stages/3/1/") for k in trainable)
-    assert {k.split("/")[1] for k in named_leaves(t.state.params) if k not in trainable} >= {"stem", "stages"}
+    assert {k.split("/")[1] for k in named_leaves(t.state.params) if k not in trainable} >= {
+        "stem",
+        "stages",
+    }
     with pytest.raises(JaxdlError, match="top must be >= 0"):
         fine_tune_patterns(params, r"^stages/\d+/\d+", -1, prefix="backbone/")
 
@@ -88,8 +102,14 @@ def test_bottleneck_head_equals_head_on_frozen_model(images, tmp_path):
     feats = extract_features(bb, images, batch_size=16, cache=tmp_path / "f.npz")
     t1 = Trainer(head(), optimizer="sgd", learning_rate=0.05, seed=3, mesh=mesh)
     t1.fit(feats, epochs=3, batch_size=8, verbose=0)
-    t2 = Trainer(Chain(backbone=bb, head=head()), optimizer="sgd", learning_rate=0.05, seed=3,
-                 freeze=[r"^backbone/"], mesh=mesh)
+    t2 = Trainer(
+        Chain(backbone=bb, head=head()),
+        optimizer="sgd",
+        learning_rate=0.05,
+        seed=3,
+        freeze=[r"^backbone/"],
+        mesh=mesh,
+    )
     t2.fit(images, epochs=3, batch_size=8, verbose=0)
     h1, h2 = named_leaves(t1.state.params), named_leaves(t2.state.params)
     for k in ("head/kernel", "head/bias"):  # inside the Chain, the head model is at 'head/'
@@ -105,8 +125,14 @@ def test_transfer_learning_experiment_smoke():
 
     from conftest import ROOT
 
-    r = subprocess.run([sys.executable, "experiments/transfer_learning.py", "--smoke"], cwd=ROOT,
-                       env={**os.environ, "XLA_FLAGS": ""}, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "experiments/transfer_learning.py", "--smoke"],
+        cwd=ROOT,
+        env={**os.environ, "XLA_FLAGS": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "NO PRETRAINED WEIGHTS" in r.stderr  # said loudly when the backbone is random
     assert "head only (backbone frozen): test accuracy" in r.stdout

@@ -12,7 +12,10 @@ from jaxdl.functional import make_apply, merge, param_counts, pure, split
 def test_split_merge_roundtrip_and_counts():
     m = create_model("mlp", hidden=(16, 8), batch_norm=True, rngs=nnx.Rngs(1))
     graphdef, params, state = split(m)
-    assert all(isinstance(v, nnx.Param) for v in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+    assert all(
+        isinstance(v, nnx.Param)
+        for v in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    )
     m2 = merge(graphdef, params, state)
     x = jax.random.normal(jax.random.key(0), (4, 64))
     np.testing.assert_array_equal(m(x), m2(x))
@@ -46,7 +49,10 @@ def test_state_is_not_mutated_by_apply():
     before = jax.tree.map(np.array, state)
     _, new_state = apply(params, state, jnp.ones((4, 64)) * 3, train=True)
     jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, state))
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(new_state)))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(new_state), strict=False)
+    )
 
 
 def test_grad_through_apply_matches_finite_differences():
@@ -62,7 +68,11 @@ def test_grad_through_apply_matches_finite_differences():
 
     def bump(delta):
         return jax.tree_util.tree_map_with_path(
-            lambda path, a: a.at[0, 0].add(delta) if "head" in str(path) and "kernel" in str(path) else a, params)
+            lambda path, a: (
+                a.at[0, 0].add(delta) if "head" in str(path) and "kernel" in str(path) else a
+            ),
+            params,
+        )
 
     fd = (f(bump(eps)) - f(bump(-eps))) / (2 * eps)
     np.testing.assert_allclose(g[leaf]["kernel"][0, 0], fd, rtol=2e-2)

@@ -45,7 +45,7 @@ def test_output_shapes_and_finite(name):
 def test_dense_autoencoder_parameter_count():
     # encoder 784-256-128-32 and the mirrored decoder: sum of (n_in + 1) * n_out
     widths = [784, 256, 128, 32, 128, 256, 784]
-    expected = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    expected = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=False))
     assert param_counts(create_model("autoencoder"))["trainable"] == expected == 476_720
 
 
@@ -170,7 +170,7 @@ def test_gan_step_updates_both_networks_and_bn_stats():
         changed = [
             not np.allclose(a, b)
             for a, b in zip(
-                jax.tree.leaves(getattr(st0, name)), jax.tree.leaves(getattr(gan.state, name))
+                jax.tree.leaves(getattr(st0, name)), jax.tree.leaves(getattr(gan.state, name)), strict=False
             )
         ]
         assert all(changed) if name.endswith("params") else any(changed), name
@@ -205,9 +205,9 @@ def test_gan_step_gradients_match_the_losses():
         jax.nn.softplus(-d_apply(d_new, d_state, g_apply(gp, g_state, z_g)[0])[0])
     )
     g_new = jax.tree.map(lambda p, g: p - 0.1 * g, g_params, jax.grad(g_loss)(g_params))
-    for a, b in zip(jax.tree.leaves(st.d_params), jax.tree.leaves(d_new)):
+    for a, b in zip(jax.tree.leaves(st.d_params), jax.tree.leaves(d_new), strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(st.g_params), jax.tree.leaves(g_new)):
+    for a, b in zip(jax.tree.leaves(st.g_params), jax.tree.leaves(g_new), strict=False):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -126,7 +126,7 @@ def _mlp(rngs, **kw):
 
 
 def test_vmapped_search_equals_k_separate_trainer_runs(digits):
-    lrs, seeds = zip(*itertools.product([3e-3, 3e-2], [0, 1]))
+    lrs, seeds = zip(*itertools.product([3e-3, 3e-2], [0, 1]), strict=False)
     res = train_vmapped(
         lambda rngs: _mlp(rngs, dropout=0.2),
         digits.train,
@@ -137,7 +137,7 @@ def test_vmapped_search_equals_k_separate_trainer_runs(digits):
         validation_data=digits.val,
     )
     assert len(res.history) == 4 and len(res.history[0]["loss"]) == 2
-    for k, (lr, seed) in enumerate(zip(lrs, seeds)):
+    for k, (lr, seed) in enumerate(zip(lrs, seeds, strict=False)):
         t = Trainer(
             _mlp(nnx.Rngs(seed), dropout=0.2),
             learning_rate=lr,
@@ -145,7 +145,7 @@ def test_vmapped_search_equals_k_separate_trainer_runs(digits):
             mesh=make_mesh(num_devices=1),
         )
         h = t.fit(digits.train, epochs=2, batch_size=128, verbose=0)
-        for a, b in zip(jax.tree.leaves(res.params(k)), jax.tree.leaves(t.state.params)):
+        for a, b in zip(jax.tree.leaves(res.params(k)), jax.tree.leaves(t.state.params), strict=False):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
         np.testing.assert_allclose(res.history[k]["loss"], h.history["loss"], rtol=1e-5)
         np.testing.assert_allclose(res.val[k]["accuracy"], t.evaluate(digits.val)["accuracy"])

@@ -28,7 +28,11 @@ def test_cross_entropy_int_and_onehot_equal_sklearn(data):
     np.testing.assert_allclose(ce_int, ce_hot, rtol=1e-6)
     probs = jax.nn.softmax(logits)
     np.testing.assert_allclose(ce_int.mean(), skm.log_loss(y, probs, labels=range(C)), rtol=1e-5)
-    np.testing.assert_allclose(losses.categorical_cross_entropy(probs, jnp.asarray(y), from_logits=False), ce_int, rtol=1e-4)
+    np.testing.assert_allclose(
+        losses.categorical_cross_entropy(probs, jnp.asarray(y), from_logits=False),
+        ce_int,
+        rtol=1e-4,
+    )
 
 
 def test_binary_cross_entropy_and_mse(data):
@@ -36,12 +40,24 @@ def test_binary_cross_entropy_and_mse(data):
     z = rng.normal(size=(100, 1)).astype(np.float32)
     t = rng.integers(0, 2, 100)
     p = 1 / (1 + np.exp(-z[:, 0]))
-    np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(z), jnp.asarray(t)).mean(),
-                               skm.log_loss(t, p), rtol=1e-5)
-    np.testing.assert_allclose(losses.binary_cross_entropy(jnp.asarray(p[:, None]), jnp.asarray(t), from_logits=False).mean(),
-                               skm.log_loss(t, p), rtol=1e-4)
+    np.testing.assert_allclose(
+        losses.binary_cross_entropy(jnp.asarray(z), jnp.asarray(t)).mean(),
+        skm.log_loss(t, p),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        losses.binary_cross_entropy(
+            jnp.asarray(p[:, None]), jnp.asarray(t), from_logits=False
+        ).mean(),
+        skm.log_loss(t, p),
+        rtol=1e-4,
+    )
     a, b = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
-    np.testing.assert_allclose(losses.mean_squared_error(jnp.asarray(a), jnp.asarray(b)).mean(), skm.mean_squared_error(a, b), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.mean_squared_error(jnp.asarray(a), jnp.asarray(b)).mean(),
+        skm.mean_squared_error(a, b),
+        rtol=1e-5,
+    )
 
 
 def test_metrics_equal_sklearn(data):
@@ -51,7 +67,9 @@ def test_metrics_equal_sklearn(data):
     np.testing.assert_array_equal(cm, skm.confusion_matrix(y, pred, labels=range(C)))
     m = jax.jit(classification_metrics)(cm)
     np.testing.assert_allclose(m["accuracy"], skm.accuracy_score(y, pred), rtol=1e-6)
-    np.testing.assert_allclose(accuracy(jnp.asarray(y), jnp.asarray(pred)), skm.accuracy_score(y, pred), rtol=1e-6)
+    np.testing.assert_allclose(
+        accuracy(jnp.asarray(y), jnp.asarray(pred)), skm.accuracy_score(y, pred), rtol=1e-6
+    )
     for avg in ("macro", "micro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average=avg, zero_division=0)
         np.testing.assert_allclose(m[f"precision_{avg}"], p, rtol=1e-5)
@@ -67,8 +85,11 @@ def test_metrics_equal_sklearn(data):
         spec = skm.recall_score(y != c, pred != c)
         np.testing.assert_allclose(m["specificity_per_class"][c], spec, rtol=1e-5)
     for k in (1, 2, 3):
-        np.testing.assert_allclose(top_k_accuracy(jnp.asarray(logits), jnp.asarray(y), k),
-                                   skm.top_k_accuracy_score(y, logits, k=k, labels=range(C)), rtol=1e-6)
+        np.testing.assert_allclose(
+            top_k_accuracy(jnp.asarray(logits), jnp.asarray(y), k),
+            skm.top_k_accuracy_score(y, logits, k=k, labels=range(C)),
+            rtol=1e-6,
+        )
 
 
 def test_weighted_confusion_matrix_ignores_padding():

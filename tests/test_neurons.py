@@ -35,7 +35,9 @@ def test_delta_rule_is_the_formula():
     b = np.zeros(1, np.float32)
     x = rng.normal(size=(6, 3)).astype(np.float32)
     d = rng.integers(0, 2, size=(6, 1)).astype(np.float32)
-    w2, b2, trace = delta_rule_epoch(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), jnp.asarray(d), 0.3)
+    w2, b2, trace = delta_rule_epoch(
+        jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), jnp.asarray(d), 0.3
+    )
     for i in range(6):  # the same rule by hand, one observation at a time
         y = float(x[i] @ w[:, 0] + b[0] >= 0)
         w = w + 0.3 * (d[i, 0] - y) * x[i][:, None]
@@ -53,7 +55,9 @@ def test_perceptron_bad_input():
         p(np.ones((4, 3), np.float32))
 
 
-@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softmax", "maxout"])
+@pytest.mark.parametrize(
+    "act", ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softmax", "maxout"]
+)
 def test_mlp_any_activation_depth_width(act):
     m = create_model("mlp", hidden=(9, 7, 5), activation=act, rngs=nnx.Rngs(0))
     y = m(jax.random.normal(jax.random.key(0), (4, 64)))
@@ -69,16 +73,28 @@ def test_activations_values():
     np.testing.assert_allclose(get_activation("relu")(x), [0, 0, 3])
     np.testing.assert_allclose(get_activation("leaky_relu")(x), [-0.4, 0, 3], rtol=1e-6)
     np.testing.assert_allclose(get_activation("heaviside")(x), [0, 1, 1])
-    np.testing.assert_allclose(get_activation("softplus")(x), np.log1p(np.exp([-2.0, 0.0, 3.0])), rtol=1e-6)
+    np.testing.assert_allclose(
+        get_activation("softplus")(x), np.log1p(np.exp([-2.0, 0.0, 3.0])), rtol=1e-6
+    )
     np.testing.assert_allclose(get_activation("elu")(x), [np.expm1(-2.0), 0, 3], rtol=1e-6)
-    assert set(ACTIVATIONS) >= {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "softmax"}
+    assert set(ACTIVATIONS) >= {
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "softplus",
+        "softmax",
+    }
     with pytest.raises(JaxdlError, match="unknown activation"):
         get_activation("relux")
 
 
 def test_mlp_input_shape_error():
     m = create_model("mlp")
-    with pytest.raises(JaxdlError, match=r"input shape \(2, 10\) does not fit the model; expected \(B, 64\)"):
+    with pytest.raises(
+        JaxdlError, match=r"input shape \(2, 10\) does not fit the model; expected \(B, 64\)"
+    ):
         m(jnp.ones((2, 10)))
 
 
@@ -102,5 +118,5 @@ def test_autodiff_equals_hand_derived_chain_rule():
     y = sig(h @ W2 + b2)
     delta2 = (y - t) * y * (1 - y)  # dE/dz2
     delta1 = (delta2 @ W2.T) * h * (1 - h)  # dE/dz1
-    for got, want in zip(g, [x.T @ delta1, delta1.sum(0), h.T @ delta2, delta2.sum(0)]):
+    for got, want in zip(g, [x.T @ delta1, delta1.sum(0), h.T @ delta2, delta2.sum(0)], strict=False):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)  # float32 autodiff vs float64

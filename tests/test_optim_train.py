@@ -13,7 +13,13 @@ from jaxdl.errors import JaxdlError
 from jaxdl.functional import pure
 from jaxdl.parallel import make_mesh
 from jaxdl.train import (
-    OPTIMIZERS, Callback, Regularizer, Trainer, current_learning_rate, make_optimizer, make_schedule,
+    OPTIMIZERS,
+    Callback,
+    Regularizer,
+    Trainer,
+    current_learning_rate,
+    make_optimizer,
+    make_schedule,
     scale_learning_rate,
 )
 
@@ -33,8 +39,11 @@ def test_one_adam_step_equals_the_formula():
 
 def test_sgd_momentum_and_nesterov_steps():
     w, g = jnp.array([1.0]), jnp.array([0.5])
-    for name, expected in [("sgd", 1 - 0.1 * 0.5), ("momentum", 1 - 0.1 * 0.5),
-                           ("nesterov", 1 - 0.1 * (0.5 + 0.9 * 0.5))]:
+    for name, expected in [
+        ("sgd", 1 - 0.1 * 0.5),
+        ("momentum", 1 - 0.1 * 0.5),
+        ("nesterov", 1 - 0.1 * (0.5 + 0.9 * 0.5)),
+    ]:
         tx = make_optimizer(name, 0.1)
         u, _ = tx.update(g, tx.init(w), w)
         np.testing.assert_allclose(w + u, [expected], rtol=1e-6)
@@ -70,15 +79,29 @@ def test_regularizer_penalty():
     k = params["layers"][0]["kernel"][...]
     b = params["layers"][0]["bias"][...]
     kh = params["head"]["kernel"][...]
-    np.testing.assert_allclose(Regularizer(l2=0.1)(params), 0.1 * (jnp.sum(k**2) + jnp.sum(kh**2)), rtol=1e-5)
-    np.testing.assert_allclose(Regularizer(l1=0.1, pattern=r"layers/0/bias$")(params), 0.1 * jnp.sum(jnp.abs(b)), rtol=1e-5)
+    np.testing.assert_allclose(
+        Regularizer(l2=0.1)(params), 0.1 * (jnp.sum(k**2) + jnp.sum(kh**2)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        Regularizer(l1=0.1, pattern=r"layers/0/bias$")(params), 0.1 * jnp.sum(jnp.abs(b)), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_optimizer_trains_mlp_on_digits(name, digits):
-    lr = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.1, "adadelta": 1.0,
-          "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}[name]
-    t = Trainer(create_model("mlp", input_shape=(8, 8, 1)), optimizer=name, learning_rate=lr, seed=0)
+    lr = {
+        "sgd": 0.1,
+        "momentum": 0.05,
+        "nesterov": 0.05,
+        "adagrad": 0.1,
+        "adadelta": 1.0,
+        "rmsprop": 1e-3,
+        "adam": 1e-3,
+        "adamw": 1e-3,
+    }[name]
+    t = Trainer(
+        create_model("mlp", input_shape=(8, 8, 1)), optimizer=name, learning_rate=lr, seed=0
+    )
     t.fit(digits.train, epochs=25, batch_size=32, verbose=0)
     acc = t.evaluate(digits.test)["accuracy"]
     assert acc >= 0.95, f"{name}: test accuracy {acc:.3f}"
@@ -88,8 +111,13 @@ def test_eight_devices_equal_one_device(digits):
     assert jax.device_count() == 8
     results = []
     for n in (8, 1):
-        t = Trainer(create_model("mlp", input_shape=(8, 8, 1), batch_norm=True, rngs=nnx.Rngs(0)),
-                    optimizer="sgd", learning_rate=0.05, mesh=make_mesh(num_devices=n), seed=1)
+        t = Trainer(
+            create_model("mlp", input_shape=(8, 8, 1), batch_norm=True, rngs=nnx.Rngs(0)),
+            optimizer="sgd",
+            learning_rate=0.05,
+            mesh=make_mesh(num_devices=n),
+            seed=1,
+        )
         t.fit(digits.train, epochs=2, batch_size=64, verbose=0)
         results.append((jax.device_get(t.state.params), t.evaluate(digits.test)))
     (p8, e8), (p1, e1) = results
@@ -116,8 +144,15 @@ def test_gradient_descent_variants_iterations(digits):
         t = Trainer(create_model("mlp", input_shape=(8, 8, 1)), optimizer="sgd", learning_rate=0.1)
         t.fit(small, epochs=2, batch_size=bs, verbose=0)
         assert int(t.state.step) == 2 * iters == 2 * num_batches(40, bs)
-    t = Trainer(create_model("mlp", input_shape=(8, 8, 1)), optimizer="sgd", learning_rate=0.01, mesh=make_mesh(num_devices=1))
-    t.fit(small.subset(np.arange(6)), epochs=1, batch_size=1, verbose=0)  # stochastic: one example a step
+    t = Trainer(
+        create_model("mlp", input_shape=(8, 8, 1)),
+        optimizer="sgd",
+        learning_rate=0.01,
+        mesh=make_mesh(num_devices=1),
+    )
+    t.fit(
+        small.subset(np.arange(6)), epochs=1, batch_size=1, verbose=0
+    )  # stochastic: one example a step
     assert int(t.state.step) == 6
 
 
@@ -129,8 +164,19 @@ def test_fit_history_evaluate_predict_and_callbacks(digits):
             seen.append((epoch, logs["loss"], logs["val_accuracy"]))
 
     t = Trainer(create_model("mlp", input_shape=(8, 8, 1)), learning_rate=2e-3)
-    h = t.fit(digits.train, epochs=3, batch_size=32, validation_data=digits.val, callbacks=[Probe()], verbose=0)
-    assert h.epoch == [0, 1, 2] and len(h.history["val_loss"]) == 3 and h.history["lr"][0] == pytest.approx(2e-3)
+    h = t.fit(
+        digits.train,
+        epochs=3,
+        batch_size=32,
+        validation_data=digits.val,
+        callbacks=[Probe()],
+        verbose=0,
+    )
+    assert (
+        h.epoch == [0, 1, 2]
+        and len(h.history["val_loss"]) == 3
+        and h.history["lr"][0] == pytest.approx(2e-3)
+    )
     assert h.history["loss"][-1] < h.history["loss"][0]
     assert [s[0] for s in seen] == [0, 1, 2]
     ev = t.evaluate(digits.test, detailed=True)
@@ -142,8 +188,11 @@ def test_fit_history_evaluate_predict_and_callbacks(digits):
 
 def test_activity_and_kernel_regularisation_enter_the_loss(digits):
     base = Trainer(create_model("mlp", input_shape=(8, 8, 1), rngs=nnx.Rngs(0)), seed=0)
-    reg = Trainer(create_model("mlp", input_shape=(8, 8, 1), activity_l2=0.01, rngs=nnx.Rngs(0)),
-                  regularizers=[Regularizer(l2=0.01)], seed=0)
+    reg = Trainer(
+        create_model("mlp", input_shape=(8, 8, 1), activity_l2=0.01, rngs=nnx.Rngs(0)),
+        regularizers=[Regularizer(l2=0.01)],
+        seed=0,
+    )
     lb = base.fit(digits.train, epochs=1, batch_size=64, verbose=0).history["loss"][0]
     lr = reg.fit(digits.train, epochs=1, batch_size=64, verbose=0).history["loss"][0]
     assert lr > lb + 0.01
@@ -158,9 +207,15 @@ def test_bad_input_errors(digits):
     with pytest.raises(JaxdlError, match="batch_size must be a positive integer, got -8"):
         t.fit(digits.train, epochs=1, batch_size=-8, verbose=0)
     bad = ArrayDataset(digits.train.x, np.where(digits.train.y == 3, 12, digits.train.y))
-    with pytest.raises(JaxdlError, match=r"labels out of range: expected integers in \[0, 9\].*got values in \[0, 12\]"):
+    with pytest.raises(
+        JaxdlError,
+        match=r"labels out of range: expected integers in \[0, 9\].*got values in \[0, 12\]",
+    ):
         t.fit(bad, epochs=1, verbose=0)
-    with pytest.raises(JaxdlError, match=r"input shape \(32, 8, 8\) does not fit the model; expected \(B, 8, 8, 1\)"):
+    with pytest.raises(
+        JaxdlError,
+        match=r"input shape \(32, 8, 8\) does not fit the model; expected \(B, 8, 8, 1\)",
+    ):
         t.fit((digits.train.x[..., 0], digits.train.y), epochs=1, verbose=0)
 
 
@@ -172,6 +227,8 @@ def test_batches_pad_and_shuffle_by_seed_and_epoch():
     assert sorted(seen) == list(range(10))
     again = np.concatenate([x["y"] for x in batches(ds, 4, seed=0, epoch=0)])
     other = np.concatenate([x["y"] for x in batches(ds, 4, seed=0, epoch=1)])
-    assert np.array_equal(np.concatenate([x["y"] for x in b]), again) and not np.array_equal(again, other)
+    assert np.array_equal(np.concatenate([x["y"] for x in b]), again) and not np.array_equal(
+        again, other
+    )
     resumed = np.concatenate([x["y"] for x in batches(ds, 4, seed=0, epoch=0, start=1)])
     np.testing.assert_array_equal(resumed, again[4:])

@@ -34,11 +34,17 @@ from jaxdl.train import Trainer
 
 
 # ---- meshes ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec, shape", [
-    ("data=8", {"data": 8}), ("8", {"data": 8}), ("2x4", {"data": 2, "model": 4}),
-    ("data=2,model=4", {"data": 2, "model": 4}), ("data=-1,model=2", {"data": 4, "model": 2}),
-    (" data = 4 , model = 2 ", {"data": 4, "model": 2}),
-])
+@pytest.mark.parametrize(
+    "spec, shape",
+    [
+        ("data=8", {"data": 8}),
+        ("8", {"data": 8}),
+        ("2x4", {"data": 2, "model": 4}),
+        ("data=2,model=4", {"data": 2, "model": 4}),
+        ("data=-1,model=2", {"data": 4, "model": 2}),
+        (" data = 4 , model = 2 ", {"data": 4, "model": 2}),
+    ],
+)
 def test_mesh_specs(spec, shape):
     mesh = make_mesh(axes=spec)
     assert dict(mesh.shape) == shape and mesh.devices.size == 8
@@ -51,19 +57,22 @@ def test_default_mesh_and_num_devices():
     assert parse_mesh_spec("data=2,model=4") == {"data": 2, "model": 4}
 
 
-@pytest.mark.parametrize("spec, kw, match", [
-    ("data=4", {}, r"mesh data=4 has 4 devices but 8 are used \(all devices\)"),
-    ("data=2,model=2", {"num_devices": 2}, r"has 4 devices but 2 are used \(num_devices=2\)"),
-    ("data=-1,model=3", {}, "cannot infer the -1 axis, 8 devices are not divisible by 3"),
-    ("model=8", {}, "has no 'data' axis"),
-    ("data=0", {}, "must be >= 1"),
-    ("data=two", {}, "must be an integer"),
-    ("data=2,data=4", {}, "appears twice"),
-    ("2x2x2", {}, "unnamed sizes name at most 2 axes"),
-    ("data=-1,model=-1", {}, "at most one size may be -1"),
-    ("data=8,", {}, "expected NAME=SIZE"),
-    ("", {}, "mesh spec is empty"),
-])
+@pytest.mark.parametrize(
+    "spec, kw, match",
+    [
+        ("data=4", {}, r"mesh data=4 has 4 devices but 8 are used \(all devices\)"),
+        ("data=2,model=2", {"num_devices": 2}, r"has 4 devices but 2 are used \(num_devices=2\)"),
+        ("data=-1,model=3", {}, "cannot infer the -1 axis, 8 devices are not divisible by 3"),
+        ("model=8", {}, "has no 'data' axis"),
+        ("data=0", {}, "must be >= 1"),
+        ("data=two", {}, "must be an integer"),
+        ("data=2,data=4", {}, "appears twice"),
+        ("2x2x2", {}, "unnamed sizes name at most 2 axes"),
+        ("data=-1,model=-1", {}, "at most one size may be -1"),
+        ("data=8,", {}, "expected NAME=SIZE"),
+        ("", {}, "mesh spec is empty"),
+    ],
+)
 def test_mesh_errors(spec, kw, match):
     with pytest.raises(JaxdlError, match=match):
         make_mesh(axes=spec, **kw)
@@ -90,8 +99,9 @@ def test_array_spec_rule():
 
 
 def _mlp_trainer(mesh, fsdp, *, optimizer="adam", lr=1e-2, batch_norm=True):
-    model = create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=batch_norm,
-                         rngs=nnx.Rngs(0))
+    model = create_model(
+        "mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=batch_norm, rngs=nnx.Rngs(0)
+    )
     return Trainer(model, optimizer=optimizer, learning_rate=lr, seed=1, mesh=mesh, fsdp=fsdp)
 
 
@@ -116,21 +126,30 @@ def test_fsdp_equals_data_parallel_equals_one_device(digits):
     """Several Adam steps with BatchNorm: FSDP on 8 devices, data parallel on 8, one device, and
     FSDP with a model axis (2x4) all end at the same weights and statistics (float tolerance)."""
     runs = {}
-    for name, mesh, fsdp in [("fsdp", make_mesh(), True), ("dp", make_mesh(), False),
-                             ("one", make_mesh(num_devices=1), False),
-                             ("fsdp2x4", make_mesh(axes="2x4"), True)]:
+    for name, mesh, fsdp in [
+        ("fsdp", make_mesh(), True),
+        ("dp", make_mesh(), False),
+        ("one", make_mesh(num_devices=1), False),
+        ("fsdp2x4", make_mesh(axes="2x4"), True),
+    ]:
         t = _mlp_trainer(mesh, fsdp, optimizer="sgd", lr=0.1)
         t.fit(digits.train, epochs=1, batch_size=64, verbose=0)
         assert int(t.state.step) == t.steps_per_epoch == 20
-        runs[name] = (jax.device_get((t.state.params, t.state.model_state)),
-                      t.evaluate(digits.test)["loss"])
-    init = jax.device_get(split(create_model("mlp", input_shape=(8, 8, 1), hidden=(64, 32),
-                                             batch_norm=True, rngs=nnx.Rngs(0)))[1])
+        runs[name] = (
+            jax.device_get((t.state.params, t.state.model_state)),
+            t.evaluate(digits.test)["loss"],
+        )
+    init = jax.device_get(
+        split(
+            create_model(
+                "mlp", input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True, rngs=nnx.Rngs(0)
+            )
+        )[1]
+    )
     ref, ref_loss = runs.pop("dp")
     assert not np.allclose(ref[0]["head"]["kernel"], init["head"]["kernel"], atol=1e-3)
     for name, (tree, loss) in runs.items():
-        for (k, a), b in zip(named_leaves(tree).items(), named_leaves(ref).values(),
-                                strict=True):
+        for (k, a), b in zip(named_leaves(tree).items(), named_leaves(ref).values(), strict=True):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=f"{name} {k}")
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-4, err_msg=name)
 
@@ -139,8 +158,9 @@ def test_batchnorm_statistics_are_over_the_global_batch():
     """Synchronised BN for free: a train-mode forward on a batch sharded over 8 devices updates
     the running statistics with the mean and variance of the whole batch, as one device does;
     the statistics of one device's shard would differ."""
-    model = create_model("mlp", input_shape=(8, 8, 1), hidden=(16,), batch_norm=True,
-                         rngs=nnx.Rngs(0))
+    model = create_model(
+        "mlp", input_shape=(8, 8, 1), hidden=(16,), batch_norm=True, rngs=nnx.Rngs(0)
+    )
     graphdef, params, state = split(model)
     apply = jax.jit(make_apply(graphdef), static_argnames="train")
     x = np.random.default_rng(0).normal(2.0, 3.0, (64, 8, 8, 1)).astype(np.float32)
@@ -172,8 +192,9 @@ def test_state_restores_onto_other_meshes(tmp_path):
         target = abstract_state(t.state, mesh, fsdp=fsdp)
         _, restored, _ = ckpts.restore(target)
         want = state_shardings(t.state, mesh, fsdp=fsdp)
-        for a, b, s in zip(jax.tree.leaves(restored), jax.tree.leaves(t.state),
-                           jax.tree.leaves(want), strict=True):
+        for a, b, s in zip(
+            jax.tree.leaves(restored), jax.tree.leaves(t.state), jax.tree.leaves(want), strict=True
+        ):
             assert a.sharding.is_equivalent_to(s, a.ndim)
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     kernel = restored.params["layers"][0]["kernel"]  # on 2x4: [64, 64] over data and model
@@ -207,8 +228,12 @@ def no_cluster(monkeypatch):
 def test_distributed_settings_from_arguments_and_environment(no_cluster, monkeypatch):
     import jaxdl.parallel.distributed as dist
 
-    env = {"JAXDL_COORDINATOR": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3",
-           "JAXDL_PROCESS_ID": "2"}
+    env = {
+        "JAXDL_COORDINATOR": "10.0.0.1:1234",
+        "JAX_NUM_PROCESSES": "4",
+        "JAX_PROCESS_ID": "3",
+        "JAXDL_PROCESS_ID": "2",
+    }
     spec = resolve(environ=env)
     assert (spec.coordinator, spec.num_processes, spec.process_id) == ("10.0.0.1:1234", 4, 2)
     spec = resolve("h:99", None, 1, environ=env)  # arguments first
@@ -226,15 +251,24 @@ def test_distributed_settings_from_arguments_and_environment(no_cluster, monkeyp
     assert no_cluster[-1] == ((None, None, 0), {"initialization_timeout": 300})
 
 
-@pytest.mark.parametrize("args, env, match", [
-    ((None, 2, 2), {}, r"process_id 2 \(from argument\) is out of range: expected 0..1"),
-    ((None, None, None), {"JAXDL_NUM_PROCESSES": "2", "JAXDL_PROCESS_ID": "-1"},
-     r"process_id -1 \(from JAXDL_PROCESS_ID\) is out of range"),
-    ((None, 0, None), {}, "num_processes must be >= 1"),
-    ((None, None, None), {"JAX_PROCESS_ID": "one"},
-     "process_id from JAX_PROCESS_ID must be an integer"),
-    (("localhost", 2, 1), {}, "coordinator address must be HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    "args, env, match",
+    [
+        ((None, 2, 2), {}, r"process_id 2 \(from argument\) is out of range: expected 0..1"),
+        (
+            (None, None, None),
+            {"JAXDL_NUM_PROCESSES": "2", "JAXDL_PROCESS_ID": "-1"},
+            r"process_id -1 \(from JAXDL_PROCESS_ID\) is out of range",
+        ),
+        ((None, 0, None), {}, "num_processes must be >= 1"),
+        (
+            (None, None, None),
+            {"JAX_PROCESS_ID": "one"},
+            "process_id from JAX_PROCESS_ID must be an integer",
+        ),
+        (("localhost", 2, 1), {}, "coordinator address must be HOST:PORT"),
+    ],
+)
 def test_distributed_bad_settings(args, env, match, no_cluster):
     with pytest.raises(JaxdlError, match=match):
         initialize_distributed(*args, environ=env)
@@ -244,19 +278,39 @@ def test_unreachable_coordinator_fails_within_the_timeout(no_cluster):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(JaxdlError, match=rf"coordinator 127.0.0.1:{port} could not be reached "
-                                         r"within 1 s"):
+    with pytest.raises(
+        JaxdlError,
+        match=rf"coordinator 127.0.0.1:{port} could not be reached "
+        r"within 1 s",
+    ):
         initialize_distributed(f"127.0.0.1:{port}", 2, 1, timeout=1, environ={})
     with pytest.raises(JaxdlError, match="no cluster detected"):
         initialize_distributed(f"127.0.0.1:{port}", None, 1, environ={})
     assert no_cluster == []  # JAX was never asked
 
+
 # ---- CLI and benchmark ----------------------------------------------------------------------
 def test_cli_train_fsdp_on_a_2x4_mesh_and_errors(capsys):
     from jaxdl.cli import main
 
-    assert main(["train", "mlp", "--epochs", "1", "--batch-size", "64", "--fsdp", "--mesh", "2x4",
-                 "--quiet", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "mlp",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--fsdp",
+                "--mesh",
+                "2x4",
+                "--quiet",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] > 0.3
     assert main(["train", "mlp", "--epochs", "1", "--devices", "4", "--mesh", "data=8"]) == 2
     assert "mesh data=8 has 8 devices but 4 are used (num_devices=4)" in capsys.readouterr().err
@@ -272,7 +326,11 @@ def test_scaling_benchmark_smoke_and_allreduce_cost():
 
     out = scaling.main(scaling.Config(smoke=True, devices=(1, 8)))
     assert [(r["devices"], r["mode"]) for r in out["rows"]] == [
-        (1, "dp"), (8, "dp"), (1, "fsdp"), (8, "fsdp")]
+        (1, "dp"),
+        (8, "dp"),
+        (1, "fsdp"),
+        (8, "fsdp"),
+    ]
     assert all(r["max_diff_vs_1"] < 1e-5 for r in out["rows"])
     # ring all-reduce: 2 (N-1)/N x 4 bytes x 25,557,032 params on 8 GPUs at 450 GB/s
     c = allreduce_cost(25_557_032)

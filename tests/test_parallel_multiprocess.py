@@ -41,11 +41,23 @@ def _run(out, *args, procs=1, timeout=180):
     port = _free_port()
     cmds = []
     for pid in range(procs):
-        extra = (["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(procs),
-                  "--process-id", str(pid)] if procs > 1 else [])
+        extra = (
+            [
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                str(procs),
+                "--process-id",
+                str(pid),
+            ]
+            if procs > 1
+            else []
+        )
         cmds.append([sys.executable, str(WORKER), str(out / f"p{pid}.npz"), *args, *extra])
-    ps = [subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True) for c in cmds]
+    ps = [
+        subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in cmds
+    ]
     try:
         logs = [p.communicate(timeout=timeout)[0] for p in ps]
     finally:

@@ -31,8 +31,13 @@ def test_sampling_greedy_topk_topp():
     assert set(draw(top_p=0.7)) <= {0, 1}  # 0.5 < 0.7 needs the second token, not the third
     assert set(draw(top_p=0.5)) == {0}
     full = jax.vmap(lambda k: sample_logits(k, logits[0]))(keys)
-    np.testing.assert_allclose(np.bincount(np.asarray(full), minlength=4) / 2000, [0.5, 0.3, 0.15, 0.05], atol=0.04)
-    np.testing.assert_array_equal(sample_logits(keys[0], logits, temperature=0.7), sample_logits(keys[0], logits, temperature=0.7))
+    np.testing.assert_allclose(
+        np.bincount(np.asarray(full), minlength=4) / 2000, [0.5, 0.3, 0.15, 0.05], atol=0.04
+    )
+    np.testing.assert_array_equal(
+        sample_logits(keys[0], logits, temperature=0.7),
+        sample_logits(keys[0], logits, temperature=0.7),
+    )
 
 
 def test_lm_task_masks_and_counts_tokens():

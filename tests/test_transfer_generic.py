@@ -20,7 +20,15 @@ from jaxdl.weights.preprocess import KERAS_CAFFE, TORCHVISION, Preprocessing
 
 
 def small_mlp(seed=0, **kw):
-    return create_model("mlp", hidden=(6,), batch_norm=True, num_classes=3, input_shape=(4,), rngs=nnx.Rngs(seed), **kw)
+    return create_model(
+        "mlp",
+        hidden=(6,),
+        batch_norm=True,
+        num_classes=3,
+        input_shape=(4,),
+        rngs=nnx.Rngs(seed),
+        **kw,
+    )
 
 
 def test_assign_roundtrip_through_safetensors(tmp_path):
@@ -71,7 +79,12 @@ def test_pickle_files_are_refused(tmp_path):
 def test_fold_bias_into_bn_equals_conv_bias_then_bn():
     rng = np.random.default_rng(0)
     z, b = rng.normal(size=(8, 4)), rng.normal(size=4)
-    mean, var, g, beta = rng.normal(size=4), rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4)
+    mean, var, g, beta = (
+        rng.normal(size=4),
+        rng.uniform(0.5, 2, 4),
+        rng.normal(size=4),
+        rng.normal(size=4),
+    )
     bn = lambda v, m: g * (v - m) / np.sqrt(var + 1e-3) + beta
     np.testing.assert_allclose(bn(z + b, mean), bn(z, fold_bias_into_bn(b, mean)), rtol=1e-12)
 
@@ -82,14 +95,18 @@ def test_preprocessing_modes_and_resize_warning():
     y = KERAS_CAFFE.apply(x)
     np.testing.assert_allclose(y[0, 0, 0], [255 - 103.939, 255 - 116.779, 0 - 123.68], rtol=1e-6)
     t = TORCHVISION.apply(x)
-    np.testing.assert_allclose(t[0, 0, 0], [(0 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], rtol=1e-5)
+    np.testing.assert_allclose(
+        t[0, 0, 0], [(0 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], rtol=1e-5
+    )
     with pytest.warns(UserWarning, match="trained at 224x224; resizing inputs of 100x100"):
         assert TORCHVISION.apply(np.zeros((2, 100, 100, 3))).shape == (2, 224, 224, 3)
     assert Preprocessing.from_json(KERAS_CAFFE.to_json()) == KERAS_CAFFE
 
 
 def test_chain_addresses_params_by_path_and_passes_train():
-    backbone = create_model("mlp", input_shape=(4,), hidden=(8,), num_classes=5, dropout=0.5, rngs=nnx.Rngs(0))
+    backbone = create_model(
+        "mlp", input_shape=(4,), hidden=(8,), num_classes=5, dropout=0.5, rngs=nnx.Rngs(0)
+    )
     head = nnx.Linear(5, 2, rngs=nnx.Rngs(1))
     model = Chain(backbone=backbone, head=head)
     assert feature_dim(backbone, (4,)) == 5
@@ -128,5 +145,7 @@ def test_bottleneck_features_cached_and_fingerprinted(tmp_path):
     np.testing.assert_allclose(f.x, backbone(x), rtol=1e-5, atol=1e-6)
     again = extract_features(backbone, ds, batch_size=8, cache=tmp_path / "f.npz")
     np.testing.assert_array_equal(again.x, f.x)
-    other = extract_features(backbone, ArrayDataset(x * 2, ds.y), batch_size=8, cache=tmp_path / "f.npz")
+    other = extract_features(
+        backbone, ArrayDataset(x * 2, ds.y), batch_size=8, cache=tmp_path / "f.npz"
+    )
     assert not np.allclose(other.x, f.x)  # different inputs: cache not reused

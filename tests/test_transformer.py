@@ -81,12 +81,39 @@ def test_output_shape_abstractly(name):
 # small instances of each family, for the numerical tests
 SMALL = {
     "gpt_mini": dict(),
-    "bert_mini": dict(input_shape=(12,), vocab_size=50, max_len=16, d_model=32, num_heads=4,
-                      num_layers=2, d_ff=64, dropout=0.1),
-    "vit_ti16": dict(input_shape=(16, 16, 3), patch_size=4, num_classes=5, d_model=32, num_heads=4,
-                     num_layers=2, d_ff=64, dropout=0.1, head_zero_init=False),
-    "transformer_small": dict(input_shape=(14,), src_len=8, src_vocab=30, tgt_vocab=30, d_model=32,
-                              num_heads=4, enc_layers=2, dec_layers=2, d_ff=64, max_len=16),
+    "bert_mini": dict(
+        input_shape=(12,),
+        vocab_size=50,
+        max_len=16,
+        d_model=32,
+        num_heads=4,
+        num_layers=2,
+        d_ff=64,
+        dropout=0.1,
+    ),
+    "vit_ti16": dict(
+        input_shape=(16, 16, 3),
+        patch_size=4,
+        num_classes=5,
+        d_model=32,
+        num_heads=4,
+        num_layers=2,
+        d_ff=64,
+        dropout=0.1,
+        head_zero_init=False,
+    ),
+    "transformer_small": dict(
+        input_shape=(14,),
+        src_len=8,
+        src_vocab=30,
+        tgt_vocab=30,
+        d_model=32,
+        num_heads=4,
+        enc_layers=2,
+        dec_layers=2,
+        d_ff=64,
+        max_len=16,
+    ),
 }
 
 
@@ -125,7 +152,7 @@ def test_finite_outputs_and_gradients(name):
 
     def loss(p):
         y, _ = apply(p, state, x, train=True, key=jax.random.key(0))
-        return jnp.mean(y ** 2)
+        return jnp.mean(y**2)
 
     grads = jax.jit(jax.grad(loss))(params)
     y, _ = jax.jit(apply)(params, state, x)
@@ -145,8 +172,9 @@ def test_scan_equals_loop_with_the_same_weights(name):
     for stack in ("blocks", "encoder", "decoder"):
         if stack in pure:
             layers = pure[stack]["layers"]
-            pure[stack]["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs),
-                                                 *[layers[i] for i in sorted(layers)])
+            pure[stack]["layers"] = jax.tree.map(
+                lambda *xs: jnp.stack(xs), *[layers[i] for i in sorted(layers)]
+            )
     target = nnx.state(scan, nnx.Param)
     nnx.replace_by_pure_dict(target, pure)
     nnx.update(scan, target)
@@ -165,7 +193,7 @@ def test_gpt_kv_cache_equals_full_forward(scan, positions):
     logits, cache = decode(x[:, :4], cache, 0)  # prefill 4, then one token at a time
     steps = [logits]
     for i in range(4, 11):
-        logits, cache = decode(x[:, i:i + 1], cache, i)
+        logits, cache = decode(x[:, i : i + 1], cache, i)
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 
@@ -180,7 +208,7 @@ def test_encoder_decoder_cache_equals_teacher_forcing(scan):
     cache = m.init_cache(3, 6)
     steps = []
     for i in range(6):
-        logits, cache = decode(x[:, 8 + i:9 + i], memory, src_mask, cache, i)
+        logits, cache = decode(x[:, 8 + i : 9 + i], memory, src_mask, cache, i)
         steps.append(logits)
     np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
 
@@ -217,7 +245,8 @@ def test_beam_search_finds_at_least_the_greedy_probability():
     # greedy decode is the token-by-token argmax of the teacher-forced model
     np.testing.assert_array_equal(
         greedy[:, 0],
-        jnp.argmax(jitted(m)(jnp.concatenate([src, jnp.ones((4, 6), jnp.int32)], 1))[:, 0], -1))
+        jnp.argmax(jitted(m)(jnp.concatenate([src, jnp.ones((4, 6), jnp.int32)], 1))[:, 0], -1),
+    )
 
 
 def test_beam_search_stops_at_eos():
@@ -227,7 +256,7 @@ def test_beam_search_stops_at_eos():
     for row in out:
         hits = np.flatnonzero(row == 2)
         if hits.size:
-            assert np.all(row[hits[0]:] == 2)
+            assert np.all(row[hits[0] :] == 2)
 
 
 def test_vit_position_interpolation():
@@ -271,8 +300,11 @@ def test_bad_input():
 
 @pytest.mark.parametrize("pre_ln", [True, False])
 def test_training_lowers_the_loss_on_a_repeated_batch(pre_ln):
-    m = create_model("transformer_small", rngs=nnx.Rngs(0),
-                     **{**SMALL["transformer_small"], "pre_ln": pre_ln, "dropout": 0.0})
+    m = create_model(
+        "transformer_small",
+        rngs=nnx.Rngs(0),
+        **{**SMALL["transformer_small"], "pre_ln": pre_ln, "dropout": 0.0},
+    )
     x = np.asarray(jax.random.randint(jax.random.key(0), (16, 14), 1, 30))
     y = x[:, :6]
     t = Trainer(m, task=LanguageModelTask(30), learning_rate=3e-3)

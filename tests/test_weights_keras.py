@@ -70,6 +70,7 @@ def randomize(km, calibration=None, seed=0):
 def _residual_branch_ends(km):
     """The BatchNormalization layers that end a residual branch: inputs of an Add, directly or
     through a Dropout (EfficientNet's stochastic depth), other than the shortcut's."""
+
     def producer(tensor):
         layer = tensor._keras_history[0]
         if type(layer).__name__ == "Dropout":
@@ -129,34 +130,91 @@ CASES = [
     ("resnet50", "ResNet50", dict(input_shape=(64, 64, 3), classifier_activation=None)),
     ("resnet101", "ResNet101", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
     ("resnet152", "ResNet152", dict(input_shape=(32, 32, 3), include_top=False)),
-    ("densenet121", "DenseNet121", dict(input_shape=(32, 32, 3), classifier_activation=None, classes=10)),
+    (
+        "densenet121",
+        "DenseNet121",
+        dict(input_shape=(32, 32, 3), classifier_activation=None, classes=10),
+    ),
     ("densenet169", "DenseNet169", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
     ("densenet201", "DenseNet201", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
     # Inception / Xception at their minimum sizes (75, 71) or near them; a model built twice
     # gets other auto-generated layer numbers the second time (conv2d_94, ...), which the
     # creation-order matching must not depend on. Xception at 86: its max pools see the even
     # sizes 40, 20, 10, where Keras's 'same' pooling differs from symmetric padding.
-    ("inception_v3", "InceptionV3",
-     dict(input_shape=(75, 75, 3), classifier_activation=None, classes=10)),
-    ("inception_v3", "InceptionV3",
-     dict(input_shape=(80, 80, 3), include_top=False, pooling="avg")),
-    ("inception_resnet_v2", "InceptionResNetV2",
-     dict(input_shape=(75, 75, 3), include_top=False, pooling="max")),
+    (
+        "inception_v3",
+        "InceptionV3",
+        dict(input_shape=(75, 75, 3), classifier_activation=None, classes=10),
+    ),
+    (
+        "inception_v3",
+        "InceptionV3",
+        dict(input_shape=(80, 80, 3), include_top=False, pooling="avg"),
+    ),
+    (
+        "inception_resnet_v2",
+        "InceptionResNetV2",
+        dict(input_shape=(75, 75, 3), include_top=False, pooling="max"),
+    ),
     ("xception", "Xception", dict(input_shape=(86, 86, 3), classifier_activation=None, classes=7)),
     ("xception", "Xception", dict(input_shape=(71, 71, 3), include_top=False)),
     # odd sizes: Keras's stride-2 padding (v1: (0, 1) always; the others correct_pad = SAME)
-    ("mobilenet_v1", "MobileNet", dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10)),
-    ("mobilenet_v2", "MobileNetV2", dict(input_shape=(35, 35, 3), include_top=False, pooling="max")),
-    ("mobilenet_v3_small", "MobileNetV3Small", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
-    ("mobilenet_v3_large", "MobileNetV3Large", dict(input_shape=(37, 37, 3), classifier_activation=None, classes=7)),
-    ("efficientnet_b0", "EfficientNetB0", dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10)),
-    ("efficientnet_b1", "EfficientNetB1", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
-    ("efficientnet_b2", "EfficientNetB2", dict(input_shape=(32, 32, 3), include_top=False, pooling="max")),
-    ("efficientnet_b3", "EfficientNetB3", dict(input_shape=(35, 35, 3), classifier_activation=None, classes=10)),
+    (
+        "mobilenet_v1",
+        "MobileNet",
+        dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10),
+    ),
+    (
+        "mobilenet_v2",
+        "MobileNetV2",
+        dict(input_shape=(35, 35, 3), include_top=False, pooling="max"),
+    ),
+    (
+        "mobilenet_v3_small",
+        "MobileNetV3Small",
+        dict(input_shape=(32, 32, 3), include_top=False, pooling="avg"),
+    ),
+    (
+        "mobilenet_v3_large",
+        "MobileNetV3Large",
+        dict(input_shape=(37, 37, 3), classifier_activation=None, classes=7),
+    ),
+    (
+        "efficientnet_b0",
+        "EfficientNetB0",
+        dict(input_shape=(33, 33, 3), classifier_activation=None, classes=10),
+    ),
+    (
+        "efficientnet_b1",
+        "EfficientNetB1",
+        dict(input_shape=(32, 32, 3), include_top=False, pooling="avg"),
+    ),
+    (
+        "efficientnet_b2",
+        "EfficientNetB2",
+        dict(input_shape=(32, 32, 3), include_top=False, pooling="max"),
+    ),
+    (
+        "efficientnet_b3",
+        "EfficientNetB3",
+        dict(input_shape=(35, 35, 3), classifier_activation=None, classes=10),
+    ),
     ("efficientnet_b4", "EfficientNetB4", dict(input_shape=(32, 32, 3), include_top=False)),
-    ("efficientnet_b5", "EfficientNetB5", dict(input_shape=(32, 32, 3), classifier_activation=None, classes=3)),
-    ("efficientnet_b6", "EfficientNetB6", dict(input_shape=(32, 32, 3), include_top=False, pooling="avg")),
-    ("efficientnet_b7", "EfficientNetB7", dict(input_shape=(32, 32, 3), classifier_activation=None, classes=5)),
+    (
+        "efficientnet_b5",
+        "EfficientNetB5",
+        dict(input_shape=(32, 32, 3), classifier_activation=None, classes=3),
+    ),
+    (
+        "efficientnet_b6",
+        "EfficientNetB6",
+        dict(input_shape=(32, 32, 3), include_top=False, pooling="avg"),
+    ),
+    (
+        "efficientnet_b7",
+        "EfficientNetB7",
+        dict(input_shape=(32, 32, 3), classifier_activation=None, classes=5),
+    ),
 ]
 
 
@@ -170,15 +228,28 @@ def test_auto_named_layers_are_matched_by_creation_number():
     from jaxdl.errors import JaxdlError
     from jaxdl.weights.keras import _auto_named, _match_auto_named
 
-    names = ["conv2d_10", "conv2d", "conv2d_2", "block35_1_conv", "conv_7b",
-             "batch_normalization_3", "batch_normalization_11", "batch_normalization_4",
-             "conv_7b_bn"]
+    names = [
+        "conv2d_10",
+        "conv2d",
+        "conv2d_2",
+        "block35_1_conv",
+        "conv_7b",
+        "batch_normalization_3",
+        "batch_normalization_11",
+        "batch_normalization_4",
+        "conv_7b_bn",
+    ]
     t = {f"{n}/kernel": np.zeros(1) for n in names}
     assert _auto_named(t, "conv") == ["conv2d", "conv2d_2", "conv2d_10"]
     bn = "batch_normalization"
     assert _match_auto_named(t, ["x", "y", "z"], "test") == {
-        "conv2d": "x/conv", "conv2d_2": "y/conv", "conv2d_10": "z/conv",
-        f"{bn}_3": "x/bn", f"{bn}_4": "y/bn", f"{bn}_11": "z/bn"}
+        "conv2d": "x/conv",
+        "conv2d_2": "y/conv",
+        "conv2d_10": "z/conv",
+        f"{bn}_3": "x/bn",
+        f"{bn}_4": "y/bn",
+        f"{bn}_11": "z/bn",
+    }
     with pytest.raises(JaxdlError, match="3 auto-named Conv2D and 3 BatchNormalization.*2 conv-BN"):
         _match_auto_named(t, ["x", "y"], "test")
 
@@ -224,12 +295,21 @@ def test_unknown_keras_layer_surfaces_as_unexpected():
     from jaxdl.weights.convert import assign
     from jaxdl.weights.keras import KERAS_CONVERTERS, _keras_models, keras_tensors
 
-    km = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, include_top=False)
+    km = keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), alpha=0.35, include_top=False
+    )
     tensors = keras_tensors(km)
     tensors["block_99_project/kernel"] = np.zeros((1, 1, 8, 8), "float32")
-    model = create_model("mobilenet_v2", input_shape=(32, 32, 3), width_mult=0.35, include_top=False,
-                         **_keras_models()["mobilenet_v2"][1])
-    with pytest.raises(JaxdlError, match=r"do not match the model: 1 unexpected: block_99_project/kernel$"):
+    model = create_model(
+        "mobilenet_v2",
+        input_shape=(32, 32, 3),
+        width_mult=0.35,
+        include_top=False,
+        **_keras_models()["mobilenet_v2"][1],
+    )
+    with pytest.raises(
+        JaxdlError, match=r"do not match the model: 1 unexpected: block_99_project/kernel$"
+    ):
         assign(model, KERAS_CONVERTERS["mobilenet"](tensors, model.config))
 
 
@@ -237,11 +317,15 @@ def test_unknown_keras_layer_surfaces_as_unexpected():
 def test_keras_widths_mobilenet_v3_alpha():
     """alpha 0.75: Keras keeps v3's stem at 16 and its head at 1024 (torchvision scales both),
     the option keras_widths=True reproduces that."""
-    km = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), alpha=0.75,
-                                             classifier_activation=None, classes=4)
+    km = keras.applications.MobileNetV3Small(
+        weights=None, input_shape=(32, 32, 3), alpha=0.75, classifier_activation=None, classes=4
+    )
     randomize(km, images((32, 32, 3)))
     model, prep = from_keras("mobilenet_v3_small", km, width_mult=0.75)
-    assert model.stem.conv.kernel.shape[-1] == 16 and model.head.hidden[0].kernel.shape == (432, 1024)
+    assert model.stem.conv.kernel.shape[-1] == 16 and model.head.hidden[0].kernel.shape == (
+        432,
+        1024,
+    )
     assert_parity(km, model, prep, images((32, 32, 3))[:2], name="mobilenet_v3_small alpha 0.75")
 
 
@@ -253,25 +337,44 @@ def test_keras_input_layers_fold_into_preprocessing():
     from jaxdl.weights.keras import imagenet_input_layers, keras_input_preprocessing
 
     mean, var, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], [0.229, 0.224, 0.225]
-    layers = [keras.layers.Rescaling(1.0 / 255.0), keras.layers.Normalization(mean=mean, variance=var)]
+    layers = [
+        keras.layers.Rescaling(1.0 / 255.0),
+        keras.layers.Normalization(mean=mean, variance=var),
+    ]
     x = np.random.default_rng(0).uniform(0, 255, size=(2, 5, 5, 3)).astype("float32")
-    full = keras.Sequential([keras.Input((5, 5, 3)), *layers, keras.layers.Rescaling([1 / np.sqrt(s) for s in std])])
+    full = keras.Sequential(
+        [keras.Input((5, 5, 3)), *layers, keras.layers.Rescaling([1 / np.sqrt(s) for s in std])]
+    )
     loaded = keras.Sequential([keras.Input((5, 5, 3)), *layers])
-    for km, prep in ((full, keras_input_preprocessing(full, P.KERAS_RAW)),
-                     (full, imagenet_input_layers("efficientnet_b0", keras_input_preprocessing(loaded, P.KERAS_RAW))),
-                     (loaded, keras_input_preprocessing(loaded, P.KERAS_RAW))):
+    for km, prep in (
+        (full, keras_input_preprocessing(full, P.KERAS_RAW)),
+        (
+            full,
+            imagenet_input_layers(
+                "efficientnet_b0", keras_input_preprocessing(loaded, P.KERAS_RAW)
+            ),
+        ),
+        (loaded, keras_input_preprocessing(loaded, P.KERAS_RAW)),
+    ):
         np.testing.assert_allclose(prep.apply(x, resize=False), km(x), rtol=1e-5, atol=1e-5)
-    assert keras_input_preprocessing(keras.Sequential([keras.Input((5, 5, 3))]), P.KERAS_TF) is P.KERAS_TF
+    assert (
+        keras_input_preprocessing(keras.Sequential([keras.Input((5, 5, 3))]), P.KERAS_TF)
+        is P.KERAS_TF
+    )
     assert imagenet_input_layers("mobilenet_v2", P.KERAS_TF) is P.KERAS_TF
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,ctor", [("mobilenet_v3_small", "MobileNetV3Small"), ("efficientnet_b0", "EfficientNetB0")])
+@pytest.mark.parametrize(
+    "name,ctor", [("mobilenet_v3_small", "MobileNetV3Small"), ("efficientnet_b0", "EfficientNetB0")]
+)
 def test_keras_open_input_size_pads_as_even(name, ctor):
     """A Keras model built with input_shape (None, None, 3) pads its strided depthwise convs
     (and EfficientNet's stem) as for an even size whatever the input: at an odd size that
     differs from 'SAME', and from_keras builds padding='same_keras_even' for it."""
-    km = getattr(keras.applications, ctor)(weights=None, input_shape=(None, None, 3), include_top=False)
+    km = getattr(keras.applications, ctor)(
+        weights=None, input_shape=(None, None, 3), include_top=False
+    )
     randomize(km, images((33, 33, 3)))
     model, prep = from_keras(name, km)
     assert model.config.padding == "same_keras_even"

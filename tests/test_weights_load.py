@@ -24,9 +24,15 @@ def test_offline_keras_download_says_where_to_put_the_file(monkeypatch, tmp_path
     def offline(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(keras.applications, "VGG16", lambda **k: offline() if k.get("weights") == "imagenet" else None)
+    monkeypatch.setattr(
+        keras.applications,
+        "VGG16",
+        lambda **k: offline() if k.get("weights") == "imagenet" else None,
+    )
     monkeypatch.setenv("JAXDL_CACHE", str(tmp_path))
-    with pytest.raises(JaxdlError, match=r"could not download Keras VGG16.*~/.keras/models/.*path="):
+    with pytest.raises(
+        JaxdlError, match=r"could not download Keras VGG16.*~/.keras/models/.*path="
+    ):
         W.load("vgg16", source="keras")
 
 
@@ -68,7 +74,9 @@ def _torch_names_resnet18(model):
         if kind == "kernel":
             out[f"{prefix}.weight"] = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr.T
         else:
-            out[f"{prefix}.{ {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}[kind]}"] = arr
+            out[
+                f"{prefix}.{ {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}[kind] }"
+            ] = arr
     return out
 
 

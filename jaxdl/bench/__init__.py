@@ -1,4 +1,12 @@
 from jaxdl.bench.flops import attention_macs, conv_macs, dense_macs, xla_flops
 from jaxdl.bench.summary import Summary, render, summarize
 
-__all__ = ['attention_macs', 'conv_macs', 'dense_macs', 'xla_flops', 'Summary', 'render', 'summarize']
+__all__ = [
+    "attention_macs",
+    "conv_macs",
+    "dense_macs",
+    "xla_flops",
+    "Summary",
+    "render",
+    "summarize",
+]

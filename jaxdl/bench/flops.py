@@ -46,8 +46,9 @@ def attention_macs(batch: int, heads: int, q_len: int, kv_len: int, head_dim: in
     return 2 * batch * heads * q_len * kv_len * head_dim
 
 
-def transformer_training_flops(n_params: int, num_layers: int, d_model: int, seq_len: int,
-                               tokens: int = 1) -> float:
+def transformer_training_flops(
+    n_params: int, num_layers: int, d_model: int, seq_len: int, tokens: int = 1
+) -> float:
     """Training FLOPs (2 per multiply-add) of a decoder-only transformer for `tokens` tokens.
 
     PaLM's convention (Chowdhery et al., 2022, appendix B): 6 N + 12 L d T per token. 6 N is the

@@ -65,7 +65,7 @@ def _leaf_macs(module, args, out) -> int:
         spec = module.einsum_str.replace(" ", "")
         ins, outs = spec.split("->")
         a, b = ins.split(",")
-        sizes = dict(zip(a, args[0].shape)) | dict(zip(b, module.kernel.shape))
+        sizes = dict(zip(a, args[0].shape, strict=False)) | dict(zip(b, module.kernel.shape, strict=False))
         return prod(sizes.values())
     return 0
 
@@ -120,9 +120,11 @@ def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:
         with _record_calls(m, records):
             out = m(x, train=False)
         # leaf MACs: modules that made no recorded sub-call count their own
-        for i, (mod, args, out_i, depth) in enumerate(records):
+        for _i, (mod, args, out_i, depth) in enumerate(records):
             path = paths.get(id(mod), "?")
-            rows.append((path, type(mod).__name__, _shape_of(out_i), depth, _leaf_macs(mod, args, out_i)))
+            rows.append(
+                (path, type(mod).__name__, _shape_of(out_i), depth, _leaf_macs(mod, args, out_i))
+            )
         return out
 
     jax.eval_shape(run, params, state, x)
@@ -130,7 +132,7 @@ def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:
     by_path: dict[str, Row] = {}
     order: list[str] = []
     leaf_macs: dict[str, int] = {}
-    for path, typ, shape, depth, macs in rows:
+    for path, typ, shape, _depth, macs in rows:
         leaf_macs[path] = leaf_macs.get(path, 0) + macs
         if path in by_path:
             by_path[path].calls += 1
@@ -139,7 +141,9 @@ def summarize(model: nnx.Module, x, *, name: str = "model") -> Summary:
         order.append(path)
     for path in order:
         prefix = path + "/" if path else ""
-        by_path[path].macs = sum(v for p, v in leaf_macs.items() if p == path or p.startswith(prefix))
+        by_path[path].macs = sum(
+            v for p, v in leaf_macs.items() if p == path or p.startswith(prefix)
+        )
     s = Summary(name, tuple(x.shape), [by_path[p] for p in order], trainable, non_trainable)
     s.macs = by_path[""].macs if "" in by_path else sum(leaf_macs.values())
     return s
@@ -175,10 +179,13 @@ def render(summary: Summary, *, max_depth: int | None = None, console=None) -> N
         depth = 0 if r.path == "(model)" else r.path.count("/") + 1
         if max_depth is not None and depth > max_depth:
             continue
-        t.add_row(r.path, r.type,
-                  str(r.output_shape), f"{r.params:,}", f"{r.macs:,}")
+        t.add_row(r.path, r.type, str(r.output_shape), f"{r.params:,}", f"{r.macs:,}")
     console.print(t)
-    console.print(f"Total params: {summary.total:,}   Trainable params: {summary.trainable:,}   "
-                  f"Non-trainable params: {summary.non_trainable:,}")
-    console.print(f"Total MACs: {summary.macs:,} ({summary.macs / 1e9:.3f} GMACs; "
-                  f"FLOPs = 2 x MACs = {2 * summary.macs / 1e9:.3f} GFLOPs) for batch {summary.input_shape[0]}")
+    console.print(
+        f"Total params: {summary.total:,}   Trainable params: {summary.trainable:,}   "
+        f"Non-trainable params: {summary.non_trainable:,}"
+    )
+    console.print(
+        f"Total MACs: {summary.macs:,} ({summary.macs / 1e9:.3f} GMACs; "
+        f"FLOPs = 2 x MACs = {2 * summary.macs / 1e9:.3f} GFLOPs) for batch {summary.input_shape[0]}"
+    )

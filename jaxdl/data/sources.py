@@ -753,5 +753,7 @@ def load_mnist(data: str | os.PathLike | None = None, *, seed: int = 0, **kwargs
     $JAXDL_SHARED_DATA/mnist): the one place experiments find it."""
     folder = Path(data) if data else (shared_data_dir() or Path("../shared/data")) / "mnist"
     if not folder.is_dir():
-        raise JaxdlError(f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA")
+        raise JaxdlError(
+            f"MNIST IDX folder {folder} not found: pass --data PATH or set JAXDL_SHARED_DATA"
+        )
     return load_dataset(f"mnist_idx:{folder}", seed=seed, **kwargs)

@@ -100,7 +100,7 @@ class Encoder(nnx.Module):
 
     def __call__(self, x, *, train: bool = False):
         h = x.reshape(x.shape[0], -1) if self.kind == "dense" else x
-        for layer, norm in zip(self.layers, self.norms):
+        for layer, norm in zip(self.layers, self.norms, strict=False):
             h = layer(h)
             if norm is not None:
                 h = norm(h, use_running_average=not train)
@@ -147,7 +147,7 @@ class Decoder(nnx.Module):
             self.project = nnx.Linear(latent_dim, prod(self.start), rngs=rngs)
             self.project_norm = _batch_norm(features[-1], rngs) if batch_norm else None
             chans = list(reversed(features))
-            for c_in, c_out in zip(chans[:-1], chans[1:]):
+            for c_in, c_out in zip(chans[:-1], chans[1:], strict=False):
                 layers.append(
                     nnx.ConvTranspose(
                         c_in,
@@ -177,7 +177,7 @@ class Decoder(nnx.Module):
             if self.project_norm is not None:
                 h = self.project_norm(h, use_running_average=not train)
             h = self.act(h)
-        for layer, norm in zip(self.layers, self.norms):
+        for layer, norm in zip(self.layers, self.norms, strict=False):
             h = layer(h)
             if norm is not None:
                 h = norm(h, use_running_average=not train)

@@ -55,8 +55,16 @@ class BERT(nnx.Module):
         self.type_embed = nnx.Embed(c.type_vocab_size, c.d_model, embedding_init=init, rngs=rngs)
         self.emb_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", pre_ln=False,
-                            ln_eps=c.ln_eps, init_std=c.init_std)
+        layer = LayerConfig(
+            c.d_model,
+            c.num_heads,
+            c.d_ff,
+            c.dropout,
+            "gelu",
+            pre_ln=False,
+            ln_eps=c.ln_eps,
+            init_std=c.init_std,
+        )
         self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
         self.mlm_dense = nnx.Linear(c.d_model, c.d_model, kernel_init=init, rngs=rngs)
         self.mlm_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
@@ -66,8 +74,10 @@ class BERT(nnx.Module):
         """tokens [B, T] -> hidden states [B, T, d]."""
         check_input(x, (None,), model="bert", what="tokens")
         if x.shape[1] > self.config.max_len:
-            raise JaxdlError(f"bert: sequence of {x.shape[1]} tokens is longer than max_len "
-                             f"{self.config.max_len}")
+            raise JaxdlError(
+                f"bert: sequence of {x.shape[1]} tokens is longer than max_len "
+                f"{self.config.max_len}"
+            )
         segments = jnp.zeros_like(x) if segments is None else segments
         h = self.pos_embed(self.tok_embed(x)) + self.type_embed(segments)
         h = self.dropout(self.emb_ln(h), deterministic=not train, rngs=rngs)
@@ -80,9 +90,19 @@ class BERT(nnx.Module):
         return self.tok_embed.attend(h) + self.mlm_bias[...]
 
 
-register("bert_base", BERT, BERTConfig(), family="bert",
-         description="BERT-base encoder + MLM head (no pooler), 12 layers, d 768")
-register("bert_mini", BERT, BERTConfig(d_model=256, num_heads=4, num_layers=4, d_ff=1024),
-         family="bert", description="BERT-Mini encoder + MLM head, 4 layers, d 256")
+register(
+    "bert_base",
+    BERT,
+    BERTConfig(),
+    family="bert",
+    description="BERT-base encoder + MLM head (no pooler), 12 layers, d 768",
+)
+register(
+    "bert_mini",
+    BERT,
+    BERTConfig(d_model=256, num_heads=4, num_layers=4, d_ff=1024),
+    family="bert",
+    description="BERT-Mini encoder + MLM head, 4 layers, d 256",
+)
 
 __all__ = ["BERT", "BERTConfig"]

@@ -33,7 +33,9 @@ class Chain(nnx.Module):
             raise JaxdlError("Chain needs at least one child module")
         for name in children:
             if not name.isidentifier() or name.startswith("_"):
-                raise JaxdlError(f"Chain child names must be identifiers without a leading '_', got {name!r}")
+                raise JaxdlError(
+                    f"Chain child names must be identifiers without a leading '_', got {name!r}"
+                )
         self.order = tuple(children)
         self.takes_train = tuple(_takes_train(m) for m in children.values())
         for name, m in children.items():
@@ -43,7 +45,7 @@ class Chain(nnx.Module):
         self.config = next((m.config for m in children.values() if hasattr(m, "config")), None)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
-        for name, takes in zip(self.order, self.takes_train):
+        for name, takes in zip(self.order, self.takes_train, strict=False):
             layer = getattr(self, name)
             x = layer(x, train=train, rngs=rngs) if takes else layer(x)
         return x
@@ -54,9 +56,15 @@ def feature_dim(model: nnx.Module, input_shape: tuple[int, ...], dtype=jnp.float
     from jaxdl.functional import pure
 
     apply, params, state = pure(model)
-    out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, state,
-                         jax.ShapeDtypeStruct((1, *input_shape), dtype))
+    out = jax.eval_shape(
+        lambda p, s, x: apply(p, s, x)[0],
+        params,
+        state,
+        jax.ShapeDtypeStruct((1, *input_shape), dtype),
+    )
     if len(out.shape) != 2:
-        raise JaxdlError(f"expected pooled features [B, C] from the backbone, got {out.shape}; "
-                         f"build it with include_top=False, pooling='avg' (or 'max')")
+        raise JaxdlError(
+            f"expected pooled features [B, C] from the backbone, got {out.shape}; "
+            f"build it with include_top=False, pooling='avg' (or 'max')"
+        )
     return int(out.shape[-1])

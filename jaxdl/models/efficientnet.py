@@ -60,9 +60,7 @@ class EfficientNet(ConvNet):
                 f"{c.width_mult}, {c.depth_mult}"
             )
         if c.padding not in PADDINGS:
-            raise JaxdlError(
-                f"efficientnet: padding must be one of {PADDINGS}, got {c.padding!r}"
-            )
+            raise JaxdlError(f"efficientnet: padding must be one of {PADDINGS}, got {c.padding!r}")
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         repeats = [math.ceil(r * c.depth_mult) for *_, r in B0_STAGES]

@@ -41,9 +41,17 @@ class GPTConfig:
     scan_layers: bool = False  # lax.scan over stacked layers: compile time independent of depth
 
     def layer(self) -> LayerConfig:
-        return LayerConfig(self.d_model, self.num_heads, self.d_ff, self.dropout, self.activation,
-                           pre_ln=True, ln_eps=self.ln_eps, rotary=self.positions == "rotary",
-                           init_std=self.init_std)
+        return LayerConfig(
+            self.d_model,
+            self.num_heads,
+            self.d_ff,
+            self.dropout,
+            self.activation,
+            pre_ln=True,
+            ln_eps=self.ln_eps,
+            rotary=self.positions == "rotary",
+            init_std=self.init_std,
+        )
 
 
 class GPT(nnx.Module):
@@ -56,19 +64,27 @@ class GPT(nnx.Module):
         self.config = c
         init = nnx.initializers.normal(c.init_std)
         self.wte = nnx.Embed(c.vocab_size, c.d_model, embedding_init=init, rngs=rngs)
-        self.wpe = LearnedPositions(c.context, c.d_model, init_std=c.init_std, rngs=rngs) \
-            if c.positions == "learned" else None
+        self.wpe = (
+            LearnedPositions(c.context, c.d_model, init_std=c.init_std, rngs=rngs)
+            if c.positions == "learned"
+            else None
+        )
         self.dropout = nnx.Dropout(c.dropout)
         self.blocks = TransformerStack(c.layer(), c.num_layers, scan=c.scan_layers, rngs=rngs)
-        self.head = None if c.tie_embeddings else nnx.Linear(
-            c.d_model, c.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+        self.head = (
+            None
+            if c.tie_embeddings
+            else nnx.Linear(c.d_model, c.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+        )
 
     def _check(self, tokens, pos=0):
         check_input(tokens, (None,), model="gpt", what="tokens")
         t = tokens.shape[1]
         if isinstance(pos, int) and pos + t > self.config.context:
-            raise JaxdlError(f"gpt: sequence of {pos + t} tokens is longer than the context of "
-                             f"{self.config.context}")
+            raise JaxdlError(
+                f"gpt: sequence of {pos + t} tokens is longer than the context of "
+                f"{self.config.context}"
+            )
 
     def _embed(self, tokens, pos, train, rngs):
         h = self.wte(tokens)
@@ -88,8 +104,9 @@ class GPT(nnx.Module):
         """An empty key/value cache for `max_len` (default: context) positions."""
         max_len = max_len or self.config.context
         if max_len > self.config.context:
-            raise JaxdlError(f"gpt: cache of {max_len} positions exceeds the context "
-                             f"{self.config.context}")
+            raise JaxdlError(
+                f"gpt: cache of {max_len} positions exceeds the context {self.config.context}"
+            )
         return self.blocks.init_cache(batch, max_len)
 
     def decode(self, tokens, cache, pos):
@@ -100,10 +117,27 @@ class GPT(nnx.Module):
         return self._logits(h), cache
 
 
-register("gpt2", GPT, GPTConfig(), family="gpt",
-         description="GPT-2 small: 12 layers, d 768, 12 heads, ctx 1024, tied embedding")
-register("gpt_mini", GPT, GPTConfig(input_shape=(64,), vocab_size=65, context=64, d_model=64,
-                                    num_heads=4, num_layers=2, dropout=0.0),
-         family="gpt", description="tiny character GPT for tests and experiments")
+register(
+    "gpt2",
+    GPT,
+    GPTConfig(),
+    family="gpt",
+    description="GPT-2 small: 12 layers, d 768, 12 heads, ctx 1024, tied embedding",
+)
+register(
+    "gpt_mini",
+    GPT,
+    GPTConfig(
+        input_shape=(64,),
+        vocab_size=65,
+        context=64,
+        d_model=64,
+        num_heads=4,
+        num_layers=2,
+        dropout=0.0,
+    ),
+    family="gpt",
+    description="tiny character GPT for tests and experiments",
+)
 
 __all__ = ["GPT", "GPTConfig"]

@@ -146,7 +146,9 @@ class MLP(nnx.Module):
         if not 0.0 <= c.dropout < 1.0:
             raise JaxdlError(f"mlp: dropout must be in [0, 1), got {c.dropout}")
         if c.num_classes < 1 or any(h < 1 for h in c.hidden):
-            raise JaxdlError(f"mlp: widths must be >= 1, got hidden={c.hidden}, num_classes={c.num_classes}")
+            raise JaxdlError(
+                f"mlp: widths must be >= 1, got hidden={c.hidden}, num_classes={c.num_classes}"
+            )
         self.config = c
         kinit = get_initializer(c.kernel_init)
         self.act = None if c.activation == "maxout" else get_activation(c.activation)
@@ -157,9 +159,19 @@ class MLP(nnx.Module):
             if c.activation == "maxout":
                 layers.append(Maxout(n, width, c.maxout_pieces, rngs=rngs))
             else:
-                layers.append(nnx.Linear(n, width, use_bias=c.use_bias, kernel_init=kinit, rngs=rngs))
-            norms.append(nnx.BatchNorm(width, momentum=0.99, epsilon=1e-3, rngs=rngs) if c.batch_norm else None)
-            regs.append(ActivityRegularization(c.activity_l1, c.activity_l2) if (c.activity_l1 or c.activity_l2) else None)
+                layers.append(
+                    nnx.Linear(n, width, use_bias=c.use_bias, kernel_init=kinit, rngs=rngs)
+                )
+            norms.append(
+                nnx.BatchNorm(width, momentum=0.99, epsilon=1e-3, rngs=rngs)
+                if c.batch_norm
+                else None
+            )
+            regs.append(
+                ActivityRegularization(c.activity_l1, c.activity_l2)
+                if (c.activity_l1 or c.activity_l2)
+                else None
+            )
             n = width
         self.layers = nnx.List(layers)
         self.norms = nnx.List(norms)
@@ -170,7 +182,7 @@ class MLP(nnx.Module):
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(x, self.config.input_shape, model="mlp")
         h = x.reshape(x.shape[0], -1)
-        for layer, norm, reg in zip(self.layers, self.norms, self.regs):
+        for layer, norm, reg in zip(self.layers, self.norms, self.regs, strict=False):
             h = layer(h)
             if norm is not None:
                 h = norm(h, use_running_average=not train)
@@ -183,11 +195,34 @@ class MLP(nnx.Module):
         return self.out_act(self.head(h))
 
 
-register("perceptron", Perceptron, PerceptronConfig(), family="perceptron",
-         description="Rosenblatt perceptron, Heaviside output, delta rule")
-register("mlp", MLP, MLPConfig(), family="mlp", description="multilayer perceptron, any depth/width/activation")
-register("mlp_xor", MLP, MLPConfig(input_shape=(2,), num_classes=1, hidden=(4,), activation="tanh"),
-         family="mlp", description="2-4-1 MLP for XOR (sigmoid head via binary cross-entropy)")
+register(
+    "perceptron",
+    Perceptron,
+    PerceptronConfig(),
+    family="perceptron",
+    description="Rosenblatt perceptron, Heaviside output, delta rule",
+)
+register(
+    "mlp",
+    MLP,
+    MLPConfig(),
+    family="mlp",
+    description="multilayer perceptron, any depth/width/activation",
+)
+register(
+    "mlp_xor",
+    MLP,
+    MLPConfig(input_shape=(2,), num_classes=1, hidden=(4,), activation="tanh"),
+    family="mlp",
+    description="2-4-1 MLP for XOR (sigmoid head via binary cross-entropy)",
+)
 
-__all__ = ["Perceptron", "PerceptronConfig", "MLP", "MLPConfig", "train_perceptron",
-           "delta_rule_epoch", "PerceptronResult"]
+__all__ = [
+    "Perceptron",
+    "PerceptronConfig",
+    "MLP",
+    "MLPConfig",
+    "train_perceptron",
+    "delta_rule_epoch",
+    "PerceptronResult",
+]

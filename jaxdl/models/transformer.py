@@ -58,8 +58,16 @@ class TransformerConfig:
         return self.input_shape[0] - self.src_len
 
     def layer(self) -> LayerConfig:
-        return LayerConfig(self.d_model, self.num_heads, self.d_ff, self.dropout, self.activation,
-                           pre_ln=self.pre_ln, ln_eps=self.ln_eps, init_std=None)
+        return LayerConfig(
+            self.d_model,
+            self.num_heads,
+            self.d_ff,
+            self.dropout,
+            self.activation,
+            pre_ln=self.pre_ln,
+            ln_eps=self.ln_eps,
+            init_std=None,
+        )
 
 
 class Transformer(nnx.Module):
@@ -68,15 +76,18 @@ class Transformer(nnx.Module):
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
         c = config
         if c.share_embeddings and c.src_vocab != c.tgt_vocab:
-            raise JaxdlError(f"transformer: share_embeddings needs one vocabulary, got src_vocab="
-                             f"{c.src_vocab}, tgt_vocab={c.tgt_vocab}")
+            raise JaxdlError(
+                f"transformer: share_embeddings needs one vocabulary, got src_vocab="
+                f"{c.src_vocab}, tgt_vocab={c.tgt_vocab}"
+            )
         if not 0 < c.src_len < c.input_shape[0]:
-            raise JaxdlError(f"transformer: src_len {c.src_len} must be in (0, input length "
-                             f"{c.input_shape[0]})")
+            raise JaxdlError(
+                f"transformer: src_len {c.src_len} must be in (0, input length {c.input_shape[0]})"
+            )
         if max(c.src_len, c.tgt_len) > c.max_len:
             raise JaxdlError(f"transformer: sequences longer than max_len {c.max_len}")
         self.config = c
-        init = nnx.initializers.normal(c.d_model ** -0.5)  # unit variance after the sqrt(d) scale
+        init = nnx.initializers.normal(c.d_model**-0.5)  # unit variance after the sqrt(d) scale
         if c.share_embeddings:
             self.embed = nnx.Embed(c.src_vocab, c.d_model, embedding_init=init, rngs=rngs)
             self.src_embed = self.tgt_embed = self.head = None
@@ -87,14 +98,18 @@ class Transformer(nnx.Module):
             self.head = nnx.Linear(c.d_model, c.tgt_vocab, rngs=rngs)
         self.dropout = nnx.Dropout(c.dropout)
         self.encoder = TransformerStack(c.layer(), c.enc_layers, scan=c.scan_layers, rngs=rngs)
-        self.decoder = TransformerStack(c.layer(), c.dec_layers, cross=True, scan=c.scan_layers,
-                                        rngs=rngs)
+        self.decoder = TransformerStack(
+            c.layer(), c.dec_layers, cross=True, scan=c.scan_layers, rngs=rngs
+        )
 
     def _embed(self, tokens, table, offset, train, rngs):
         pe = sinusoidal_positions(self.config.max_len, self.config.d_model)
         t = tokens.shape[1]
-        pos = pe[offset:offset + t] if isinstance(offset, int) else \
-            jnp.take(pe, offset + jnp.arange(t), axis=0)
+        pos = (
+            pe[offset : offset + t]
+            if isinstance(offset, int)
+            else jnp.take(pe, offset + jnp.arange(t), axis=0)
+        )
         h = table(tokens) * sqrt(self.config.d_model) + pos[None]
         return self.dropout(h, deterministic=not train, rngs=rngs)
 
@@ -105,8 +120,10 @@ class Transformer(nnx.Module):
         """src [B, S] -> (memory [B, S, d], source mask [B, 1, 1, S] or None)."""
         check_input(src, (None,), model="transformer", what="source tokens")
         if src.shape[1] > self.config.max_len:
-            raise JaxdlError(f"transformer: source of {src.shape[1]} tokens is longer than max_len "
-                             f"{self.config.max_len}")
+            raise JaxdlError(
+                f"transformer: source of {src.shape[1]} tokens is longer than max_len "
+                f"{self.config.max_len}"
+            )
         mask = self._src_mask(src)
         h = self._embed(src, self.embed or self.src_embed, 0, train, rngs)
         return self.encoder(h, mask=mask, train=train, rngs=rngs), mask
@@ -118,21 +135,27 @@ class Transformer(nnx.Module):
         """Teacher forcing: decoder input [B, T] -> logits [B, T, V] (causal self-attention)."""
         self_mask = self._src_mask(tgt_in)
         h = self._embed(tgt_in, self.embed or self.tgt_embed, 0, train, rngs)
-        h = self.decoder(h, memory, mask=self_mask, is_causal=True, memory_mask=src_mask,
-                         train=train, rngs=rngs)
+        h = self.decoder(
+            h, memory, mask=self_mask, is_causal=True, memory_mask=src_mask, train=train, rngs=rngs
+        )
         return self._logits(h)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
-        check_input(x, self.config.input_shape, model="transformer",
-                    what="packed [source | decoder input] tokens")
-        src, tgt_in = x[:, :self.config.src_len], x[:, self.config.src_len:]
+        check_input(
+            x,
+            self.config.input_shape,
+            model="transformer",
+            what="packed [source | decoder input] tokens",
+        )
+        src, tgt_in = x[:, : self.config.src_len], x[:, self.config.src_len :]
         memory, src_mask = self.encode(src, train=train, rngs=rngs)
         return self.decode_full(tgt_in, memory, src_mask, train=train, rngs=rngs)
 
     def init_cache(self, batch: int, max_len: int):
         if max_len > self.config.max_len:
-            raise JaxdlError(f"transformer: cannot decode {max_len} positions; max_len is "
-                             f"{self.config.max_len}")
+            raise JaxdlError(
+                f"transformer: cannot decode {max_len} positions; max_len is {self.config.max_len}"
+            )
         return self.decoder.init_cache(batch, max_len)
 
     def decode(self, tokens, memory, src_mask, cache, pos):
@@ -143,11 +166,29 @@ class Transformer(nnx.Module):
         return self._logits(h), cache
 
 
-register("transformer_base", Transformer, TransformerConfig(), family="transformer",
-         description="Vaswani et al. 2017 base: d 512, 6+6 layers, shared 37k vocabulary")
-register("transformer_small", Transformer,
-         TransformerConfig(input_shape=(128,), src_len=64, src_vocab=8000, tgt_vocab=8000,
-                           d_model=256, num_heads=4, enc_layers=3, dec_layers=3, d_ff=1024),
-         family="transformer", description="small encoder-decoder: d 256, 3+3 layers")
+register(
+    "transformer_base",
+    Transformer,
+    TransformerConfig(),
+    family="transformer",
+    description="Vaswani et al. 2017 base: d 512, 6+6 layers, shared 37k vocabulary",
+)
+register(
+    "transformer_small",
+    Transformer,
+    TransformerConfig(
+        input_shape=(128,),
+        src_len=64,
+        src_vocab=8000,
+        tgt_vocab=8000,
+        d_model=256,
+        num_heads=4,
+        enc_layers=3,
+        dec_layers=3,
+        d_ff=1024,
+    ),
+    family="transformer",
+    description="small encoder-decoder: d 256, 3+3 layers",
+)
 
 __all__ = ["Transformer", "TransformerConfig"]

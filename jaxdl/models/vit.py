@@ -62,23 +62,42 @@ class ViT(nnx.Module):
         gh, gw = c.grid()
         self.config = c
         init = nnx.initializers.normal(c.init_std)
-        self.patch_embed = nnx.Conv(c.input_shape[2], c.d_model, (c.patch_size, c.patch_size),
-                                    strides=c.patch_size, padding="VALID", rngs=rngs)
+        self.patch_embed = nnx.Conv(
+            c.input_shape[2],
+            c.d_model,
+            (c.patch_size, c.patch_size),
+            strides=c.patch_size,
+            padding="VALID",
+            rngs=rngs,
+        )
         self.cls_token = nnx.Param(jnp.zeros((1, 1, c.d_model)))
         self.pos_embed = nnx.Param(init(rngs.params(), (1 + gh * gw, c.d_model)))
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", pre_ln=True,
-                            ln_eps=c.ln_eps, init_std=c.init_std)
+        layer = LayerConfig(
+            c.d_model,
+            c.num_heads,
+            c.d_ff,
+            c.dropout,
+            "gelu",
+            pre_ln=True,
+            ln_eps=c.ln_eps,
+            init_std=c.init_std,
+        )
         self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
-        self.head = nnx.Linear(c.d_model, c.num_classes, rngs=rngs,
-                               kernel_init=nnx.initializers.zeros if c.head_zero_init else init)
+        self.head = nnx.Linear(
+            c.d_model,
+            c.num_classes,
+            rngs=rngs,
+            kernel_init=nnx.initializers.zeros if c.head_zero_init else init,
+        )
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         h, w, _ = self.config.input_shape
         p = self.config.patch_size
         if x.ndim == 4 and (x.shape[1] % p or x.shape[2] % p):
-            raise JaxdlError(f"vit: image size {x.shape[1]}x{x.shape[2]} is not divisible into "
-                             f"{p}x{p} patches")
+            raise JaxdlError(
+                f"vit: image size {x.shape[1]}x{x.shape[2]} is not divisible into {p}x{p} patches"
+            )
         check_input(x, self.config.input_shape, model="vit", what="images")
         patches = self.patch_embed(x)  # [B, H/P, W/P, d]
         b = x.shape[0]
@@ -108,8 +127,9 @@ def with_image_size(model: ViT, image_hw: tuple[int, int]) -> ViT:
     new_cfg = dataclasses.replace(c, input_shape=(*image_hw, c.input_shape[2]))
     new = nnx.eval_shape(lambda: ViT(new_cfg, rngs=nnx.Rngs(0)))
     _, params, rest = nnx.split(model, nnx.Param, ...)  # fresh States: model is not changed
-    params["pos_embed"] = nnx.Param(resize_positions(model.pos_embed[...], c.grid(),
-                                                     new_cfg.grid()))
+    params["pos_embed"] = nnx.Param(
+        resize_positions(model.pos_embed[...], c.grid(), new_cfg.grid())
+    )
     graphdef = nnx.graphdef(new)
     return nnx.merge(graphdef, params, rest)
 

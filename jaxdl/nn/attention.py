@@ -71,8 +71,9 @@ def _check_mask(mask, batch: int, heads: int, q_len: int, kv_len: int) -> jax.Ar
     return mask.astype(jnp.bool_)
 
 
-def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
-                          implementation: str | None = None) -> jax.Array:
+def dot_product_attention(
+    q, k, v, *, mask=None, is_causal: bool = False, implementation: str | None = None
+) -> jax.Array:
     """q [B, T, H, Dh], k and v [B, S, H, Dh] -> [B, T, H, Dh].
 
     softmax(q k^T / sqrt(Dh) + masked) v. `mask` (True = attend) broadcasts to [B, H, T, S];
@@ -80,13 +81,16 @@ def dot_product_attention(q, k, v, *, mask=None, is_causal: bool = False,
     assumed: query i sees key j <= i). `implementation=None` lets JAX use cuDNN's fused kernel on a
     GPU where it applies and XLA otherwise."""
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise JaxdlError(f"attention expects q, k, v of rank 4 [B, T, H, Dh], got ranks "
-                         f"{q.ndim}, {k.ndim}, {v.ndim}")
+        raise JaxdlError(
+            f"attention expects q, k, v of rank 4 [B, T, H, Dh], got ranks "
+            f"{q.ndim}, {k.ndim}, {v.ndim}"
+        )
     b, t, h, _ = q.shape
     if mask is not None:
         mask = _check_mask(mask, b, h, t, k.shape[1])
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
-                                        implementation=implementation)
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=mask, is_causal=is_causal, implementation=implementation
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,8 +164,10 @@ class MultiHeadAttention(nnx.Module):
             raise JaxdlError(f"num_heads must be >= 1, got {num_heads}")
         if head_dim is None:
             if in_features % num_heads:
-                raise JaxdlError(f"num_heads={num_heads} does not divide the model width "
-                                 f"{in_features}; pick a divisor or pass head_dim")
+                raise JaxdlError(
+                    f"num_heads={num_heads} does not divide the model width "
+                    f"{in_features}; pick a divisor or pass head_dim"
+                )
             head_dim = in_features // num_heads
         kv_features = kv_features or in_features
         # Keras's default kernel initializer
@@ -170,24 +176,31 @@ class MultiHeadAttention(nnx.Module):
         self.num_heads, self.head_dim, self.rotary = num_heads, head_dim, rotary
 
         def proj(n_in):
-            return nnx.Einsum("btd,dhk->bthk", (n_in, num_heads, head_dim),
-                              (num_heads, head_dim) if use_bias else None,
-                              kernel_init=kernel_init, rngs=rngs)
+            return nnx.Einsum(
+                "btd,dhk->bthk",
+                (n_in, num_heads, head_dim),
+                (num_heads, head_dim) if use_bias else None,
+                kernel_init=kernel_init,
+                rngs=rngs,
+            )
 
         self.query = proj(in_features)
         self.key = proj(kv_features)
         self.value = proj(kv_features)
-        self.out = nnx.Einsum("bthk,hkd->btd", (num_heads, head_dim, out_features),
-                              (out_features,) if use_bias else None,
-                              kernel_init=kernel_init, rngs=rngs)
+        self.out = nnx.Einsum(
+            "bthk,hkd->btd",
+            (num_heads, head_dim, out_features),
+            (out_features,) if use_bias else None,
+            kernel_init=kernel_init,
+            rngs=rngs,
+        )
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32) -> dict:
         """Zeros for keys and values of `max_len` positions: {'k', 'v'} of [B, max_len, H, Dh]."""
         shape = (batch, max_len, self.num_heads, self.head_dim)
         return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
-    def __call__(self, x, context=None, *, mask=None, is_causal: bool = False, cache=None,
-                 pos=0):
+    def __call__(self, x, context=None, *, mask=None, is_causal: bool = False, cache=None, pos=0):
         """x [B, T, D]; context [B, S, Dkv] (None: self-attention).
 
         mask: bool, True = attend, broadcastable to [B, H, T, S] (or [B, T, S]).
@@ -203,8 +216,10 @@ class MultiHeadAttention(nnx.Module):
             k = apply_rotary(k, q_pos if context is None else jnp.arange(c.shape[1]))
         if cache is not None:
             if context is not None:
-                raise JaxdlError("a key/value cache is for self-attention; cross-attention keys "
-                                 "come from the fixed context (compute them once)")
+                raise JaxdlError(
+                    "a key/value cache is for self-attention; cross-attention keys "
+                    "come from the fixed context (compute them once)"
+                )
             max_len = cache["k"].shape[1]
             if isinstance(pos, int) and pos + t > max_len:
                 raise JaxdlError(f"the cache holds {max_len} positions; cannot write {t} at {pos}")

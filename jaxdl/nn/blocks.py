@@ -92,7 +92,9 @@ class BasicBlock(nnx.Module):
         shape changes), shared by the basic and bottleneck blocks."""
         self.se = SqueezeExcite(cout, cout // se_reduction, rngs=rngs) if se_reduction else None
         self.downsample = (
-            ConvBN(cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
+            ConvBN(
+                cin, cout, 1, stride=stride, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs
+            )
             if stride != 1 or cin != cout
             else None
         )

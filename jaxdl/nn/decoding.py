@@ -25,8 +25,16 @@ from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.nn.sampling import sample_logits
 
 
-def generate(model, prompt, max_new_tokens: int, *, key=None, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None) -> jax.Array:
+def generate(
+    model,
+    prompt,
+    max_new_tokens: int,
+    *,
+    key=None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> jax.Array:
     """prompt [B, P] int -> [B, P + max_new_tokens]. key None or temperature 0: greedy."""
     prompt = jnp.asarray(prompt, jnp.int32)
     if prompt.ndim != 2 or prompt.shape[1] < 1:
@@ -35,13 +43,16 @@ def generate(model, prompt, max_new_tokens: int, *, key=None, temperature: float
     total = prompt.shape[1] + max_new_tokens
     context = model.config.context
     if total > context:
-        raise JaxdlError(f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = "
-                         f"{total} tokens is longer than the context of {context}")
+        raise JaxdlError(
+            f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = "
+            f"{total} tokens is longer than the context of {context}"
+        )
     graphdef, state = nnx.split(model)
     greedy = key is None or temperature == 0
     key = jax.random.key(0) if key is None else key
-    return _generate(graphdef, state, prompt, key, max_new_tokens, greedy, temperature, top_k,
-                     top_p)
+    return _generate(
+        graphdef, state, prompt, key, max_new_tokens, greedy, temperature, top_k, top_p
+    )
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
@@ -74,8 +85,16 @@ def greedy_decode(model, src, max_len: int, *, bos_id: int) -> jax.Array:
     return beam_search(model, src, max_len, bos_id=bos_id, beam_size=1)
 
 
-def beam_search(model, src, max_len: int, *, bos_id: int, eos_id: int | None = None,
-                beam_size: int = 4, length_penalty: float = 0.6) -> jax.Array:
+def beam_search(
+    model,
+    src,
+    max_len: int,
+    *,
+    bos_id: int,
+    eos_id: int | None = None,
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+) -> jax.Array:
     """src [B, S] -> best target [B, max_len] by log-probability / ((5 + len) / 6)^alpha.
 
     Tokens after a beam's EOS are EOS. beam_size 1 is greedy decoding."""
@@ -85,8 +104,16 @@ def beam_search(model, src, max_len: int, *, bos_id: int, eos_id: int | None = N
     if src.ndim != 2:
         raise JaxdlError(f"src must be [batch, length] token ids, got shape {src.shape}")
     graphdef, state = nnx.split(model)
-    return _beam(graphdef, state, src, max_len, bos_id, -1 if eos_id is None else eos_id,
-                 beam_size, float(length_penalty))
+    return _beam(
+        graphdef,
+        state,
+        src,
+        max_len,
+        bos_id,
+        -1 if eos_id is None else eos_id,
+        beam_size,
+        float(length_penalty),
+    )
 
 
 @partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7))
@@ -117,8 +144,11 @@ def _beam(graphdef, state, src, n, bos, eos, k, alpha):
         cand = (scores[..., None] + logp).reshape(b, k * v)
         scores, flat = jax.lax.top_k(cand, k)  # [B, k]
         beam, tok = flat // v, (flat % v).astype(jnp.int32)
-        gather = lambda a: jnp.take_along_axis(a, beam.reshape(b, k, *([1] * (a.ndim - 2))),  # noqa: E731
-                                               axis=1)
+        gather = lambda a: jnp.take_along_axis(
+            a,
+            beam.reshape(b, k, *([1] * (a.ndim - 2))),  # noqa: E731
+            axis=1,
+        )
         tokens = gather(tokens).at[:, :, i].set(tok)
         lengths = gather(lengths) + (~gather(done)).astype(jnp.int32)
         done = gather(done) | (tok == eos)

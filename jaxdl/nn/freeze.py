@@ -61,7 +61,9 @@ def freeze_batchnorm_of_params(model: nnx.Module, patterns) -> list[str]:
     rx = [re.compile(p) for p in patterns]
     changed = []
     for path, m in _module_paths(model):
-        if type(m) is nnx.BatchNorm and any(r.search(f"{path}/{v}") for r in rx for v in ("scale", "bias")):
+        if type(m) is nnx.BatchNorm and any(
+            r.search(f"{path}/{v}") for r in rx for v in ("scale", "bias")
+        ):
             m.__class__ = FrozenBatchNorm
             changed.append(path)
     return changed

@@ -148,9 +148,7 @@ class InceptionE(nnx.Module):
     [B, 8, 8, cin] -> [B, 8, 8, 2048]. Parameters `b1`, `b3`, `b3_a`, `b3_b`, `dbl`, `dbl_a`,
     `dbl_b`, `pool` (`count_include_pad` as in `inception_a`)."""
 
-    def __init__(
-        self, cin: int, *, count_include_pad: bool = True, ch: Ch, bn: BN, rngs: nnx.Rngs
-    ):
+    def __init__(self, cin: int, *, count_include_pad: bool = True, ch: Ch, bn: BN, rngs: nnx.Rngs):
         conv = lambda i, o, k: ConvBN(i, o, k, bn=bn, rngs=rngs)
         self.b1 = conv(cin, ch(320), 1)
         self.b3 = conv(cin, ch(384), 1)

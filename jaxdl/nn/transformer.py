@@ -77,8 +77,9 @@ class TransformerLayer(nnx.Module):
         init = cfg.kernel_init()
 
         def mha():
-            return MultiHeadAttention(cfg.num_heads, cfg.d_model, rotary=cfg.rotary,
-                                      kernel_init=init, rngs=rngs)
+            return MultiHeadAttention(
+                cfg.num_heads, cfg.d_model, rotary=cfg.rotary, kernel_init=init, rngs=rngs
+            )
 
         def ln():
             return nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs)
@@ -96,8 +97,19 @@ class TransformerLayer(nnx.Module):
         y, aux = f(x)
         return norm(x + drop(y)), aux
 
-    def __call__(self, x, memory=None, *, mask=None, is_causal=False, memory_mask=None,
-                 cache=None, pos=0, train=False, rngs=None):
+    def __call__(
+        self,
+        x,
+        memory=None,
+        *,
+        mask=None,
+        is_causal=False,
+        memory_mask=None,
+        cache=None,
+        pos=0,
+        train=False,
+        rngs=None,
+    ):
         """mask: self-attention mask; memory_mask: cross-attention mask (both True = attend).
         cache: this layer's self-attention cache (see MultiHeadAttention); returns (x, cache)."""
 
@@ -109,13 +121,19 @@ class TransformerLayer(nnx.Module):
         x, new_cache = self._residual(x, self.ln1, self_attn, train, rngs)
         if self.cross_attn is not None:
             if memory is None:
-                raise JaxdlError("a decoder layer with cross-attention needs `memory` (the "
-                                 "encoder output)")
-            x, _ = self._residual(x, self.ln2, lambda h: (self.cross_attn(h, memory,
-                                                                          mask=memory_mask), None),
-                                  train, rngs)
-        x, _ = self._residual(x, self.ln3, lambda h: (self.mlp(h, train=train, rngs=rngs), None),
-                              train, rngs)
+                raise JaxdlError(
+                    "a decoder layer with cross-attention needs `memory` (the encoder output)"
+                )
+            x, _ = self._residual(
+                x,
+                self.ln2,
+                lambda h: (self.cross_attn(h, memory, mask=memory_mask), None),
+                train,
+                rngs,
+            )
+        x, _ = self._residual(
+            x, self.ln3, lambda h: (self.mlp(h, train=train, rngs=rngs), None), train, rngs
+        )
         return x, new_cache
 
 
@@ -126,8 +144,15 @@ class TransformerStack(nnx.Module):
     scan=False: `layers` is a list (`layers/0/...`); scan=True: one layer whose parameters carry a
     leading axis of size N, run by `jax.lax.scan`."""
 
-    def __init__(self, cfg: LayerConfig, num_layers: int, *, cross: bool = False,
-                 scan: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: LayerConfig,
+        num_layers: int,
+        *,
+        cross: bool = False,
+        scan: bool = False,
+        rngs: nnx.Rngs,
+    ):
         if num_layers < 1:
             raise JaxdlError(f"num_layers must be >= 1, got {num_layers}")
         self.num_layers, self.scan = num_layers, scan
@@ -136,10 +161,12 @@ class TransformerStack(nnx.Module):
             make = nnx.vmap(lambda k: TransformerLayer(cfg, cross=cross, rngs=nnx.Rngs(params=k)))
             self.layers = make(keys)
         else:
-            self.layers = nnx.List([TransformerLayer(cfg, cross=cross, rngs=rngs)
-                                    for _ in range(num_layers)])
-        self.ln_f = (nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs)
-                     if cfg.pre_ln else None)
+            self.layers = nnx.List(
+                [TransformerLayer(cfg, cross=cross, rngs=rngs) for _ in range(num_layers)]
+            )
+        self.ln_f = (
+            nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs) if cfg.pre_ln else None
+        )
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32):
         """Per-layer self-attention caches: a list (loop) or one dict stacked on axis 0 (scan)."""
@@ -153,8 +180,19 @@ class TransformerStack(nnx.Module):
         attn = self.layers.attn
         return attn.num_heads, attn.head_dim
 
-    def __call__(self, x, memory=None, *, mask=None, is_causal=False, memory_mask=None,
-                 cache=None, pos=0, train=False, rngs=None):
+    def __call__(
+        self,
+        x,
+        memory=None,
+        *,
+        mask=None,
+        is_causal=False,
+        memory_mask=None,
+        cache=None,
+        pos=0,
+        train=False,
+        rngs=None,
+    ):
         """Returns x, or (x, new_cache) when a cache is given."""
         kw = dict(mask=mask, is_causal=is_causal, memory_mask=memory_mask, pos=pos, train=train)
         if not self.scan:

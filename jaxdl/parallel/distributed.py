@@ -52,8 +52,13 @@ class DistributedSpec:
         return (self.coordinator, self.num_processes, self.process_id) == (None, None, None)
 
 
-def resolve(coordinator: str | None = None, num_processes: int | None = None,
-            process_id: int | None = None, *, environ=None) -> DistributedSpec:
+def resolve(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    environ=None,
+) -> DistributedSpec:
     """Fill what the arguments leave unset from the environment and check what is set."""
     environ = os.environ if environ is None else environ
     given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
@@ -68,28 +73,33 @@ def resolve(coordinator: str | None = None, num_processes: int | None = None,
             try:
                 given[key] = int(given[key])
             except ValueError:
-                raise JaxdlError(f"{key} from {where[key]} must be an integer, "
-                                 f"got {given[key]!r}") from None
+                raise JaxdlError(
+                    f"{key} from {where[key]} must be an integer, got {given[key]!r}"
+                ) from None
     spec = DistributedSpec(**given)
     if spec.coordinator is not None:
         _split_address(spec.coordinator)
     if spec.num_processes is not None and spec.num_processes < 1:
-        raise JaxdlError(f"num_processes must be >= 1, got {spec.num_processes} "
-                         f"(from {where['num_processes']})")
+        raise JaxdlError(
+            f"num_processes must be >= 1, got {spec.num_processes} (from {where['num_processes']})"
+        )
     if spec.process_id is not None:
         n = spec.num_processes
         if spec.process_id < 0 or (n is not None and spec.process_id >= n):
             limit = f"0..{n - 1} for num_processes={n}" if n is not None else ">= 0"
-            raise JaxdlError(f"process_id {spec.process_id} (from {where['process_id']}) is out "
-                             f"of range: expected {limit}")
+            raise JaxdlError(
+                f"process_id {spec.process_id} (from {where['process_id']}) is out "
+                f"of range: expected {limit}"
+            )
     return spec
 
 
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise JaxdlError(f"coordinator address must be HOST:PORT (e.g. 10.0.0.1:1234), "
-                         f"got {address!r}")
+        raise JaxdlError(
+            f"coordinator address must be HOST:PORT (e.g. 10.0.0.1:1234), got {address!r}"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -106,7 +116,8 @@ def wait_for_coordinator(address: str, timeout: float) -> None:
         if time.monotonic() >= deadline:
             raise JaxdlError(
                 f"coordinator {address} could not be reached within {timeout:g} s ({last}); start "
-                f"process 0 first (it serves the coordinator) and check the address and port")
+                f"process 0 first (it serves the coordinator) and check the address and port"
+            )
         time.sleep(0.2)
 
 
@@ -120,9 +131,14 @@ def cluster_detected() -> str | None:
     return None
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, timeout: float = 300,
-               environ=None) -> bool:
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout: float = 300,
+    environ=None,
+) -> bool:
     """Join (or, as process 0, host) a multi-process run; see the module docstring for where
     the settings come from. Returns True if the runtime was initialised, False for a
     single-process run (nothing configured, no cluster detected)."""
@@ -133,15 +149,18 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(initialization_timeout=int(timeout))  # JAX reads the cluster
         return True
     if not spec.complete and cluster_detected() is None:
-        missing = [k for k in ("coordinator", "num_processes", "process_id")
-                   if getattr(spec, k) is None]
+        missing = [
+            k for k in ("coordinator", "num_processes", "process_id") if getattr(spec, k) is None
+        ]
         raise JaxdlError(
             f"multi-process run: {', '.join(missing)} not set and no cluster detected; give "
             f"--coordinator HOST:PORT --num-processes N --process-id I (or the JAXDL_* "
-            f"environment variables)")
+            f"environment variables)"
+        )
     if spec.coordinator is not None and spec.process_id not in (0, None):
         # JAX aborts the whole process when it cannot register; fail with a message instead
         wait_for_coordinator(spec.coordinator, timeout)
-    jax.distributed.initialize(spec.coordinator, spec.num_processes, spec.process_id,
-                               initialization_timeout=int(timeout))
+    jax.distributed.initialize(
+        spec.coordinator, spec.num_processes, spec.process_id, initialization_timeout=int(timeout)
+    )
     return True

@@ -43,43 +43,53 @@ def parse_mesh_spec(spec: str) -> dict[str, int]:
     named = "=" in text
     items = text.split(",") if named else text.lower().split("x")
     if not named and len(items) > len(DEFAULT_AXES):
-        raise JaxdlError(f"mesh spec {spec!r}: unnamed sizes name at most {len(DEFAULT_AXES)} axes "
-                         f"({', '.join(DEFAULT_AXES)}); name them, e.g. 'data=2,model=2,extra=2'")
+        raise JaxdlError(
+            f"mesh spec {spec!r}: unnamed sizes name at most {len(DEFAULT_AXES)} axes "
+            f"({', '.join(DEFAULT_AXES)}); name them, e.g. 'data=2,model=2,extra=2'"
+        )
     axes: dict[str, int] = {}
     for i, item in enumerate(items):
         name, sep, size = item.partition("=") if named else (DEFAULT_AXES[i], "=", item)
         if not sep or not _NAME.match(name):
-            raise JaxdlError(f"mesh spec {spec!r}: expected NAME=SIZE items separated by commas, "
-                             f"got {item!r}")
+            raise JaxdlError(
+                f"mesh spec {spec!r}: expected NAME=SIZE items separated by commas, got {item!r}"
+            )
         if name in axes:
             raise JaxdlError(f"mesh spec {spec!r}: axis {name!r} appears twice")
         try:
             n = int(size)
         except ValueError:
-            raise JaxdlError(f"mesh spec {spec!r}: size of axis {name!r} must be an integer, "
-                             f"got {size!r}") from None
+            raise JaxdlError(
+                f"mesh spec {spec!r}: size of axis {name!r} must be an integer, got {size!r}"
+            ) from None
         if n < 1 and n != -1:
-            raise JaxdlError(f"mesh spec {spec!r}: size of axis {name!r} must be >= 1 (or -1 to "
-                             f"infer it), got {n}")
+            raise JaxdlError(
+                f"mesh spec {spec!r}: size of axis {name!r} must be >= 1 (or -1 to "
+                f"infer it), got {n}"
+            )
         axes[name] = n
     if DATA not in axes:
-        raise JaxdlError(f"mesh spec {spec!r} has no {DATA!r} axis (the batch is sharded on it); "
-                         f"axes given: {', '.join(axes)}")
+        raise JaxdlError(
+            f"mesh spec {spec!r} has no {DATA!r} axis (the batch is sharded on it); "
+            f"axes given: {', '.join(axes)}"
+        )
     if list(axes.values()).count(-1) > 1:
         raise JaxdlError(f"mesh spec {spec!r}: at most one size may be -1")
     return axes
 
 
-def make_mesh(devices=None, *, num_devices: int | None = None,
-              axes: str | dict[str, int] | None = None) -> Mesh:
+def make_mesh(
+    devices=None, *, num_devices: int | None = None, axes: str | dict[str, int] | None = None
+) -> Mesh:
     """A mesh over `devices` (default: every device of every process; `num_devices` takes the
     first N). `axes` is a mesh spec or a {name: size} dict; by default one `data` axis of them all.
     The sizes must multiply to the number of devices (one may be -1: inferred)."""
     devs = list(devices) if devices is not None else jax.devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devs):
-            raise JaxdlError(f"num_devices must be in 1..{len(devs)} (the devices available), "
-                             f"got {num_devices}")
+            raise JaxdlError(
+                f"num_devices must be in 1..{len(devs)} (the devices available), got {num_devices}"
+            )
         devs = devs[:num_devices]
     n = len(devs)
     shape = parse_mesh_spec(axes) if isinstance(axes, str) else dict(axes or {DATA: -1})
@@ -87,17 +97,23 @@ def make_mesh(devices=None, *, num_devices: int | None = None,
     known = math.prod(v for v in shape.values() if v != -1)
     if -1 in shape.values():
         if n % known:
-            raise JaxdlError(f"mesh {spec}: cannot infer the -1 axis, {n} devices are not "
-                             f"divisible by {known}")
+            raise JaxdlError(
+                f"mesh {spec}: cannot infer the -1 axis, {n} devices are not divisible by {known}"
+            )
         shape = {k: (n // known if v == -1 else v) for k, v in shape.items()}
     elif known != n:
         which = f"num_devices={num_devices}" if num_devices is not None else "all devices"
-        raise JaxdlError(f"mesh {spec} has {known} devices but {n} are used ({which}); the axis "
-                         f"sizes must multiply to {n}, e.g. {DATA}={n}")
+        raise JaxdlError(
+            f"mesh {spec} has {known} devices but {n} are used ({which}); the axis "
+            f"sizes must multiply to {n}, e.g. {DATA}={n}"
+        )
     sizes = tuple(shape.values())
     # topology-aware placement on GPU/TPU (fast links along the last axes); plain reshape on CPU
-    arr = (mesh_utils.create_device_mesh(sizes, devices=devs, allow_split_physical_axes=True)
-           if devs[0].platform != "cpu" else np.asarray(devs).reshape(sizes))
+    arr = (
+        mesh_utils.create_device_mesh(sizes, devices=devs, allow_split_physical_axes=True)
+        if devs[0].platform != "cpu"
+        else np.asarray(devs).reshape(sizes)
+    )
     return Mesh(arr, tuple(shape))
 
 
@@ -128,9 +144,11 @@ def local_rows(batch_size: int, mesh: Mesh) -> slice:
     idx = data_sharding(mesh).addressable_devices_indices_map((batch_size,)).values()
     spans = sorted({i[0].indices(batch_size)[:2] for i in idx})
     if any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
-        raise JaxdlError(f"process {jax.process_index()} holds the non-contiguous batch rows "
-                         f"{spans} on this mesh; build the mesh with each process's devices "
-                         f"adjacent along the data axis (make_mesh does)")
+        raise JaxdlError(
+            f"process {jax.process_index()} holds the non-contiguous batch rows "
+            f"{spans} on this mesh; build the mesh with each process's devices "
+            f"adjacent along the data axis (make_mesh does)"
+        )
     return slice(spans[0][0], spans[-1][1])
 
 

@@ -67,8 +67,9 @@ def abstract_state(state, mesh: Mesh, *, fsdp: bool = False):
     Orbax restore onto a (possibly different) mesh, e.g. a checkpoint written on 8 devices
     restored on 1 or on a 2x4 mesh. `state` may itself be abstract (`jax.eval_shape` output)."""
     shardings = state_shardings(state, mesh, fsdp=fsdp)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s),
-                        state, shardings)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), state, shardings
+    )
 
 
 def bytes_per_device(state, mesh: Mesh, *, fsdp: bool = False) -> int:

@@ -27,8 +27,13 @@ def _fingerprint(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def extract_features(backbone: nnx.Module, data: ArrayDataset, *, batch_size: int = 64,
-                     cache: str | Path | None = None) -> ArrayDataset:
+def extract_features(
+    backbone: nnx.Module,
+    data: ArrayDataset,
+    *,
+    batch_size: int = 64,
+    cache: str | Path | None = None,
+) -> ArrayDataset:
     """ArrayDataset(features [N, C], labels) from `backbone` in inference mode.
 
     With `cache`, features are stored there (.npz, no pickle) together with a fingerprint of the
@@ -49,11 +54,17 @@ def extract_features(backbone: nnx.Module, data: ArrayDataset, *, batch_size: in
         feats.append(out[b["weight"] > 0])
     features = np.concatenate(feats)
     if features.ndim != 2:
-        raise JaxdlError(f"backbone features must be [N, C] (build it with pooling='avg'), got {features.shape}")
+        raise JaxdlError(
+            f"backbone features must be [N, C] (build it with pooling='avg'), got {features.shape}"
+        )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, features=features, labels=np.asarray(data.y),
-                 meta=np.asarray(json.dumps({"fingerprint": fp, "n": len(features)})))
+        np.savez(
+            tmp,
+            features=features,
+            labels=np.asarray(data.y),
+            meta=np.asarray(json.dumps({"fingerprint": fp, "n": len(features)})),
+        )
         tmp.replace(cache)
     return ArrayDataset(features, np.asarray(data.y))

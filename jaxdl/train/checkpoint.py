@@ -366,7 +366,11 @@ class Checkpoints:
                 got, non_finite = digests(restored)
             else:  # written before digests: CRC-32s of whole arrays on the host
                 host = jax.device_get(restored)
-                recorded, got, non_finite = meta.get("checksums", {}), checksums(host), non_finite_leaves(host)
+                recorded, got, non_finite = (
+                    meta.get("checksums", {}),
+                    checksums(host),
+                    non_finite_leaves(host),
+                )
             bad = [k for k, v in recorded.items() if got.get(k) != v]
             if bad or set(got) != set(recorded):
                 self._quarantine(

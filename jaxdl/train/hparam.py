@@ -125,7 +125,7 @@ def grid(space: Mapping[str, Sequence]) -> list[dict[str, Any]]:
                 f"{values}; use random_search for distributions"
             )
     names = list(space)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
+    return [dict(zip(names, combo, strict=False)) for combo in itertools.product(*(space[n] for n in names))]
 
 
 def random_points(space: Mapping[str, Any], n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -210,7 +210,7 @@ class SearchResult:
         fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
         y = [t.metrics[self.metric] for t in self.trials]
         best = self.best
-        for ax, name in zip(axes[0], names):
+        for ax, name in zip(axes[0], names, strict=False):
             vals = [t.overrides[name] for t in self.trials]
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
                 x = np.asarray(vals, float)
@@ -323,7 +323,7 @@ class VmapResult:
 
     def to_search(self, metric: str, mode: str = "max") -> SearchResult:
         trials = []
-        for k, (lr, seed) in enumerate(zip(self.learning_rates, self.seeds)):
+        for k, (lr, seed) in enumerate(zip(self.learning_rates, self.seeds, strict=False)):
             m = {f"train_{n}": v[-1] for n, v in self.history[k].items()}
             m.update({f"val_{n}": v for n, v in (self.val[k] if self.val else {}).items()})
             trials.append(Trial(k, {"lr": lr, "seed": seed}, m, self.seconds / len(self.seeds)))
@@ -386,7 +386,7 @@ def train_vmapped(
         raise JaxdlError("train_vmapped: training data is empty")
 
     states, graphdef = [], None
-    for lr, seed in zip(lrs, seeds):
+    for lr, seed in zip(lrs, seeds, strict=False):
         gd, params, model_state = split(make_model(nnx.Rngs(seed)))
         if graphdef is None:
             graphdef = gd
@@ -413,7 +413,7 @@ def train_vmapped(
         *(
             _index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
             for s in seeds
-        )
+        ), strict=False
     )
     idx, w = jnp.asarray(np.stack(idx)), jnp.asarray(np.stack(w))
 

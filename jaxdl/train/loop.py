@@ -64,9 +64,9 @@ from jaxdl.train.optim import (
     Regularizer,
     current_learning_rate,
     make_optimizer,
+    param_groups,
     set_learning_rate,
 )
-from jaxdl.train.optim import param_groups
 from jaxdl.train.state import TrainState
 from jaxdl.train.steps import (
     COMPUTE_DTYPES,
@@ -114,8 +114,10 @@ def _as_dataset(data):
     random_access = hasattr(data, "__len__") and hasattr(data, "__getitem__")
     if random_access and not isinstance(data, (tuple, list, Pipeline)):
         return data  # a source: ArrayDataset, ImageFolder, TfdsSource, ...
-    raise JaxdlError(f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
-                     f"tuple, got {type(data).__name__}")
+    raise JaxdlError(
+        f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
+        f"tuple, got {type(data).__name__}"
+    )
 
 
 class Trainer:
@@ -418,9 +420,17 @@ class Trainer:
         if not isinstance(train, Pipeline):
             check_batch_size(batch_size, self.mesh)
         # each process reads only its rows of every global batch (all of them in one process)
-        pipe = train if isinstance(train, Pipeline) else Pipeline(
-            _as_dataset(train), batch_size, shuffle=shuffle, seed=self.seed,
-            rows=local_rows(batch_size, self.mesh))
+        pipe = (
+            train
+            if isinstance(train, Pipeline)
+            else Pipeline(
+                _as_dataset(train),
+                batch_size,
+                shuffle=shuffle,
+                seed=self.seed,
+                rows=local_rows(batch_size, self.mesh),
+            )
+        )
         train, batch_size, shuffle = pipe.source, pipe.batch_size, pipe.shuffle
         val = _as_dataset(validation_data) if validation_data is not None else None
         self._check_data(train, batch_size, "training")
@@ -544,8 +554,12 @@ class Trainer:
         self._check_data(ds, bs, "evaluation")
         acc = self._init_metrics()
         for batch in batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh)):
-            acc = self._eval_step(self.state.params, self.state.model_state, acc,
-                                  shard_batch(batch, self.mesh, batch_size=bs))
+            acc = self._eval_step(
+                self.state.params,
+                self.state.model_state,
+                acc,
+                shard_batch(batch, self.mesh, batch_size=bs),
+            )
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
@@ -557,8 +571,11 @@ class Trainer:
         outs = []
         for batch in batches(ds, bs, shuffle=False):
             x_local = batch["x"][local_rows(bs, self.mesh)]
-            out = self._predict_step(self.state.params, self.state.model_state,
-                                     shard_batch(x_local, self.mesh, batch_size=bs))
+            out = self._predict_step(
+                self.state.params,
+                self.state.model_state,
+                shard_batch(x_local, self.mesh, batch_size=bs),
+            )
             out = process_allgather(out, tiled=True) if jax.process_count() > 1 else np.asarray(out)
             outs.append(out[batch["weight"] > 0])
         return np.concatenate(outs)

@@ -27,16 +27,37 @@ def _sgd(lr, momentum=0.0, nesterov=False, **_):
 _OPTIMIZERS = {
     "sgd": (_sgd, dict(momentum=0.0)),
     "momentum": (_sgd, dict(momentum=0.9)),
-    "nesterov": (lambda lr, momentum, **_: optax.sgd(lr, momentum=momentum, nesterov=True), dict(momentum=0.9)),
-    "adagrad": (lambda lr, eps, initial_accumulator_value, **_: optax.adagrad(
-        lr, initial_accumulator_value=initial_accumulator_value, eps=eps), dict(eps=1e-7, initial_accumulator_value=0.1)),
-    "adadelta": (lambda lr, rho, eps, **_: optax.adadelta(lr, rho=rho, eps=eps), dict(rho=0.95, eps=1e-7)),
+    "nesterov": (
+        lambda lr, momentum, **_: optax.sgd(lr, momentum=momentum, nesterov=True),
+        dict(momentum=0.9),
+    ),
+    "adagrad": (
+        lambda lr, eps, initial_accumulator_value, **_: optax.adagrad(
+            lr, initial_accumulator_value=initial_accumulator_value, eps=eps
+        ),
+        dict(eps=1e-7, initial_accumulator_value=0.1),
+    ),
+    "adadelta": (
+        lambda lr, rho, eps, **_: optax.adadelta(lr, rho=rho, eps=eps),
+        dict(rho=0.95, eps=1e-7),
+    ),
     # Keras adds eps outside the square root: g / (sqrt(v) + eps)
-    "rmsprop": (lambda lr, rho, eps, momentum, **_: optax.rmsprop(
-        lr, decay=rho, eps=eps, momentum=momentum or None, eps_in_sqrt=False), dict(rho=0.9, eps=1e-7, momentum=0.0)),
-    "adam": (lambda lr, b1, b2, eps, **_: optax.adam(lr, b1=b1, b2=b2, eps=eps), dict(b1=0.9, b2=0.999, eps=1e-7)),
-    "adamw": (lambda lr, b1, b2, eps, weight_decay, **_: optax.adamw(
-        lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay), dict(b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.004)),
+    "rmsprop": (
+        lambda lr, rho, eps, momentum, **_: optax.rmsprop(
+            lr, decay=rho, eps=eps, momentum=momentum or None, eps_in_sqrt=False
+        ),
+        dict(rho=0.9, eps=1e-7, momentum=0.0),
+    ),
+    "adam": (
+        lambda lr, b1, b2, eps, **_: optax.adam(lr, b1=b1, b2=b2, eps=eps),
+        dict(b1=0.9, b2=0.999, eps=1e-7),
+    ),
+    "adamw": (
+        lambda lr, b1, b2, eps, weight_decay, **_: optax.adamw(
+            lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay
+        ),
+        dict(b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.004),
+    ),
 }
 OPTIMIZERS = tuple(_OPTIMIZERS)
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "step", "linear")
@@ -67,8 +88,12 @@ def make_schedule(
         if name == "linear":
             return optax.linear_schedule(learning_rate, end_value, total_steps)
         return optax.warmup_cosine_decay_schedule(
-            0.0 if warmup_steps else learning_rate, learning_rate, warmup_steps,
-            max(total_steps, warmup_steps + 1), end_value)
+            0.0 if warmup_steps else learning_rate,
+            learning_rate,
+            warmup_steps,
+            max(total_steps, warmup_steps + 1),
+            end_value,
+        )
     if name == "exponential":
         return optax.exponential_decay(learning_rate, decay_steps, decay_rate)
     if name == "step":
@@ -76,13 +101,15 @@ def make_schedule(
     raise unknown_name("schedule", name, SCHEDULES)
 
 
-def scale_learning_rate(base_lr: float, batch_size: int, base_batch_size: int = 256, rule: str = "linear") -> float:
+def scale_learning_rate(
+    base_lr: float, batch_size: int, base_batch_size: int = 256, rule: str = "linear"
+) -> float:
     """LR scaling with batch size: linear (Goyal et al., 2017) or sqrt (Krizhevsky, 2014)."""
     ratio = batch_size / base_batch_size
     if rule == "linear":
         return base_lr * ratio
     if rule == "sqrt":
-        return base_lr * ratio ** 0.5
+        return base_lr * ratio**0.5
     raise unknown_name("scaling rule", rule, ["linear", "sqrt"])
 
 
@@ -106,7 +133,9 @@ def make_optimizer(
     builder, defaults = _OPTIMIZERS[name]
     bad = set(options) - set(defaults) - {"nesterov"}
     if bad:
-        raise JaxdlError(f"optimizer {name!r}: unknown option(s) {sorted(bad)}; expected some of {sorted(defaults)}")
+        raise JaxdlError(
+            f"optimizer {name!r}: unknown option(s) {sorted(bad)}; expected some of {sorted(defaults)}"
+        )
     opts = {**defaults, **options}
 
     def chain(learning_rate):
@@ -127,7 +156,7 @@ def current_learning_rate(opt_state) -> jax.Array | None:
 
     def visit(node):
         if isinstance(node, optax.InjectHyperparamsState) or (
-            hasattr(node, "hyperparams") and isinstance(getattr(node, "hyperparams"), dict)
+            hasattr(node, "hyperparams") and isinstance(node.hyperparams, dict)
         ):
             if "learning_rate" in node.hyperparams:
                 found.append(node.hyperparams["learning_rate"])
@@ -153,7 +182,10 @@ def set_learning_rate(opt_state, value: float):
 
     def visit(node):
         # optax.inject_hyperparams' state (InjectStatefulHyperparamsState in recent optax)
-        if isinstance(getattr(node, "hyperparams", None), dict) and "learning_rate" in node.hyperparams:
+        if (
+            isinstance(getattr(node, "hyperparams", None), dict)
+            and "learning_rate" in node.hyperparams
+        ):
             old = node.hyperparams["learning_rate"]
             new = jax.device_put(jnp.asarray(value, old.dtype), getattr(old, "sharding", None))
             return node._replace(hyperparams={**node.hyperparams, "learning_rate": new})
@@ -178,13 +210,15 @@ def param_groups(tx: optax.GradientTransformation, params, groups) -> optax.Grad
     groups = dict(groups)
     rx = [(re.compile(p), float(m)) for p, m in groups.items()]
     names = list(named_leaves(params))
-    for pat, (r, m) in zip(groups, rx):
+    for pat, (r, m) in zip(groups, rx, strict=False):
         if m < 0:
             raise JaxdlError(f"learning-rate multiplier for {pat!r} must be >= 0, got {m}")
         if not any(r.search(n) for n in names):
             kind = "freeze" if m == 0 else "learning-rate"
-            raise JaxdlError(f"{kind} pattern {pat!r} matches no parameter; names look like "
-                             f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
+            raise JaxdlError(
+                f"{kind} pattern {pat!r} matches no parameter; names look like "
+                f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+            )
 
     def label(path, _):
         name = path_str(path)
@@ -195,8 +229,9 @@ def param_groups(tx: optax.GradientTransformation, params, groups) -> optax.Grad
     transforms = {}
     for lab in used:
         m = float(lab[1:])
-        transforms[lab] = (optax.set_to_zero() if m == 0 else
-                           tx if m == 1 else optax.chain(tx, optax.scale(m)))
+        transforms[lab] = (
+            optax.set_to_zero() if m == 0 else tx if m == 1 else optax.chain(tx, optax.scale(m))
+        )
     return optax.partition(transforms, labels)
 
 
@@ -206,8 +241,9 @@ def freeze(tx: optax.GradientTransformation, params, patterns) -> optax.Gradient
     return param_groups(tx, params, {p: 0.0 for p in patterns})
 
 
-def fine_tune_patterns(params, block: str, top: int, *, prefix: str = "",
-                       keep_trainable: Sequence[str] = ()) -> list[str]:
+def fine_tune_patterns(
+    params, block: str, top: int, *, prefix: str = "", keep_trainable: Sequence[str] = ()
+) -> list[str]:
     """Freeze patterns for "unfreeze the top N blocks": every param under `prefix` (e.g.
     'backbone/') is frozen except those of the last `top` blocks and those matching a regex of
     `keep_trainable` (e.g. DenseNet's final r'^backbone/norm/'). `block` is a regex whose match
@@ -216,11 +252,11 @@ def fine_tune_patterns(params, block: str, top: int, *, prefix: str = "",
     if top < 0:
         raise JaxdlError(f"top must be >= 0, got {top}")
     rx = re.compile(block)
-    names = [n[len(prefix):] for n in named_leaves(params) if n.startswith(prefix)]
+    names = [n[len(prefix) :] for n in named_leaves(params) if n.startswith(prefix)]
     blocks = sorted({m.group(0) for n in names if (m := rx.search(n))}, key=_natural)
     if not blocks:
         raise JaxdlError(f"block pattern {block!r} matches no parameter under {prefix!r}")
-    trainable = set(blocks[len(blocks) - top:]) if top else set()
+    trainable = set(blocks[len(blocks) - top :]) if top else set()
     keep = [re.compile(k) for k in keep_trainable]
     frozen_blocks = [b for b in blocks if b not in trainable]
     pats = [rf"^{re.escape(prefix + b)}/" for b in frozen_blocks]

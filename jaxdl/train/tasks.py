@@ -29,7 +29,9 @@ class Task:
         if w is None:
             return jnp.ones(per_example.shape, jnp.float32)
         w = w.astype(jnp.float32)
-        return jnp.broadcast_to(w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim)), per_example.shape)
+        return jnp.broadcast_to(
+            w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim)), per_example.shape
+        )
 
     def init_metrics(self) -> dict[str, jax.Array]:
         return {"loss_sum": jnp.zeros((), jnp.float32), "weight_sum": jnp.zeros((), jnp.float32)}
@@ -96,7 +98,9 @@ class ClassificationTask(Task):
         new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
         y = self.labels(batch)
         w = weights.reshape(-1)
-        new["cm"] = acc["cm"] + metrics.confusion_matrix(y, self.predictions(outputs), self.cm_size, w)
+        new["cm"] = acc["cm"] + metrics.confusion_matrix(
+            y, self.predictions(outputs), self.cm_size, w
+        )
         if self.top_k:
             new["topk"] = acc["topk"] + jnp.sum(metrics.top_k_correct(outputs, y, self.top_k) * w)
         return new
@@ -107,7 +111,9 @@ class ClassificationTask(Task):
         m = jax.device_get(metrics.classification_metrics(jnp.asarray(acc["cm"])))
         out["accuracy"] = float(m["accuracy"])
         if self.top_k:
-            out[f"top{self.top_k}_accuracy"] = float(acc["topk"] / max(float(acc["weight_sum"]), 1e-12))
+            out[f"top{self.top_k}_accuracy"] = float(
+                acc["topk"] / max(float(acc["weight_sum"]), 1e-12)
+            )
         for k in ("precision_macro", "recall_macro", "f1_macro"):
             out[k] = float(m[k])
         if detailed:
@@ -139,7 +145,9 @@ class RegressionTask(Task):
 
     def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
         new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
-        err = jnp.mean(jnp.abs(outputs.astype(jnp.float32) - batch["y"].reshape(outputs.shape)), axis=-1)
+        err = jnp.mean(
+            jnp.abs(outputs.astype(jnp.float32) - batch["y"].reshape(outputs.shape)), axis=-1
+        )
         new["abs_sum"] = acc["abs_sum"] + jnp.sum(err * weights)
         return new
 
@@ -189,5 +197,7 @@ class LanguageModelTask(Task):
     def check_labels(self, y, *, where="labels"):
         y = np.asarray(y)
         if y.size and (y.min() < 0 or y.max() >= self.vocab_size):
-            raise JaxdlError(f"{where} out of range: expected token ids in [0, {self.vocab_size - 1}], "
-                             f"got values in [{y.min()}, {y.max()}]")
+            raise JaxdlError(
+                f"{where} out of range: expected token ids in [0, {self.vocab_size - 1}], "
+                f"got values in [{y.min()}, {y.max()}]"
+            )

@@ -33,8 +33,14 @@ def _cached(name: str, source: str, rngs) -> tuple[nnx.Module, Preprocessing] | 
     import json
 
     tensors, meta = read_safetensors(path)
-    model = build_for_weights(name, rngs, **{k: tuple(v) if isinstance(v, list) else v
-                                             for k, v in json.loads(meta["overrides"]).items()})
+    model = build_for_weights(
+        name,
+        rngs,
+        **{
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in json.loads(meta["overrides"]).items()
+        },
+    )
     assign(model, tensors, source=f"cached {path.name}")
     return model, Preprocessing.from_json(meta["preprocessing"])
 
@@ -44,13 +50,21 @@ def _store(name, source, model, prep, overrides):
 
     import numpy as np
 
-    write_safetensors(cache_dir() / f"{name}-{source}.safetensors",
-                      {k: np.asarray(v) for k, v in model_tensors(model).items()},
-                      {"preprocessing": prep.to_json(), "overrides": json.dumps(overrides), "source": source})
+    write_safetensors(
+        cache_dir() / f"{name}-{source}.safetensors",
+        {k: np.asarray(v) for k, v in model_tensors(model).items()},
+        {"preprocessing": prep.to_json(), "overrides": json.dumps(overrides), "source": source},
+    )
 
 
-def load(name: str, source: str = "keras", path: str | os.PathLike | None = None, *,
-         rngs: nnx.Rngs | None = None, cache: bool = True) -> tuple[nnx.Module, Preprocessing]:
+def load(
+    name: str,
+    source: str = "keras",
+    path: str | os.PathLike | None = None,
+    *,
+    rngs: nnx.Rngs | None = None,
+    cache: bool = True,
+) -> tuple[nnx.Module, Preprocessing]:
     """(model with pretrained ImageNet weights, its Preprocessing).
 
     With `path`, converts that local file (Keras: a .weights.h5 / .h5 of the keras.applications
@@ -99,7 +113,8 @@ def _load_keras(name, path, rngs):
             raise JaxdlError(
                 f"could not download Keras {table[name][0]} ImageNet weights ({type(e).__name__}). Offline, put "
                 f"the file keras.applications downloads (its name is in keras/src/applications/) into "
-                f"~/.keras/models/, or pass path= to a .weights.h5 file") from e
+                f"~/.keras/models/, or pass path= to a .weights.h5 file"
+            ) from e
     model, prep = from_keras(name, km, rngs=rngs)
     if path is not None:  # built with weights=None: the input layers only 'imagenet' adds
         prep = imagenet_input_layers(name, prep)
@@ -114,8 +129,11 @@ def _config_overrides(name, model) -> dict:
     from jaxdl.models.registry import get_entry
 
     default = get_entry(name).config
-    return {f.name: getattr(model.config, f.name) for f in dataclasses.fields(default)
-            if getattr(model.config, f.name) != getattr(default, f.name)}
+    return {
+        f.name: getattr(model.config, f.name)
+        for f in dataclasses.fields(default)
+        if getattr(model.config, f.name) != getattr(default, f.name)
+    }
 
 
 def _state_dict(module) -> dict:

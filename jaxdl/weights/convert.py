@@ -24,22 +24,31 @@ def model_tensors(model: nnx.Module) -> dict[str, jax.Array]:
     return {path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
-def check_tensors(expected: dict[str, tuple], got: dict[str, np.ndarray], *, source: str = "weights") -> None:
+def check_tensors(
+    expected: dict[str, tuple], got: dict[str, np.ndarray], *, source: str = "weights"
+) -> None:
     """expected: name -> shape. Raise one error listing missing, extra and mis-shaped tensors."""
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     shapes = sorted(
         f"{k}: expected {tuple(expected[k])}, got {tuple(np.shape(got[k]))}"
-        for k in set(expected) & set(got) if tuple(expected[k]) != tuple(np.shape(got[k]))
+        for k in set(expected) & set(got)
+        if tuple(expected[k]) != tuple(np.shape(got[k]))
     )
     if missing or extra or shapes:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+            parts.append(
+                f"{len(missing)} missing: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+            )
         if extra:
-            parts.append(f"{len(extra)} unexpected: {', '.join(extra[:20])}{' ...' if len(extra) > 20 else ''}")
+            parts.append(
+                f"{len(extra)} unexpected: {', '.join(extra[:20])}{' ...' if len(extra) > 20 else ''}"
+            )
         if shapes:
-            parts.append(f"{len(shapes)} mis-shaped: {'; '.join(shapes[:20])}{' ...' if len(shapes) > 20 else ''}")
+            parts.append(
+                f"{len(shapes)} mis-shaped: {'; '.join(shapes[:20])}{' ...' if len(shapes) > 20 else ''}"
+            )
         raise JaxdlError(f"{source} do not match the model: " + " | ".join(parts))
 
 
@@ -57,14 +66,20 @@ def build_for_weights(name: str, rngs: nnx.Rngs | None = None, **overrides) -> n
     return create_model(name, rngs=rngs if rngs is not None else nnx.Rngs(0), **overrides)
 
 
-def assign(model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = "weights") -> nnx.Module:
+def assign(
+    model: nnx.Module, tensors: dict[str, np.ndarray], *, source: str = "weights"
+) -> nnx.Module:
     """Write `tensors` into `model` in place (all of them, or nothing) and return it. `model` may
     be shapes only (`build_for_weights`): every variable is replaced by a jax array."""
     current = model_tensors(model)
     check_tensors({k: v.shape for k, v in current.items()}, tensors, source=source)
     for k, v in current.items():
-        if not np.issubdtype(np.asarray(tensors[k]).dtype, np.floating) and np.issubdtype(v.dtype, np.floating):
-            raise JaxdlError(f"{source}: {k} has dtype {np.asarray(tensors[k]).dtype}, expected floating point")
+        if not np.issubdtype(np.asarray(tensors[k]).dtype, np.floating) and np.issubdtype(
+            v.dtype, np.floating
+        ):
+            raise JaxdlError(
+                f"{source}: {k} has dtype {np.asarray(tensors[k]).dtype}, expected floating point"
+            )
     state = nnx.state(model, nnx.Not(nnx.RngState))
     flat = jax.tree_util.tree_flatten_with_path(state)
     # v.dtype, not np.asarray(v): v is a ShapeDtypeStruct in a model built with nnx.eval_shape

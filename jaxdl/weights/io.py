@@ -26,7 +26,9 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
         raise JaxdlError(f"{path} is not a readable safetensors file: {e}") from e
 
 
-def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict | None = None) -> None:
+def write_safetensors(
+    path: str | Path, tensors: dict[str, np.ndarray], metadata: dict | None = None
+) -> None:
     """Write atomically: a temporary file renamed over the target, so a crash never leaves a
     half-written cache file under the final name."""
     from safetensors.numpy import save_file
@@ -49,7 +51,9 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError as e:
-        raise JaxdlError(f"reading {path} needs PyTorch (pip install torch), or convert it to safetensors") from e
+        raise JaxdlError(
+            f"reading {path} needs PyTorch (pip install torch), or convert it to safetensors"
+        ) from e
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -65,7 +69,11 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
     out = {}
     for k, v in obj.items():
         if hasattr(v, "detach"):
-            out[k] = v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+            out[k] = (
+                v.detach().cpu().float().numpy()
+                if v.is_floating_point()
+                else v.detach().cpu().numpy()
+            )
     return out
 
 
@@ -76,4 +84,6 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
         return read_safetensors(p)[0]
     if p.suffix in (".pt", ".pth", ".bin", ".ckpt"):
         return read_torch(p)
-    raise JaxdlError(f"unknown weight file type {p.suffix!r} for {p}; expected .safetensors, .pt, .pth or .bin")
+    raise JaxdlError(
+        f"unknown weight file type {p.suffix!r} for {p}; expected .safetensors, .pt, .pth or .bin"
+    )

@@ -40,13 +40,17 @@ def keras_tensors(model) -> dict[str, np.ndarray]:
             return
         for w in layer.weights:
             name = w.path if "/" in w.path else f"{layer.name}/{w.name}"
-            out["/".join(name.split("/")[-2:])] = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+            out["/".join(name.split("/")[-2:])] = np.asarray(
+                w.numpy() if hasattr(w, "numpy") else w
+            )
 
     visit(model)
     return out
 
 
-def rename(tensors: dict[str, np.ndarray], table: dict[str, str], *, depthwise: set[str] = frozenset()) -> dict[str, np.ndarray]:
+def rename(
+    tensors: dict[str, np.ndarray], table: dict[str, str], *, depthwise: set[str] = frozenset()
+) -> dict[str, np.ndarray]:
     """Apply a layer-name table {keras_layer: jaxdl_path}. Weights of layers absent from the
     table are reported as unexpected by `jaxdl.weights.convert.assign`, not dropped silently.
 
@@ -102,8 +106,11 @@ def imagenet_input_layers(name: str, prep):
     from keras.src.applications.efficientnet import IMAGENET_STDDEV_RGB
 
     a = 1.0 / np.sqrt(np.asarray(IMAGENET_STDDEV_RGB, np.float64))
-    return dataclasses.replace(prep, std=tuple(float(v) for v in np.asarray(prep.std) / a),
-                               source=f"{prep.source} + the ImageNet weights' Rescaling")
+    return dataclasses.replace(
+        prep,
+        std=tuple(float(v) for v in np.asarray(prep.std) / a),
+        source=f"{prep.source} + the ImageNet weights' Rescaling",
+    )
 
 
 def _input_preprocessing_layers(keras_model) -> list:
@@ -133,11 +140,13 @@ def keras_input_preprocessing(keras_model, outer):
     layers = _input_preprocessing_layers(keras_model)
     if not layers:
         return outer
+
     def per_channel(v, layer):
         v = np.asarray(v, np.float64).reshape(-1)
         if v.size not in (1, 3):
             raise JaxdlError(
-                f"Keras layer {layer.name} is not per-channel over RGB ({v.size} values)")
+                f"Keras layer {layer.name} is not per-channel over RGB ({v.size} values)"
+            )
         return np.broadcast_to(v, (3,))
 
     a, b = np.ones(3), np.zeros(3)
@@ -147,8 +156,9 @@ def keras_input_preprocessing(keras_model, outer):
             a, b = a * scale, b * scale + offset
         else:
             if layer.invert:
-                raise JaxdlError(f"Keras layer {layer.name}: an inverted Normalization "
-                                 "is no input preprocessing")
+                raise JaxdlError(
+                    f"Keras layer {layer.name}: an inverted Normalization is no input preprocessing"
+                )
             if layer.input_mean is None:  # adapted or loaded: the values live in variables
                 mean, var = np.asarray(layer.adapt_mean), np.asarray(layer.adapt_variance)
             else:
@@ -162,7 +172,7 @@ def keras_input_preprocessing(keras_model, outer):
         mean=tuple(float(v) for v in np.asarray(outer.mean) - b * std / a),
         std=tuple(float(v) for v in std / a),
         source=f"{outer.source} + {keras_model.name}'s "
-               f"{' + '.join(type(layer).__name__ for layer in layers)} layers",
+        f"{' + '.join(type(layer).__name__ for layer in layers)} layers",
     )
 
 
@@ -170,8 +180,11 @@ def keras_application(name: str):  # noqa: D401
     """The keras.applications constructor for a jaxdl model name (e.g. 'resnet50' -> ResNet50)."""
     import keras
 
-    apps = {n.lower().replace("_", ""): getattr(keras.applications, n) for n in dir(keras.applications)
-            if n[0].isupper()}
+    apps = {
+        n.lower().replace("_", ""): getattr(keras.applications, n)
+        for n in dir(keras.applications)
+        if n[0].isupper()
+    }
     key = name.lower().replace("_", "")
     if key not in apps:
         raise JaxdlError(f"keras.applications has no model for {name!r}")
@@ -197,8 +210,11 @@ def _fold_conv_biases(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _vgg(t, config):
     """keras.applications.VGG16/19: block{i}_conv{j} -> stages/{i-1}/{j-1}/conv;
     fc1, fc2 -> head/hidden/0, 1; predictions -> head/fc."""
-    table = {f"block{i + 1}_conv{j + 1}": f"stages/{i}/{j}/conv"
-             for i, stage in enumerate(config.stages) for j in range(len(stage))}
+    table = {
+        f"block{i + 1}_conv{j + 1}": f"stages/{i}/{j}/conv"
+        for i, stage in enumerate(config.stages)
+        for j in range(len(stage))
+    }
     table.update({"fc1": "head/hidden/0", "fc2": "head/hidden/1", "predictions": "head/fc"})
     return rename(t, table)
 
@@ -222,15 +238,30 @@ def _densenet(t, config):
     """keras.applications.DenseNet121/169/201: conv{s+2}_block{l+1}_{0_bn, 1_conv, 1_bn, 2_conv}
     -> blocks/s/layers/l/{conv1/bn, conv1/conv, conv2/bn, conv2/conv}; pool{s+2}_{bn, conv} ->
     transitions/s/unit; bn -> norm."""
-    table = {"conv1_conv": "stem/conv", "conv1_bn": "stem/bn", "bn": "norm", "predictions": "head/fc"}
+    table = {
+        "conv1_conv": "stem/conv",
+        "conv1_bn": "stem/bn",
+        "bn": "norm",
+        "predictions": "head/fc",
+    }
     for s, n in enumerate(config.blocks):
         for i in range(n):
             k, ours = f"conv{s + 2}_block{i + 1}", f"blocks/{s}/layers/{i}"
-            table.update({f"{k}_0_bn": f"{ours}/conv1/bn", f"{k}_1_conv": f"{ours}/conv1/conv",
-                          f"{k}_1_bn": f"{ours}/conv2/bn", f"{k}_2_conv": f"{ours}/conv2/conv"})
+            table.update(
+                {
+                    f"{k}_0_bn": f"{ours}/conv1/bn",
+                    f"{k}_1_conv": f"{ours}/conv1/conv",
+                    f"{k}_1_bn": f"{ours}/conv2/bn",
+                    f"{k}_2_conv": f"{ours}/conv2/conv",
+                }
+            )
         if s < len(config.blocks) - 1:
-            table.update({f"pool{s + 2}_bn": f"transitions/{s}/unit/bn",
-                          f"pool{s + 2}_conv": f"transitions/{s}/unit/conv"})
+            table.update(
+                {
+                    f"pool{s + 2}_bn": f"transitions/{s}/unit/bn",
+                    f"pool{s + 2}_conv": f"transitions/{s}/unit/conv",
+                }
+            )
     return rename(t, table)
 
 
@@ -241,8 +272,10 @@ def _densenet(t, config):
 # by that order: sorted by numeric suffix, paired with our ConvBNs listed in the order Keras's
 # code creates them (`_keras_conv_order`).
 
-_AUTO = {"conv": re.compile(r"^conv2d(?:_(\d+))?$"),
-         "bn": re.compile(r"^batch_normalization(?:_(\d+))?$")}
+_AUTO = {
+    "conv": re.compile(r"^conv2d(?:_(\d+))?$"),
+    "bn": re.compile(r"^batch_normalization(?:_(\d+))?$"),
+}
 
 
 def _auto_named(t: dict[str, np.ndarray], kind: str) -> list[str]:
@@ -267,11 +300,18 @@ def _keras_conv_order(module, path: str) -> list[str]:
     if isinstance(module, ResidualInception):
         return _keras_conv_order(module.branches, f"{path}/branches")
     if isinstance(module, InceptionE):
-        return [p for attr in ("b1", "b3", "b3_a", "b3_b", "dbl", "dbl_a", "dbl_b", "pool")
-                for p in _keras_conv_order(getattr(module, attr), f"{path}/{attr}")]
+        return [
+            p
+            for attr in ("b1", "b3", "b3_a", "b3_b", "dbl", "dbl_a", "dbl_b", "pool")
+            for p in _keras_conv_order(getattr(module, attr), f"{path}/{attr}")
+        ]
     if isinstance(module, Branches):
-        return [p for i, branch in enumerate(module.branches) for j, layer in enumerate(branch)
-                for p in _keras_conv_order(layer, f"{path}/branches/{i}/{j}")]
+        return [
+            p
+            for i, branch in enumerate(module.branches)
+            for j, layer in enumerate(branch)
+            for p in _keras_conv_order(layer, f"{path}/branches/{i}/{j}")
+        ]
     return []  # pooling
 
 
@@ -283,7 +323,8 @@ def _match_auto_named(t, ours: list[str], what: str) -> dict[str, str]:
         raise JaxdlError(
             f"{what}: the Keras model has {len(convs)} auto-named Conv2D and {len(bns)} "
             f"BatchNormalization layers, the jaxdl model {len(ours)} conv-BN units; is it the "
-            f"same architecture?")
+            f"same architecture?"
+        )
     table = {k: f"{p}/conv" for k, p in zip(convs, ours, strict=True)}
     table.update({k: f"{p}/bn" for k, p in zip(bns, ours, strict=True)})
     return table
@@ -301,11 +342,15 @@ def _inception(t, config):
     from jaxdl.models.registry import abstract_model
 
     if config.version not in ("v3", "resnet_v2") or config.aux_logits:
-        raise JaxdlError("Keras has Inception-v3 and Inception-ResNet-v2 without auxiliary heads "
-                         f"only (got version={config.version!r}, aux_logits={config.aux_logits})")
+        raise JaxdlError(
+            "Keras has Inception-v3 and Inception-ResNet-v2 without auxiliary heads "
+            f"only (got version={config.version!r}, aux_logits={config.aux_logits})"
+        )
     # the module layout (shapes only) of the model being filled
-    model = abstract_model("inception_v3" if config.version == "v3" else "inception_resnet_v2",
-                           **{f.name: getattr(config, f.name) for f in fields(config)})
+    model = abstract_model(
+        "inception_v3" if config.version == "v3" else "inception_resnet_v2",
+        **{f.name: getattr(config, f.name) for f in fields(config)},
+    )
     ours = [p for i, layer in enumerate(model.stem) for p in _keras_conv_order(layer, f"stem/{i}")]
     named = {"predictions": "head/fc"}
     for name in model.order:
@@ -343,16 +388,27 @@ def _xception(t, config):
     auto-named conv2d_N / batch_normalization_N, in creation order -> the shortcuts of the
     reduction blocks in order; predictions -> head/fc."""
     n = 3 + config.middle_blocks + 1
-    table = {f"block1_conv{j + 1}{k}": f"stem/{j}/{ours}" for j in range(2)
-             for k, ours in (("", "conv"), ("_bn", "bn"))}
+    table = {
+        f"block1_conv{j + 1}{k}": f"stem/{j}/{ours}"
+        for j in range(2)
+        for k, ours in (("", "conv"), ("_bn", "bn"))
+    }
     table["predictions"] = "head/fc"
-    units = [(i, j, f"blocks/{i}/units/{j}") for i in range(n)
-             for j in range(2 if i < 3 or i == n - 1 else 3)]
+    units = [
+        (i, j, f"blocks/{i}/units/{j}")
+        for i in range(n)
+        for j in range(2 if i < 3 or i == n - 1 else 3)
+    ]
     units += [(n, j, f"exit/{j}") for j in range(2)]
     for i, j, ours in units:
         k = f"block{i + 2}_sepconv{j + 1}"
-        table.update({f"{k}.depthwise": f"{ours}/sep/depthwise",
-                      f"{k}.pointwise": f"{ours}/sep/pointwise", f"{k}_bn": f"{ours}/bn"})
+        table.update(
+            {
+                f"{k}.depthwise": f"{ours}/sep/depthwise",
+                f"{k}.pointwise": f"{ours}/sep/pointwise",
+                f"{k}_bn": f"{ours}/bn",
+            }
+        )
     shortcuts = [f"blocks/{i}/shortcut" for i in (0, 1, 2, n - 1)]
     table.update(_match_auto_named(t, shortcuts, "Keras Xception"))
     return rename(_split_separable(t), table)
@@ -488,8 +544,11 @@ def _keras_mobile_models():
         "mobilenet_v3_large": ("MobileNetV3Large", v23, P.KERAS_RAW),
     }
     for b, (*_, res, _) in VARIANTS.items():
-        rows[f"efficientnet_b{b}"] = (f"EfficientNetB{b}", {**keras, "bn_momentum": 0.99},
-                                      dataclasses.replace(P.KERAS_RAW, resolution=res))
+        rows[f"efficientnet_b{b}"] = (
+            f"EfficientNetB{b}",
+            {**keras, "bn_momentum": 0.99},
+            dataclasses.replace(P.KERAS_RAW, resolution=res),
+        )
     return rows
 
 

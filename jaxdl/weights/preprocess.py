@@ -42,7 +42,9 @@ class Preprocessing:
         if resize and x.shape[1:3] != (self.resolution, self.resolution):
             warnings.warn(
                 f"{self.source or 'these'} weights were trained at {self.resolution}x{self.resolution}; "
-                f"resizing inputs of {x.shape[1]}x{x.shape[2]}", stacklevel=2)
+                f"resizing inputs of {x.shape[1]}x{x.shape[2]}",
+                stacklevel=2,
+            )
             x = jax.image.resize(x, (x.shape[0], self.resolution, self.resolution, 3), "bilinear")
         if self.channel_order == "BGR":
             x = x[..., ::-1]
@@ -60,7 +62,9 @@ class Preprocessing:
 
 
 # The modes of keras.applications.imagenet_utils.preprocess_input, and torchvision's transforms.
-KERAS_CAFFE = Preprocessing(channel_order="BGR", scale=1.0, mean=CAFFE_BGR_MEAN, source="keras (caffe)")
+KERAS_CAFFE = Preprocessing(
+    channel_order="BGR", scale=1.0, mean=CAFFE_BGR_MEAN, source="keras (caffe)"
+)
 KERAS_TF = Preprocessing(scale=1.0 / 127.5, offset=1.0, source="keras (tf: [-1, 1])")
 KERAS_TORCH = Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD, source="keras (torch)")
 KERAS_RAW = Preprocessing(scale=1.0, source="keras (model normalises internally)")
