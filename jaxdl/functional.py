@@ -62,6 +62,14 @@ def pure(model: nnx.Module):
     return make_apply(graphdef), params, state
 
 
+def output_shape(model: nnx.Module, x_example) -> tuple[int, ...]:
+    """The model's output shape (inference mode) for an input like `x_example` (an array or a
+    ShapeDtypeStruct), traced abstractly: nothing is computed."""
+    apply, params, state = pure(model)
+    out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, state, x_example)
+    return tuple(out.shape)
+
+
 def activity_loss(state: ModelState) -> jax.Array:
     """Sum of the activity-regularisation penalties recorded in `state` (0.0 if none)."""
     if state is None:

@@ -26,7 +26,8 @@ state a checkpoint stores: `PipelineIterator.get_state()` / `set_state()`.
 
 from __future__ import annotations
 
-import collections
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,22 +37,46 @@ import numpy as np
 from jaxdl.errors import JaxdlError, check_positive
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The 32-bit Grain shuffle seed of `epoch`: a hash of (seed, epoch), so nearby seeds and
-    epochs give unrelated orders (Grain itself would use seed + epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int) -> np.random.SeedSequence:
+    """The seed of `epoch`'s order: a hash of (seed, epoch), so nearby seeds and epochs give
+    unrelated orders."""
+    return np.random.SeedSequence([seed, epoch])
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The order of examples in `epoch` (the one the pipeline reads them in)."""
-    order = grain.MapDataset.range(n)
-    if shuffle:
-        order = order.shuffle(seed=epoch_seed(seed, epoch))
-    return np.fromiter((order[i] for i in range(n)), np.int64, n)
+    """The order of examples in `epoch` (the one the pipeline reads them in): one vectorised
+    permutation seeded by (seed, epoch), or the source order without shuffling."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng(epoch_seed(seed, epoch)).permutation(n)
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = False) -> int:
     return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
+def index_batches(
+    n: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    drop_remainder: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices [S, B] int64, weights [S, B] float32): `epoch`'s S batches of example indices.
+
+    Every batch has exactly `batch_size` rows: the last one is padded by repeating its first
+    row, with weight 0 on the padding (or dropped with `drop_remainder`)."""
+    order = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
+    s = num_batches(n, batch_size, drop_remainder)
+    idx = np.empty(s * batch_size, np.int64)
+    weight = np.zeros(s * batch_size, np.float32)
+    used = min(n, s * batch_size)
+    idx[:used], weight[:used] = order[:used], 1.0
+    if used < s * batch_size:  # the last batch of an epoch: pad with its first row
+        idx[used:] = order[(s - 1) * batch_size]
+    return idx.reshape(s, batch_size), weight.reshape(s, batch_size)
 
 
 def read_rows(source, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,49 +87,40 @@ def read_rows(source, idx: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-class _ReadBatch:
-    """Index batch -> this host's `rows` of it and their weights (a picklable callable for worker
-    processes)."""
-
-    def __init__(self, source, batch_size: int, rows: slice):
-        self.source, self.batch_size, self.rows = source, batch_size, rows
-
-    def __call__(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        idx = np.asarray(idx, np.int64)
-        weight = np.zeros(self.batch_size, np.float32)
-        weight[: len(idx)] = 1.0
-        if len(idx) < self.batch_size:  # the last batch of an epoch: pad with its first row
-            idx = np.concatenate([idx, np.full(self.batch_size - len(idx), idx[0])])
-        idx, weight = idx[self.rows], weight[self.rows]
-        batch = read_rows(self.source, idx)
-        batch["weight"] = weight
-        return batch
-
-
 class _Epochs:
     """Global batch number g = epoch * num_batches + b -> this host's batch b of that epoch. A
     picklable callable: the function worker processes run, so that one pool of workers serves
     consecutive epochs without restarting."""
 
     def __init__(self, source, batch_size, shuffle, seed, drop_remainder, rows):
-        self.n, self.batch_size = len(source), batch_size
+        self.source, self.n, self.batch_size = source, len(source), batch_size
         self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
-        self.read = _ReadBatch(source, batch_size, rows)
+        self.rows = rows
         self.num_batches = num_batches(self.n, batch_size, drop_remainder)
-        self._cached: tuple[int, grain.MapDataset] | None = None
+        self._cached: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def indices(self, epoch: int) -> grain.MapDataset:
-        """The index batches of `epoch`."""
-        order = grain.MapDataset.range(self.n)
-        if self.shuffle:
-            order = order.shuffle(seed=epoch_seed(self.seed, epoch))
-        return order.batch(self.batch_size, drop_remainder=self.drop_remainder)
+    def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This host's (indices [S, b], weights [S, b]) of `epoch` (b = its rows per batch)."""
+        if self._cached is None or self._cached[0] != epoch:
+            idx, w = index_batches(
+                self.n,
+                self.batch_size,
+                seed=self.seed,
+                epoch=epoch,
+                shuffle=self.shuffle,
+                drop_remainder=self.drop_remainder,
+            )
+            self._cached = (epoch, (idx[:, self.rows], w[:, self.rows]))
+        return self._cached[1]
+
+    def read(self, epoch: int, b: int) -> dict[str, np.ndarray]:
+        idx, w = self.indices(epoch)
+        batch = read_rows(self.source, idx[b])
+        batch["weight"] = w[b].copy()
+        return batch
 
     def __call__(self, g: int) -> dict[str, np.ndarray]:
-        epoch, b = divmod(int(g), self.num_batches)
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, self.indices(epoch))
-        return self.read(self._cached[1][b])
+        return self.read(*divmod(int(g), self.num_batches))
 
 
 class Pipeline:
@@ -199,7 +215,8 @@ class Pipeline:
 
     def dataset(self, epoch: int) -> grain.MapDataset:
         """The Grain MapDataset of this host's batches of `epoch` (random access by batch index)."""
-        return self._epochs.indices(epoch).map(self._epochs.read)
+        first = epoch * self.num_batches
+        return grain.MapDataset.range(first, first + self.num_batches).map(self._epochs)
 
     def host_batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """This host's batches of `epoch` from batch `start` on, as numpy arrays.
@@ -210,9 +227,8 @@ class Pipeline:
         if not 0 <= start <= self.num_batches:
             raise JaxdlError(f"start must be in [0, {self.num_batches}], got {start}")
         if self.num_workers == 0:
-            # in-process: index the MapDataset directly (no reader threads to start per epoch)
-            ds = self.dataset(epoch)[start:]
-            return (ds[i] for i in range(len(ds)))
+            # in-process: one fancy index per batch (no reader threads to start per epoch)
+            return (self._epochs.read(epoch, b) for b in range(start, self.num_batches))
         if self._stream_pos != (epoch, start):
             self._stream = self._worker_stream(epoch * self.num_batches + start)
         self._stream_pos = None
@@ -259,17 +275,57 @@ class Pipeline:
         return self.iterator(num_epochs=1)
 
 
+def prefetch(host: Iterator, place, ahead: int = 2) -> Iterator:
+    """`place(batch)` for every batch of `host`, computed by a background thread up to `ahead`
+    batches early, so reading, gathering and the host-to-device transfer overlap the steps that
+    run meanwhile. Exceptions reach the consumer; closing the iterator stops the thread."""
+    if ahead <= 0:
+        yield from (place(b) for b in host)
+        return
+    q: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for b in host:
+                item = place(b)
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(_Failed(e))
+
+    t = threading.Thread(target=work, name="jaxdl-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 def _placed(host: Iterator, mesh, ahead: int) -> Iterator:
     """Put batches on the mesh `ahead` batches early, so transfers overlap the steps."""
     from jaxdl.parallel.mesh import shard_batch
 
-    queue: collections.deque = collections.deque()
-    for batch in host:
-        queue.append(shard_batch(batch, mesh))
-        if len(queue) > ahead:
-            yield queue.popleft()
-    while queue:
-        yield queue.popleft()
+    return prefetch(host, lambda b: shard_batch(b, mesh), ahead)
 
 
 class PipelineIterator:

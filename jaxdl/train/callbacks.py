@@ -98,6 +98,13 @@ class CallbackList(Callback):
     def __init__(self, callbacks: Iterable[Callback] = ()):
         self.callbacks = list(callbacks)
 
+    def has_batch_hooks(self) -> bool:
+        """Whether any callback overrides a per-batch hook (else fit skips calling them)."""
+        names = ("on_train_batch_begin", "on_train_batch_end")
+        return any(
+            getattr(type(c), n) is not getattr(Callback, n) for c in self.callbacks for n in names
+        )
+
     def set_trainer(self, trainer):
         for c in self.callbacks:
             c.set_trainer(trainer)

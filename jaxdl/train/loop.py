@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,14 +45,16 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.experimental.multihost_utils import process_allgather
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxdl.data.pipeline import Pipeline, batches
+from jaxdl.data.pipeline import Pipeline, batches, index_batches, prefetch
 from jaxdl.data.sources import ArrayDataset
-from jaxdl.errors import JaxdlError, check_positive, unknown_name
-from jaxdl.functional import make_apply, merge, split
+from jaxdl.errors import JaxdlError, check_positive
+from jaxdl.functional import make_apply, output_shape, split
 from jaxdl.nn.freeze import freeze_batchnorm_of_params
 from jaxdl.parallel import local_rows, state_shardings
-from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicated, shard_batch
+from jaxdl.parallel.mesh import check_batch_size, data_sharding, make_mesh, replicated, shard_batch
 from jaxdl.train.callbacks import (
     BackupAndRestore,
     Callback,
@@ -67,14 +71,8 @@ from jaxdl.train.optim import (
     param_groups,
     set_learning_rate,
 )
-from jaxdl.train.state import TrainState
-from jaxdl.train.steps import (
-    COMPUTE_DTYPES,
-    make_eval_step,
-    make_grad_fn,
-    make_predict_step,
-    make_train_step,
-)
+from jaxdl.train.precision import get_policy
+from jaxdl.train.steps import accumulate, init_metrics, make_grad_fn, make_predict_step
 from jaxdl.train.tasks import ClassificationTask, Task
 
 EXIT_NONFINITE = 3  # `jaxdl train`: the loss became NaN or inf
@@ -96,18 +94,6 @@ class Preempted(Exception):
         self.step, self.directory = step, directory
 
 
-def output_shape(model: nnx.Module, x_example) -> tuple[int, ...]:
-    """The model's output shape for an input like `x_example`, traced abstractly."""
-    apply, params, state = _pure(model)
-    out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, state, x_example)
-    return tuple(out.shape)
-
-
-def _pure(model):
-    graphdef, params, state = split(model)
-    return make_apply(graphdef), params, state
-
-
 def _as_dataset(data):
     if isinstance(data, tuple) and len(data) == 2:
         return ArrayDataset(np.asarray(data[0]), np.asarray(data[1]))
@@ -120,8 +106,92 @@ def _as_dataset(data):
     )
 
 
+# In-memory datasets up to this share of one device's memory live on the devices for the whole
+# fit (one transfer; each step gathers its batch by index inside the program); larger ones, and
+# file-backed sources, come as host batches placed ahead of the step by a background thread.
+DEVICE_DATA_FRACTION = 0.25
+DEVICE_DATA_DEFAULT_BYTES = 1 << 30  # per device where the platform reports no memory (CPU)
+
+
+def _device_bytes(device) -> int:
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some platforms do not implement it
+        stats = {}
+    limit = stats.get("bytes_limit")
+    return int(limit * DEVICE_DATA_FRACTION) if limit else DEVICE_DATA_DEFAULT_BYTES
+
+
+class DeviceData:
+    """An in-memory dataset ({'x', 'y'} arrays) replicated on the mesh's devices, gathered by
+    index inside the jitted program (`Trainer` builds it for `ArrayDataset`s that fit)."""
+
+    def __init__(self, ds: ArrayDataset, mesh):
+        self.n = len(ds)
+        self.arrays = jax.device_put({"x": ds.x, "y": ds.y}, replicated(mesh))
+
+    @staticmethod
+    def fits(ds, mesh) -> bool:
+        if not isinstance(ds, ArrayDataset) or jax.process_count() > 1:
+            return False
+        nbytes = np.asarray(ds.x).nbytes + np.asarray(ds.y).nbytes
+        return nbytes <= min(_device_bytes(d) for d in mesh.devices.flat)
+
+
+def make_program(step, *, steps: int = 1, resident: bool = False, batch_sharding=None):
+    """The program `fit` runs (and `jaxdl bench --mode train` times): `steps` applications of
+    the pure `step(state, batch) -> (state, metrics)` (a `lax.scan` when steps > 1), with the
+    metrics added to the running sums `acc`.
+
+    - host batches: program(state, acc, batch) -> (state, acc); batch [B, ...], or [steps, B, ...]
+      for steps > 1;
+    - resident data (`DeviceData`): program(state, acc, data, idx, weight, cursor) ->
+      (state, acc, cursor + steps): batch number `cursor` of the epoch's index table idx [S, B]
+      (weights [S, B]) gathered from data on the device, so no host transfer per step."""
+
+    def one(state, acc, batch):
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        state, m = step(state, batch)
+        return state, accumulate(acc, m)
+
+    if resident:
+
+        def gather(data, idx, weight, c):
+            rows = jax.lax.dynamic_index_in_dim(idx, c, keepdims=False)
+            batch = {k: jnp.take(v, rows, axis=0) for k, v in data.items()}
+            batch["weight"] = jax.lax.dynamic_index_in_dim(weight, c, keepdims=False)
+            return batch
+
+        def program(state, acc, data, idx, weight, cursor):
+            def body(carry, _):
+                state, acc, c = carry
+                state, acc = one(state, acc, gather(data, idx, weight, c))
+                return (state, acc, c + 1), None
+
+            if steps == 1:
+                return body((state, acc, cursor), None)[0]
+            return jax.lax.scan(body, (state, acc, cursor), length=steps)[0]
+
+        return program
+
+    def program(state, acc, batch):
+        if steps == 1:
+            return one(state, acc, batch)
+
+        def body(carry, b):
+            return one(*carry, b), None
+
+        return jax.lax.scan(body, (state, acc), batch)[0]
+
+    return program
+
+
 class Trainer:
-    """Holds a model's pure parts, the optimizer and the train state; runs fit/evaluate/predict."""
+    """Holds a model's pure parts, the optimizer and the train state; runs fit/evaluate/predict.
+
+    The `model` passed in is the trainer's model: after `fit` it holds the trained weights and
+    state (as in Keras), and `trainer.model` is that same object."""
 
     def __init__(
         self,
@@ -144,25 +214,23 @@ class Trainer:
         initial_loss_scale: float = 2.0**15,
         fsdp: bool = False,
         augment=None,
+        steps_per_execution: int = 1,
     ):
-        if mixed_precision is not None and mixed_precision not in COMPUTE_DTYPES:
-            raise unknown_name("mixed precision mode", mixed_precision, COMPUTE_DTYPES)
+        self.policy = get_policy(mixed_precision)
+        self.mixed_precision = self.policy.name if self.policy.mixed else None
         check_positive("grad_accum", grad_accum, integer=True)
+        check_positive("steps_per_execution", steps_per_execution, integer=True)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise JaxdlError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
-        self.mixed_precision, self.grad_accum, self.ema_decay = (
-            mixed_precision,
-            grad_accum,
-            ema_decay,
-        )
+        self.grad_accum, self.ema_decay = grad_accum, ema_decay
+        self.steps_per_execution = steps_per_execution
         self._lr_is_schedule = tx is not None or callable(learning_rate)
         self.fsdp = fsdp  # data parallel (False) or FSDP: see state_shardings
         self.augment = augment  # (batch, key) -> batch, inside the jitted train step
         if freeze:  # frozen layers' BatchNorm run in inference mode (Keras's trainable=False)
-            model = nnx.merge(*nnx.split(model))  # a copy: the caller's model is left as it was
             freeze_batchnorm_of_params(model, freeze)
+        self._model = model
         self.graphdef, params, model_state = split(model)
-        self.apply = make_apply(self.graphdef)
         self.model_config = getattr(model, "config", None)
         self.mesh = mesh if mesh is not None else make_mesh()
         if task is None:
@@ -172,6 +240,11 @@ class Trainer:
             out = output_shape(model, jax.ShapeDtypeStruct((1, *shape), jnp.float32))
             task = ClassificationTask(out[-1])
         self.task = task
+        # the precision policy's graphdef (Flax layers computing in bf16/fp16) and apply
+        self.apply = self.policy.wrap(
+            make_apply(self.policy.graphdef(self.graphdef, params, model_state))
+        )
+        self._plain_apply = make_apply(self.graphdef)
         tx = (
             tx
             if tx is not None
@@ -190,13 +263,15 @@ class Trainer:
             "model": f"{type(model).__module__}.{type(model).__qualname__}",
             "config": repr(self.model_config),
         }
-        state = TrainState.create(
+        # copies: the steps donate the state's buffers, and the user's model must keep its own
+        params, model_state = jax.tree.map(jnp.copy, (params, model_state))
+        state = self.task.create_state(
             params,
             model_state,
             self.tx,
             seed,
             ema=ema_decay is not None,
-            loss_scale=initial_loss_scale if mixed_precision == "fp16" else None,
+            loss_scale=initial_loss_scale if self.policy.loss_scaling else None,
         )
         self.state = jax.device_put(state, self.state_shardings(state))
         self.state_sharding = self.state_shardings()
@@ -206,12 +281,15 @@ class Trainer:
         self._stopped_on_nan = False
         self._callbacks: list[Callback] = []
         self._data_signature: dict | None = None
+        self._checked: set = set()
+        self._resident: dict[int, DeviceData] = {}
         self.stop_training = False
         self.epoch = 0
         self.epochs = 0
         self.batch_size = 0
         self.steps_per_epoch = 0
         self.samples_seen_epoch = 0
+        self.compile_seconds = 0.0
         self._compile()
 
     # ---- jitted steps ---------------------------------------------------------------------
@@ -223,33 +301,46 @@ class Trainer:
 
     def _compile(self):
         rep = replicated(self.mesh)
-        step = make_train_step(
-            self.apply,
-            self.tx,
-            self.task,
-            self.regularizers,
-            compute_dtype=COMPUTE_DTYPES.get(self.mixed_precision),
-            loss_scaling=self.mixed_precision == "fp16",
+        self.step = self.task.make_step(
+            graphdef=self.graphdef,
+            apply=self.apply,
+            policy=self.policy,
+            tx=self.tx,
+            regularizers=self.regularizers,
+            loss_scaling=self.policy.loss_scaling,
             ema_decay=self.ema_decay,
             augment=self.augment,
         )
-        # the metric sums are not donated: the host reads the previous step's NaN flag from them
-        # while the next step runs
-        self._train_step = jax.jit(
-            step, donate_argnums=(0,), out_shardings=(self.state_shardings(), rep)
-        )
+        self._programs: dict = {}
+        out = (self.state_shardings(), rep)
+        self._out = out
+        # train_step(state, acc, batch) -> (state, acc): one step on a placed batch, exactly the
+        # program fit runs on host batches (jaxdl bench times it). The state is donated; the
+        # metric sums are not (the host may read an earlier step's while later ones run).
+        self.train_step = self._program(1, resident=False)
+        eval_step = self.task.make_eval_step(self.apply)
         self._eval_step = jax.jit(
-            make_eval_step(self.apply, self.task), donate_argnums=(2,), out_shardings=rep
+            lambda p, s, acc, batch: accumulate(acc, eval_step(p, s, batch)), out_shardings=rep
         )
         self._predict_step = jax.jit(make_predict_step(self.apply))
 
-    def _init_metrics(self):
-        acc = {
-            **self.task.init_metrics(),
-            "nonfinite": jnp.zeros((), jnp.int32),
-            "nonfinite_at": jnp.full((), -1, jnp.int32),
-        }
-        return jax.device_put(acc, replicated(self.mesh))
+    def _program(self, steps: int, *, resident: bool):
+        """The jitted program for `steps` steps per call, on host batches or resident data."""
+        key = (steps, resident)
+        if key not in self._programs:
+            prog = make_program(
+                self.step, steps=steps, resident=resident, batch_sharding=data_sharding(self.mesh)
+            )
+            rep = replicated(self.mesh)
+            outs = (*self._out, rep) if resident else self._out
+            self._programs[key] = jax.jit(prog, donate_argnums=(0,), out_shardings=outs)
+        return self._programs[key]
+
+    def init_metrics(self):
+        """Fresh metric accumulators (zeros) on the mesh."""
+        return jax.device_put(init_metrics(self.task), replicated(self.mesh))
+
+    _init_metrics = init_metrics
 
     # ---- views --------------------------------------------------------------------------
     @property
@@ -258,8 +349,14 @@ class Trainer:
 
     @property
     def model(self) -> nnx.Module:
-        """A module holding the current weights (a copy)."""
-        return merge(self.graphdef, self.state.params, self.state.model_state)
+        """The model passed in, holding the current weights and state."""
+        self.sync_model()
+        return self._model
+
+    def sync_model(self) -> None:
+        """Copy the current params and model state into the model the trainer was given."""
+        params, model_state = self.task.model_weights(self.state)
+        nnx.update(self._model, *jax.tree.map(jnp.copy, (params, model_state)))
 
     @property
     def learning_rate(self) -> float | None:
@@ -393,12 +490,32 @@ class Trainer:
         check_batch_size(batch_size, self.mesh)
         if getattr(ds, "y", None) is not None:  # sources that know their labels without decoding
             self.task.check_labels(ds.y, where=f"{where} labels")
-        # trace once abstractly: an input that does not fit the model fails here, clearly
+        # trace once abstractly: an input that does not fit the model fails here, clearly (once
+        # per input signature: a second fit on the same data traces nothing)
         x0 = ds.x[0] if hasattr(ds, "x") else np.asarray(ds[0]["x"])
-        x = jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
-        jax.eval_shape(
-            lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x
+        sig = (batch_size, tuple(x0.shape), str(x0.dtype))
+        if sig in self._checked:
+            return
+        self.task.check_input(
+            self._plain_apply, self.state, jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
         )
+        self._checked.add(sig)
+
+    def _resident_data(self, ds) -> DeviceData | None:
+        """`ds` on the devices (built once per dataset object), or None: host batches."""
+        if not DeviceData.fits(ds, self.mesh):
+            if isinstance(ds, ArrayDataset) and jax.process_count() == 1:
+                warnings.warn(
+                    f"the in-memory dataset ({np.asarray(ds.x).nbytes / 2**20:,.0f} MiB) does not "
+                    "fit the on-device input path; it comes as host batches instead",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return None
+        key = id(ds)
+        if key not in self._resident or self._resident[key][0] is not ds:
+            self._resident[key] = (ds, DeviceData(ds, self.mesh))
+        return self._resident[key][1]
 
     # ---- verbs --------------------------------------------------------------------------
     def fit(
@@ -414,7 +531,8 @@ class Trainer:
         initial_epoch: int = 0,
     ) -> History:
         """Train for `epochs` epochs; returns the History (per-epoch logs: loss, metrics, lr,
-        and val_* for the validation data)."""
+        and val_* for the validation data). Afterwards the model passed to the Trainer holds
+        the trained weights."""
         check_positive("epochs", epochs, integer=True)
         check_positive("batch_size", batch_size, integer=True)
         if not isinstance(train, Pipeline):
@@ -435,7 +553,9 @@ class Trainer:
         val = _as_dataset(validation_data) if validation_data is not None else None
         self._check_data(train, batch_size, "training")
         if val is not None:
-            self._check_data(val, batch_size, "validation")
+            self._check_data(val, self._eval_batch_size(batch_size, len(val)), "validation")
+        # in-memory data read in this process: resident on the devices
+        resident = self._resident_data(train) if pipe.num_workers == 0 else None
         history = History()
         user = list(callbacks)
         backups = [c for c in user if isinstance(c, BackupAndRestore)]
@@ -449,6 +569,7 @@ class Trainer:
             + [c for c in user if c is not backup]
             + backups
         )
+        self.task.check_callbacks(cbs)
         cb = CallbackList(cbs)
         self._callbacks = cbs
         self._data_signature = {
@@ -471,12 +592,13 @@ class Trainer:
         self._preempt = threading.Event()
         previous = self._install_sigterm() if backup is not None else None
         try:
-            logs = self._fit_epochs(pipe, val, epochs, batch_size, cb, backup)
+            logs = self._fit_epochs(pipe, resident, val, epochs, batch_size, cb, backup)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if backup is not None:
                 backup.checkpoints.wait()
+            self.sync_model()
         cb.on_train_end(logs)
         return history
 
@@ -497,29 +619,93 @@ class Trainer:
                 "the inputs, log(0) in a custom loss, fp16 without loss scaling."
             )
 
-    def _fit_epochs(self, pipe, val, epochs, batch_size, cb, backup) -> dict:
+    def _epoch_runner(self, pipe, resident, epoch: int, first: int):
+        """Yield (batch index after the call, examples in it, run) for `epoch` from batch `first`;
+        run(state, acc) -> (state, acc) dispatches `steps_per_execution` (or fewer, at the end)
+        steps without waiting for them."""
+        k = self.steps_per_execution
+        nb = pipe.num_batches
+        if resident is not None:
+            idx, w = index_batches(
+                len(pipe.source),
+                pipe.batch_size,
+                seed=pipe.seed,
+                epoch=epoch,
+                shuffle=pipe.shuffle,
+                drop_remainder=pipe.drop_remainder,
+            )
+            rep = replicated(self.mesh)
+            idx_d, w_d = jax.device_put((idx.astype(np.int32), w), rep)
+            cursor = [jax.device_put(np.int32(first), rep)]
+            counts = w.sum(axis=1)
+            for i in range(first, nb, k):
+                n = min(k, nb - i)
+                prog = self._program(n, resident=True)
+
+                def run(state, acc, prog=prog):
+                    state, acc, cursor[0] = prog(state, acc, resident.arrays, idx_d, w_d, cursor[0])
+                    return state, acc
+
+                yield i + n, int(counts[i : i + n].sum()), run
+            return
+        host = pipe.host_batches(epoch, first)
+        if k > 1:
+            host = _stacked(host, k)
+
+        if k > 1 and jax.process_count() > 1:
+            raise JaxdlError(
+                "steps_per_execution > 1 with several processes needs in-memory data on one "
+                "process; use steps_per_execution=1"
+            )
+        stacked = NamedSharding(self.mesh, P(None, "data"))
+
+        def place(b):
+            n = int(np.asarray(b["weight"]).sum())
+            if k > 1:
+                return n, len(b["weight"]), jax.device_put(b, stacked)
+            return n, 1, shard_batch(b, self.mesh, batch_size=pipe.batch_size)
+
+        i = first
+        for n_ex, steps, batch in prefetch(host, place, ahead=2):
+            prog = self.train_step if steps == 1 else self._program(steps, resident=False)
+            i += steps
+
+            def run(state, acc, prog=prog, batch=batch):
+                return prog(state, acc, batch)
+
+            yield i, n_ex, run
+
+    def _fit_epochs(self, pipe, resident, val, epochs, batch_size, cb, backup) -> dict:
         logs: dict[str, Any] = {}
         start_epoch, start_batch = self.position
+        watch = _NonFiniteWatch()
         for epoch in range(start_epoch, epochs):
             self.epoch = epoch
             cb.on_epoch_begin(epoch)
-            acc = self._acc if self._acc is not None else self._init_metrics()
+            acc = self._acc if self._acc is not None else self.init_metrics()
             first = start_batch if epoch == start_epoch else 0
             self.samples_seen_epoch = 0
-            data = pipe.epoch(epoch, start=first)
-            for i, batch in enumerate(data, start=first):
-                cb.on_train_batch_begin(i)
-                self.samples_seen_epoch += int(batch["weight"].sum())
-                if pipe.mesh is None:
-                    batch = shard_batch(batch, self.mesh, batch_size=batch_size)
-                state, new_acc = self._train_step(self.state, acc, batch)
-                # the previous step's NaN flag, read while this step runs: a stop within one step
-                # without waiting on the current one
-                self._check_finite(acc)
-                self.state, acc = state, new_acc
-                self.step_count += 1
-                self.position, self._acc = (epoch, i + 1), acc
-                cb.on_train_batch_end(i, LazyLogs(lambda acc=acc: self.task.compute(acc)))
+            batch_hooks = cb.has_batch_hooks()
+            done = first
+            for end, n_ex, run in self._epoch_runner(pipe, resident, epoch, first):
+                i = end - 1
+                if batch_hooks:
+                    cb.on_train_batch_begin(i)
+                compiling = self.step_count == 0 and self.compile_seconds == 0.0
+                t0 = time.perf_counter() if compiling else 0.0
+                self.state, acc = run(self.state, acc)
+                if compiling:  # the first call compiles: time it apart from the steps
+                    jax.block_until_ready(acc)
+                    self.compile_seconds = time.perf_counter() - t0
+                self.samples_seen_epoch += n_ex
+                self.step_count += end - done
+                done = end
+                self.position, self._acc = (epoch, end), acc
+                # a NaN seen in an earlier step's (already computed) sums: stop now
+                if (old := watch.take(acc)) is not None:
+                    self._check_finite(old)
+                if batch_hooks:
+                    cb.on_train_batch_end(i, LazyLogs(lambda acc=acc: self.task.compute(acc)))
                 if self._preempt.is_set():
                     self._check_finite(acc)
                     step = backup.checkpoints.latest_step()
@@ -552,15 +738,45 @@ class Trainer:
         ds = _as_dataset(data)
         bs = self._eval_batch_size(batch_size, len(ds))
         self._check_data(ds, bs, "evaluation")
-        acc = self._init_metrics()
-        for batch in batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh)):
-            acc = self._eval_step(
-                self.state.params,
-                self.state.model_state,
+        acc = self.init_metrics()
+        params, model_state = self.task.eval_weights(self.state)
+        resident = self._resident_data(ds)
+        if resident is not None:
+            idx, w = index_batches(len(ds), bs, seed=0, epoch=0, shuffle=False)
+            prog = self._eval_program(len(idx))
+            acc = prog(
+                params,
+                model_state,
                 acc,
-                shard_batch(batch, self.mesh, batch_size=bs),
+                resident.arrays,
+                *jax.device_put((idx.astype(np.int32), w), replicated(self.mesh)),
             )
+        else:
+            host = batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh))
+            placed = prefetch(host, lambda b: shard_batch(b, self.mesh, batch_size=bs), ahead=2)
+            for batch in placed:
+                acc = self._eval_step(params, model_state, acc, batch)
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
+
+    def _eval_program(self, num_batches: int):
+        """All `num_batches` evaluation batches of resident data in one `lax.scan` (one call)."""
+        key = ("eval", num_batches)
+        if key not in self._programs:
+            eval_step = self.task.make_eval_step(self.apply)
+            sharding = data_sharding(self.mesh)
+
+            def program(params, model_state, acc, data, idx, weight):
+                def body(acc, iw):
+                    rows, w = iw
+                    batch = {k: jnp.take(v, rows, axis=0) for k, v in data.items()}
+                    batch["weight"] = w
+                    batch = jax.lax.with_sharding_constraint(batch, sharding)
+                    return accumulate(acc, eval_step(params, model_state, batch)), None
+
+                return jax.lax.scan(body, acc, (idx, weight))[0]
+
+            self._programs[key] = jax.jit(program, out_shardings=replicated(self.mesh))
+        return self._programs[key]
 
     def predict(self, x, *, batch_size: int = 256) -> np.ndarray:
         """Model outputs (logits for classifiers) for every row of x, in order."""
@@ -587,7 +803,7 @@ class Trainer:
         bs = self._eval_batch_size(batch_size, len(ds))
         batch = shard_batch(next(batches(ds, bs, shuffle=False)), self.mesh)
         if not hasattr(self, "_grad_fn"):
-            self._grad_fn = jax.jit(make_grad_fn(self.apply, self.task))
+            self._grad_fn = jax.jit(make_grad_fn(self._plain_apply, self.task))
         key = jax.random.fold_in(self.state.rng, self.state.step)
         return jax.device_get(self._grad_fn(self.state.params, self.state.model_state, batch, key))
 
@@ -596,3 +812,38 @@ class Trainer:
         d = self.mesh.shape["data"]
         bs = min(batch_size, n)
         return max(d, math.ceil(bs / d) * d)
+
+
+def _stacked(host, k: int):
+    """Groups of up to `k` consecutive host batches stacked on a new leading axis."""
+    group: list = []
+    for b in host:
+        group.append(b)
+        if len(group) == k:
+            yield {key: np.stack([g[key] for g in group]) for key in group[0]}
+            group = []
+    if group:
+        yield {key: np.stack([g[key] for g in group]) for key in group[0]}
+
+
+class _NonFiniteWatch:
+    """Looks at the NaN flag of metric sums some steps old, once they are computed (never waits
+    on the device): training stops soon after a NaN without a host round trip per step. The
+    guarded step has already kept the NaN out of the state."""
+
+    INTERVAL_S = 0.2
+
+    def __init__(self):
+        self.pending = None
+        self._last = time.perf_counter()
+
+    def take(self, acc):
+        """Older sums that are computed and due to be read (or None); `acc` waits its turn."""
+        now = time.perf_counter()
+        if now - self._last < self.INTERVAL_S:
+            return None
+        old = self.pending
+        if old is not None and not old["nonfinite"].is_ready():
+            return None
+        self.pending, self._last = acc, now
+        return old

@@ -19,6 +19,8 @@ class TrainState:
     rng: jax.Array  # raw uint32[2] key; step t uses fold_in(rng, t)
     ema_params: Any = None  # exponential moving average of params (Trainer(ema_decay=...))
     loss_scale: Any = None  # dynamic fp16 loss scale {'scale': f32, 'good_steps': i32}
+    # int32 scalar: 1 once a step had a NaN or inf loss; from then on steps change nothing
+    nonfinite: Any = None
 
     @classmethod
     def create(
@@ -44,4 +46,5 @@ class TrainState:
                 "scale": jnp.asarray(loss_scale, jnp.float32),
                 "good_steps": jnp.zeros((), jnp.int32),
             },
+            nonfinite=jnp.zeros((), jnp.int32),
         )

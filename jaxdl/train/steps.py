@@ -1,7 +1,16 @@
-"""Pure train / eval / predict steps over the pure apply of a model.
+"""The one step contract: pure `step(state, batch) -> (state, metrics)`, jitted once.
 
-Each is a plain function of arrays; `Trainer` jits them with the train state and the metric
-accumulators donated (updated in place) and places them on the mesh.
+`make_train_step` builds it for every supervised task (classification, language models,
+seq2seq, regression, reconstruction, VAE: a `Task` says how outputs and a batch make a loss);
+`jaxdl.train.generative.GANTask` builds a GAN's (two optimizers in one step) and
+`Trainer.sweep` vmaps either over K configurations. `Trainer` drives it (`make_program`: the
+step, the accumulation of its metrics, `steps_per_execution` steps in one `lax.scan`), and
+`jaxdl bench --mode train` times that same program.
+
+`metrics` are this step's contributions to the epoch's running sums (loss * weight, weights, a
+confusion matrix, ...; all sums, so `accumulate` adds them), plus `nonfinite` (1 if the step's
+loss or gradients were NaN or inf) and `nonfinite_at` (the step number, or NO_STEP). They stay on
+the device: the host reads them only at log points.
 """
 
 from __future__ import annotations
@@ -20,19 +29,14 @@ from jaxdl.train.tasks import Task
 # dynamic loss scaling for fp16 (Micikevicius et al., 2018, "Mixed precision training"):
 # halve the scale on overflow, double it after this many finite steps
 LOSS_SCALE_PERIOD = 2000
-COMPUTE_DTYPES = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 # fold_in constant that separates the augmentation key from the step key the model uses
 AUGMENT_STREAM = 0x6175
+# `nonfinite_at` of a step (or of an accumulation) without a non-finite loss
+NO_STEP = jnp.iinfo(jnp.int32).max
 
 
-def cast_floating(tree, dtype):
-    """Every floating-point leaf of `tree` cast to `dtype` (integers and keys unchanged)."""
-    return jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
-    )
-
-
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
+    """True if every inexact leaf of `tree` is free of NaN and inf."""
     leaves = [
         jnp.all(jnp.isfinite(a))
         for a in jax.tree.leaves(tree)
@@ -41,8 +45,30 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _select(ok, new, old):
+def select(ok, new, old):
+    """`new` where `ok`, else `old`, leaf by leaf (XLA fuses it into the update)."""
     return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+
+def guard_metrics(metrics: dict, failed, step) -> dict:
+    """`metrics` with this step's non-finite flag and its step number."""
+    return {
+        **metrics,
+        "nonfinite": failed.astype(jnp.int32),
+        "nonfinite_at": jnp.where(failed, step, NO_STEP).astype(jnp.int32),
+    }
+
+
+def init_metrics(task) -> dict:
+    """Zero accumulators for `task`'s metrics and the non-finite guard."""
+    return guard_metrics(task.init_metrics(), jnp.bool_(False), jnp.zeros((), jnp.int32))
+
+
+def accumulate(acc: dict, metrics: dict) -> dict:
+    """Running sums plus one step's metrics (`nonfinite_at`: the first such step)."""
+    return {
+        k: jnp.minimum(acc[k], v) if k == "nonfinite_at" else acc[k] + v for k, v in metrics.items()
+    }
 
 
 def make_train_step(
@@ -51,43 +77,32 @@ def make_train_step(
     task: Task,
     regularizers: Sequence[Regularizer] = (),
     *,
-    compute_dtype=None,
     loss_scaling: bool = False,
     ema_decay: float | None = None,
     augment: Callable | None = None,
 ):
-    """train_step(state, acc, batch) -> (state, acc). Randomness: fold_in(state.rng, state.step).
+    """step(state, batch) -> (state, metrics). Randomness: fold_in(state.rng, state.step).
 
-    augment(batch, key) -> batch (e.g. `jaxdl.data.parse_augment(...)`) runs first, on the device,
-    with key fold_in(step key, AUGMENT_STREAM).
-
-    compute_dtype: run the forward and backward pass in this dtype (bf16 or fp16) while params,
-    optimizer state and the loss stay float32 (mixed precision; the casts are differentiated, so
-    gradients arrive in float32). loss_scaling: multiply the loss by `state.loss_scale['scale']`
-    before differentiating (fp16 gradients would underflow otherwise); a step whose gradients
+    `apply` is the model's pure apply, already in the precision policy's compute dtype
+    (`jaxdl.train.precision.Policy.wrap`). augment(batch, key) -> batch runs first, on the
+    device, with key fold_in(step key, AUGMENT_STREAM). loss_scaling (fp16): the loss is
+    multiplied by `state.loss_scale['scale']` before differentiating; a step whose gradients
     overflow is skipped and the scale halved. ema_decay: keep `state.ema_params`, the exponential
     moving average of the weights (Keras's ema_momentum; the first step copies the weights).
 
     Guard: a step whose loss (or, without loss scaling, gradients) is NaN or inf changes nothing
-    (params, optimizer and model state keep their last finite values) and is counted in
-    acc['nonfinite'] (acc['nonfinite_at'] = the first such step); once one has happened, the
-    following steps change nothing either, so the host may look at the count one step late."""
+    (params, optimizer and model state keep their last finite values) and sets
+    `state.nonfinite`; from then on every step changes nothing, so the host may look at the
+    flag whenever it next reads the metrics, and no state it saves holds a non-finite value."""
 
-    def train_step(ts: TrainState, acc, batch):
+    def train_step(ts: TrainState, batch):
         key = jax.random.fold_in(ts.rng, ts.step)
         if augment is not None:
             batch = augment(batch, jax.random.fold_in(key, AUGMENT_STREAM))
         scale = ts.loss_scale["scale"] if loss_scaling else None
-        x = batch["x"]
-        if compute_dtype is not None and jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(compute_dtype)
 
         def loss_fn(params):
-            p = params if compute_dtype is None else cast_floating(params, compute_dtype)
-            out, new_ms = apply(p, ts.model_state, x, train=True, key=key)
-            if compute_dtype is not None:  # keep the loss, metrics and statistics in float32
-                out = out.astype(jnp.float32)
-                new_ms = jax.tree.map(lambda a, b: a.astype(b.dtype), new_ms, ts.model_state)
+            out, new_ms = apply(params, ts.model_state, batch["x"], train=True, key=key)
             per = task.loss(out, batch)
             w = task.weights(batch, per)
             data_loss = jnp.sum(per * w) / jnp.maximum(jnp.sum(w), 1.0)
@@ -100,9 +115,8 @@ def make_train_step(
         )
         if loss_scaling:
             grads = jax.tree.map(lambda g: g / scale, grads)
-        finite_loss, finite_grads = jnp.isfinite(loss), _all_finite(grads)
-        nonfinite = acc.get("nonfinite", jnp.zeros((), jnp.int32))
-        healthy = nonfinite == 0
+        finite_loss, finite_grads = jnp.isfinite(loss), all_finite(grads)
+        healthy = ts.nonfinite == 0
         failed = ~finite_loss if loss_scaling else ~(finite_loss & finite_grads)
         ok = finite_loss & finite_grads & healthy
 
@@ -116,7 +130,12 @@ def make_train_step(
                 lambda e, p: d * e + (1 - d) * p, ts.ema_params, params
             )
             old["ema_params"] = ts.ema_params
-        ts = ts.replace(step=ts.step + 1, **_select(ok, new, old))
+        step = ts.step
+        ts = ts.replace(
+            step=step + 1,
+            nonfinite=jnp.where(failed & healthy, 1, ts.nonfinite).astype(jnp.int32),
+            **select(ok, new, old),
+        )
         if loss_scaling:
             grow = ts.loss_scale["good_steps"] + 1 >= LOSS_SCALE_PERIOD
             s = jnp.where(
@@ -124,12 +143,8 @@ def make_train_step(
             )
             good = jnp.where(finite_grads & ~grow, ts.loss_scale["good_steps"] + 1, 0)
             ts = ts.replace(loss_scale={"scale": jnp.where(healthy, s, scale), "good_steps": good})
-        acc = task.update_metrics(acc, out, batch, per, w, extra)
-        if "nonfinite" in acc:
-            first = failed & healthy
-            acc["nonfinite_at"] = jnp.where(first, ts.step - 1, acc["nonfinite_at"])
-            acc["nonfinite"] = nonfinite + failed.astype(jnp.int32)
-        return ts, acc
+        m = task.update_metrics(task.init_metrics(), out, batch, per, w, extra)
+        return ts, guard_metrics(m, failed, step)
 
     return train_step
 
@@ -151,12 +166,13 @@ def make_grad_fn(apply: Callable, task: Task):
 
 
 def make_eval_step(apply: Callable, task: Task):
-    """eval_step(params, model_state, acc, batch) -> acc (inference mode: BN running stats)."""
+    """eval_step(params, model_state, batch) -> metrics (inference mode: BN running stats)."""
 
-    def eval_step(params, model_state, acc, batch):
+    def eval_step(params, model_state, batch):
         out, _ = apply(params, model_state, batch["x"], train=False)
         per = task.loss(out, batch)
-        return task.update_metrics(acc, out, batch, per, task.weights(batch, per))
+        m = task.update_metrics(task.init_metrics(), out, batch, per, task.weights(batch, per))
+        return guard_metrics(m, jnp.bool_(False), jnp.zeros((), jnp.int32))
 
     return eval_step
 

@@ -18,7 +18,57 @@ from jaxdl.train import losses, metrics
 
 
 class Task:
-    """Base class. Subclasses define `loss` and the metric accumulators."""
+    """Base class. Subclasses define `loss` and the metric accumulators (all sums, so one step's
+    metrics add to the running ones).
+
+    The engine asks the task for the train state, the step and the evaluation step, so a task
+    with its own state or step (a GAN: two optimizers in one step) runs on the same `Trainer`,
+    with its mesh, callbacks, checkpoints and resume."""
+
+    # ---- engine hooks (the supervised default) --------------------------------------------
+    def create_state(self, params, model_state, tx, seed: int, **options):
+        """The train state for the model's params and state (`TrainState.create` options)."""
+        from jaxdl.train.state import TrainState
+
+        return TrainState.create(params, model_state, tx, seed, **options)
+
+    def make_step(
+        self, *, apply, tx, regularizers=(), loss_scaling=False, ema_decay=None, augment=None, **_
+    ):
+        """The pure step(state, batch) -> (state, metrics) (`jaxdl.train.steps`)."""
+        from jaxdl.train.steps import make_train_step
+
+        return make_train_step(
+            apply,
+            tx,
+            self,
+            regularizers,
+            loss_scaling=loss_scaling,
+            ema_decay=ema_decay,
+            augment=augment,
+        )
+
+    def make_eval_step(self, apply):
+        """eval_step(params, model_state, batch) -> metrics, in inference mode."""
+        from jaxdl.train.steps import make_eval_step
+
+        return make_eval_step(apply, self)
+
+    def model_weights(self, state):
+        """(params, model state) of the model, from the train state."""
+        return state.params, state.model_state
+
+    def eval_weights(self, state):
+        """(params, model state) evaluation runs with."""
+        return state.params, state.model_state
+
+    def check_input(self, apply, state, x) -> None:
+        """Trace the model abstractly on an input like `x` (a ShapeDtypeStruct): an input that
+        does not fit the model fails here, with the model's own error."""
+        jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], state.params, state.model_state, x)
+
+    def check_callbacks(self, callbacks) -> None:
+        """Refuse callbacks this task cannot serve (nothing to refuse for one model)."""
 
     def loss(self, outputs, batch) -> jax.Array:
         """Per-example loss, the shape of `weights(batch)`."""
