@@ -43,13 +43,19 @@ def merge(graphdef: nnx.GraphDef, params: Params, state: ModelState) -> nnx.Modu
     return nnx.merge(graphdef, params, state, copy=True)
 
 
-def make_apply(graphdef: nnx.GraphDef) -> Callable[..., tuple[Any, ModelState]]:
-    """The pure apply function of the model family `graphdef` describes."""
+def make_apply(
+    graphdef: nnx.GraphDef, method: str | None = None
+) -> Callable[..., tuple[Any, ModelState]]:
+    """The pure apply function of the model family `graphdef` describes; with `method`, of that
+    submodule or method of the model (e.g. a GAN's 'generator'), over the whole model's params."""
 
-    def apply(params, state, x, *, train: bool = False, key: jax.Array | None = None):
+    def apply(
+        params, state, x, *, train: bool = False, key: jax.Array | None = None, method=method
+    ):
         model = nnx.merge(graphdef, params, state, copy=True)
         rngs = nnx.Rngs(key) if key is not None else None
-        y = model(x, train=train, rngs=rngs)
+        fn = model if method is None else getattr(model, method)
+        y = fn(x, train=train, rngs=rngs)
         new_state = nnx.state(model, nnx.Not(nnx.Param))
         return y, new_state
 

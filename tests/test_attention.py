@@ -140,6 +140,6 @@ def test_training_flops_helper_agrees_with_xla_for_gpt_mini():
         "y": jnp.zeros((b, t), jnp.int32),
         "weight": jnp.ones((b,)),
     }
-    measured = xla_flops(step, ts, task.init_metrics(), batch)
+    measured = xla_flops(step, ts, batch)
     predicted = transformer_training_flops(n, c.num_layers, c.d_model, t, tokens=b * t)
     assert abs(measured / predicted - 1) < 0.10, (measured, predicted)

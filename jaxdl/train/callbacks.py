@@ -101,9 +101,12 @@ class CallbackList(Callback):
     def has_batch_hooks(self) -> bool:
         """Whether any callback overrides a per-batch hook (else fit skips calling them)."""
         names = ("on_train_batch_begin", "on_train_batch_end")
-        return any(
-            getattr(type(c), n) is not getattr(Callback, n) for c in self.callbacks for n in names
-        )
+
+        def overridden(c, n):
+            f = getattr(c, n)  # a method, or a function set on the instance (LambdaCallback)
+            return getattr(f, "__func__", f) is not getattr(Callback, n)
+
+        return any(overridden(c, n) for c in self.callbacks for n in names)
 
     def set_trainer(self, trainer):
         for c in self.callbacks:

@@ -7,29 +7,29 @@
   two terms apart.
 
 Both are `Task`s, so `Trainer` fits autoencoders and VAEs like any other model. A GAN has two
-networks and two optimizers, so it gets its own state and step: `GANState` and `make_gan_step`,
-one pure function that updates the discriminator and then the generator (against the updated
-discriminator) with the non-saturating loss, jitted as one program by `GANTrainer`.
+networks and two optimizers: `GANTask` gives the engine its state (two optimizer states) and its
+step (the discriminator, then the generator against the updated discriminator, with the
+non-saturating loss) in one pure function, so `Trainer` (or `GANTrainer`, its DCGAN defaults)
+runs it with the mesh, callbacks, checkpoints and resume of every other model.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx, struct
+from flax import nnx
 
-from jaxdl.data.pipeline import batches
+from jaxdl.data.pipeline import Pipeline
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
-from jaxdl.functional import make_apply, merge, split
+from jaxdl.functional import make_apply, named_leaves, path_str
 from jaxdl.models.vae import kl_divergence
-from jaxdl.train.callbacks import History
-from jaxdl.train.optim import make_optimizer
+from jaxdl.train.loop import Trainer
+from jaxdl.train.optim import param_groups
+from jaxdl.train.state import TrainState
+from jaxdl.train.steps import guard_metrics, select
 from jaxdl.train.tasks import Task
 
 
@@ -133,20 +133,6 @@ def inception_score(probs) -> float:
 # GAN
 
 
-@struct.dataclass
-class GANState:
-    """Everything a GAN step reads and writes: two networks, two optimizer states, one key."""
-
-    step: jax.Array  # int32 scalar
-    g_params: Any
-    g_state: Any  # generator BatchNorm statistics
-    d_params: Any
-    d_state: Any
-    g_opt: Any
-    d_opt: Any
-    rng: jax.Array  # raw uint32[2]; step t uses fold_in(rng, t)
-
-
 def gan_losses(real_logits, fake_logits, weights) -> tuple[jax.Array, jax.Array]:
     """(discriminator loss, non-saturating generator loss), both means over the batch.
 
@@ -161,70 +147,150 @@ def gan_losses(real_logits, fake_logits, weights) -> tuple[jax.Array, jax.Array]
     return d_loss, g_loss
 
 
-def make_gan_step(
-    g_apply: Callable,
-    d_apply: Callable,
-    g_tx: optax.GradientTransformation,
-    d_tx: optax.GradientTransformation,
-    latent_dim: int,
-):
-    """gan_step(state, batch) -> (state, metrics): one discriminator update on a real batch
-    batch['x'] [B, ...] (in the generator's range) and B fakes, then one generator update on
-    fresh noise against the updated discriminator. Metrics: d_loss, g_loss, and the mean
-    D(x) and D(G(z)) probabilities."""
+def _only(tree, prefix: str):
+    """`tree` with every leaf outside `prefix` ('generator/...') behind a stop_gradient."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, a: a if path_str(path).startswith(prefix) else jax.lax.stop_gradient(a), tree
+    )
 
-    def gan_step(st: GANState, batch):
-        real, w = batch["x"], batch["weight"]
-        n = real.shape[0]
-        k_d, k_g = jax.random.split(jax.random.fold_in(st.rng, st.step))
-        z_d = jax.random.normal(k_d, (n, latent_dim))
-        fake, g_state = g_apply(st.g_params, st.g_state, z_d, train=True)
-        fake = jax.lax.stop_gradient(fake)
 
-        def d_loss_fn(d_params):
-            real_logits, d_state = d_apply(d_params, st.d_state, real, train=True)
-            fake_logits, d_state = d_apply(d_params, d_state, fake, train=True)
-            d_loss, _ = gan_losses(real_logits, fake_logits, w)
-            return d_loss, (d_state, real_logits, fake_logits)
+class GANTask(Task):
+    """A GAN (Goodfellow et al., 2014; DCGAN: Radford et al., 2016) as a task of the one engine:
+    the model has `.generator` (z [B, latent_dim] -> images) and `.discriminator` (images ->
+    one logit); the train state's params and model state are the whole model's, and its
+    `opt_state` is {'g': ..., 'd': ...}: the trainer's optimizer (or `g_tx` / `d_tx`) applied
+    to each network alone (the other frozen, `param_groups`).
 
-        (d_loss, (d_state, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-            d_loss_fn, has_aux=True
-        )(st.d_params)
-        d_updates, d_opt = d_tx.update(d_grads, st.d_opt, st.d_params)
-        d_params = optax.apply_updates(st.d_params, d_updates)
+    One step: a discriminator update on a real batch batch['x'] [B, ...] (in the generator's
+    range) and B fakes, then a generator update on fresh noise against the updated
+    discriminator, with the non-saturating loss. Metrics (per-step means, averaged over the
+    epoch's steps): d_loss, g_loss, and the mean D(x) and D(G(z)) probabilities."""
 
-        z_g = jax.random.normal(k_g, (n, latent_dim))
+    METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
-        def g_loss_fn(g_params):
-            fake, new_g_state = g_apply(g_params, g_state, z_g, train=True)
-            # D in training mode (batch statistics), as in the D update; its running
-            # statistics are not advanced by the generator's pass
-            logits, _ = d_apply(d_params, d_state, fake, train=True)
-            return jnp.mean(jax.nn.softplus(-logits[:, 0])), new_g_state
+    def __init__(self, latent_dim: int, *, g_tx=None, d_tx=None):
+        check_positive("latent_dim", latent_dim, integer=True)
+        self.latent_dim, self.g_tx, self.d_tx = latent_dim, g_tx, d_tx
+        self._txs = None
 
-        (g_loss, g_state), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(st.g_params)
-        g_updates, g_opt = g_tx.update(g_grads, st.g_opt, st.g_params)
-        g_params = optax.apply_updates(st.g_params, g_updates)
+    # ---- engine hooks ---------------------------------------------------------------------
+    def create_state(self, params, model_state, tx, seed, *, ema=False, loss_scale=None, **_):
+        if ema or loss_scale is not None:
+            raise JaxdlError(
+                "GAN training supports neither ema_decay nor fp16 loss scaling; use "
+                "mixed_precision='bf16' or none"
+            )
+        names = {p.split("/")[0] for p in named_leaves(params)}
+        if not {"generator", "discriminator"} <= names:
+            raise JaxdlError(
+                f"GANTask: the model needs .generator and .discriminator, got parts {sorted(names)}"
+            )
+        g = param_groups(self.g_tx or tx, params, {"^discriminator/": 0.0})
+        d = param_groups(self.d_tx or tx, params, {"^generator/": 0.0})
+        self._txs = (g, d)
+        st = TrainState.create(params, model_state, optax.identity(), seed)
+        return st.replace(opt_state={"g": g.init(params), "d": d.init(params)})
 
-        wsum = jnp.maximum(jnp.sum(w), 1.0)
-        metrics = {
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "d_real": jnp.sum(jax.nn.sigmoid(real_logits[:, 0]) * w) / wsum,
-            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits[:, 0])),
-        }
-        st = st.replace(
-            step=st.step + 1,
-            g_params=g_params,
-            g_state=g_state,
-            d_params=d_params,
-            d_state=d_state,
-            g_opt=g_opt,
-            d_opt=d_opt,
+    def make_step(self, *, graphdef, policy, regularizers=(), augment=None, **_):
+        if regularizers or augment is not None:
+            raise JaxdlError("GAN training takes no regularizers or augment option")
+        g_apply = policy.wrap(make_apply(graphdef, method="generator"))
+        d_apply = policy.wrap(make_apply(graphdef, method="discriminator"))
+        g_tx, d_tx = self._txs
+        latent = self.latent_dim
+
+        def gan_step(st: TrainState, batch):
+            real, w = batch["x"], batch["weight"]
+            n = real.shape[0]
+            k_d, k_g = jax.random.split(jax.random.fold_in(st.rng, st.step))
+            z_d = jax.random.normal(k_d, (n, latent))
+            fake, ms = g_apply(st.params, st.model_state, z_d, train=True)
+            fake = jax.lax.stop_gradient(fake)
+
+            def d_loss_fn(params):
+                p = _only(params, "discriminator/")
+                real_logits, ms1 = d_apply(p, ms, real, train=True)
+                fake_logits, ms1 = d_apply(p, ms1, fake, train=True)
+                d_loss, _ = gan_losses(real_logits, fake_logits, w)
+                return d_loss, (ms1, real_logits, fake_logits)
+
+            (d_loss, (ms, real_logits, fake_logits)), grads = jax.value_and_grad(
+                d_loss_fn, has_aux=True
+            )(st.params)
+            updates, d_opt = d_tx.update(grads, st.opt_state["d"], st.params)
+            params = optax.apply_updates(st.params, updates)
+            z_g = jax.random.normal(k_g, (n, latent))
+
+            def g_loss_fn(params):
+                p = _only(params, "generator/")
+                fake, ms1 = g_apply(p, ms, z_g, train=True)
+                # D in training mode (batch statistics), as in the D update; its running
+                # statistics are not advanced by the generator's pass
+                logits, _ = d_apply(p, ms1, fake, train=True)
+                return jnp.mean(jax.nn.softplus(-logits[:, 0])), ms1
+
+            (g_loss, ms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(params)
+            updates, g_opt = g_tx.update(grads, st.opt_state["g"], params)
+            params = optax.apply_updates(params, updates)
+
+            wsum = jnp.maximum(jnp.sum(w), 1.0)
+            m = {
+                "d_loss": d_loss,
+                "g_loss": g_loss,
+                "d_real": jnp.sum(jax.nn.sigmoid(real_logits[:, 0]) * w) / wsum,
+                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits[:, 0])),
+            }
+            failed = ~(jnp.isfinite(d_loss) & jnp.isfinite(g_loss))
+            healthy = st.nonfinite == 0
+            new = {"params": params, "model_state": ms, "opt_state": {"g": g_opt, "d": d_opt}}
+            old = {"params": st.params, "model_state": st.model_state, "opt_state": st.opt_state}
+            st = st.replace(
+                step=st.step + 1,
+                nonfinite=jnp.where(failed & healthy, 1, st.nonfinite).astype(jnp.int32),
+                **select(~failed & healthy, new, old),
+            )
+            metrics = {f"{k}_sum": v for k, v in m.items()} | {"steps": jnp.ones((), jnp.float32)}
+            return st, guard_metrics(metrics, failed, st.step - 1)
+
+        return gan_step
+
+    def make_eval_step(self, apply):
+        raise JaxdlError(
+            "a GAN has no evaluation loss to report (its losses move with both networks); "
+            "score samples instead, e.g. inception_score(classifier probabilities)"
         )
-        return st, metrics
 
-    return gan_step
+    def check_input(self, apply, state, x) -> None:
+        """Real examples must have the generator's output shape."""
+        g_shape = jax.eval_shape(
+            lambda p, s: apply(p, s, jnp.zeros((1, self.latent_dim)), method="generator")[0],
+            state.params,
+            state.model_state,
+        ).shape[1:]
+        if tuple(x.shape[1:]) != tuple(g_shape):
+            raise JaxdlError(
+                f"GAN data: examples have shape {tuple(x.shape[1:])}, but the generator makes "
+                f"images of shape {tuple(g_shape)}; set the model's input_shape to the data's"
+            )
+
+    def check_callbacks(self, callbacks) -> None:
+        for c in callbacks:
+            monitor = getattr(c, "monitor", None)
+            if monitor is not None and monitor.removeprefix("val_") not in self.METRICS:
+                raise JaxdlError(
+                    f"{type(c).__name__} monitors {monitor!r}, which a GAN does not report; "
+                    f"monitor one of {', '.join(self.METRICS)}"
+                )
+
+    # ---- metrics --------------------------------------------------------------------------
+    def init_metrics(self):
+        z = lambda: jnp.zeros((), jnp.float32)  # noqa: E731
+        return {f"{k}_sum": z() for k in self.METRICS} | {"steps": z()}
+
+    def compute(self, acc, detailed: bool = False):
+        acc = jax.device_get(acc)
+        n = max(float(acc["steps"]), 1.0)
+        return {k: float(acc[f"{k}_sum"]) / n for k in self.METRICS}
 
 
 def check_gan_data(model, x_shape: tuple[int, ...]) -> None:
@@ -237,10 +303,11 @@ def check_gan_data(model, x_shape: tuple[int, ...]) -> None:
         )
 
 
-class GANTrainer:
-    """Fits a `DCGAN` (any module with `.generator`, `.discriminator` and `config.latent_dim`,
-    `config.input_shape`): two optimizers, Adam(2e-4, beta1 0.5) by default as in Radford et
-    al., one jitted step. Data: images scaled to the generator's range ([-1, 1] for tanh)."""
+class GANTrainer(Trainer):
+    """`Trainer` with a `GANTask` and the DCGAN defaults: Adam(2e-4, beta1 0.5) for both
+    networks, as in Radford et al. Data: images scaled to the generator's range ([-1, 1] for
+    tanh), as an `ArrayDataset` or an array. Everything a Trainer has (mesh, callbacks,
+    checkpoints, bit-exact resume) works here."""
 
     def __init__(
         self,
@@ -251,41 +318,26 @@ class GANTrainer:
         learning_rate: float = 2e-4,
         b1: float = 0.5,
         seed: int = 0,
+        **trainer_options,
     ):
         self.config = model.config
-        self.g_def, g_params, g_state = split(model.generator)
-        self.d_def, d_params, d_state = split(model.discriminator)
-        self.g_tx = g_tx or make_optimizer("adam", learning_rate, b1=b1)
-        self.d_tx = d_tx or make_optimizer("adam", learning_rate, b1=b1)
-        self.seed = seed
-        self.state = GANState(
-            step=jnp.zeros((), jnp.int32),
-            g_params=g_params,
-            g_state=g_state,
-            d_params=d_params,
-            d_state=d_state,
-            g_opt=self.g_tx.init(g_params),
-            d_opt=self.d_tx.init(d_params),
-            rng=jax.random.PRNGKey(seed),
-        )
-        self.step_fn = jax.jit(
-            make_gan_step(
-                make_apply(self.g_def),
-                make_apply(self.d_def),
-                self.g_tx,
-                self.d_tx,
-                self.config.latent_dim,
-            ),
-            donate_argnums=(0,),
+        super().__init__(
+            model,
+            task=GANTask(model.config.latent_dim, g_tx=g_tx, d_tx=d_tx),
+            optimizer="adam",
+            learning_rate=learning_rate,
+            optimizer_options={"b1": b1},
+            seed=seed,
+            **trainer_options,
         )
 
     @property
     def generator(self) -> nnx.Module:
-        return merge(self.g_def, self.state.g_params, self.state.g_state)
+        return self.model.generator
 
     @property
     def discriminator(self) -> nnx.Module:
-        return merge(self.d_def, self.state.d_params, self.state.d_state)
+        return self.model.discriminator
 
     def generate(self, key: jax.Array, n: int) -> np.ndarray:
         """n images from the current generator (inference mode): [n, *input_shape]."""
@@ -293,54 +345,24 @@ class GANTrainer:
         z = jax.random.normal(key, (n, self.config.latent_dim))
         return np.asarray(self.generator(z))
 
-    def fit(
-        self,
-        data: ArrayDataset | np.ndarray,
-        *,
-        epochs: int = 1,
-        batch_size: int = 64,
-        verbose: int = 1,
-        on_epoch_end: Callable[[int, dict], None] | None = None,
-    ) -> History:
+    def fit(self, data, *, epochs: int = 1, batch_size: int = 64, **options):
         """Train for `epochs`; per-epoch means of the step metrics land in the History."""
-        check_positive("epochs", epochs, integer=True)
-        check_positive("batch_size", batch_size, integer=True)
-        ds = (
-            data
-            if isinstance(data, ArrayDataset)
-            else ArrayDataset(np.asarray(data), np.zeros(len(data), np.int32))
-        )
-        if len(ds) == 0:
+        if not isinstance(data, (ArrayDataset, Pipeline)):
+            x = np.asarray(data)
+            data = ArrayDataset(x, np.zeros(len(x), np.int32))
+        if len(data) == 0:
             raise JaxdlError("GAN data is empty")
-        check_gan_data(self, ds.x.shape[1:])
-        history = History()
-        for epoch in range(epochs):
-            sums: dict[str, float] = {}
-            n = 0
-            for batch in batches(ds, batch_size, shuffle=True, seed=self.seed, epoch=epoch):
-                self.state, m = self.step_fn(self.state, batch)
-                sums = {k: sums.get(k, 0.0) + v for k, v in m.items()}  # stays on device
-                n += 1
-            logs = {k: float(v) / n for k, v in sums.items()}
-            history.on_epoch_end(epoch, logs)
-            if verbose:
-                print(
-                    f"epoch {epoch + 1}/{epochs}  "
-                    + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()),
-                    flush=True,
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
-        return history
+        if hasattr(data, "x"):
+            check_gan_data(self, np.shape(data.x)[1:])
+        return super().fit(data, epochs=epochs, batch_size=batch_size, **options)
 
 
 __all__ = [
     "ReconstructionTask",
     "ELBOTask",
     "inception_score",
-    "GANState",
+    "GANTask",
     "gan_losses",
-    "make_gan_step",
     "check_gan_data",
     "GANTrainer",
 ]

@@ -11,11 +11,11 @@ from a list (uniformly) or a distribution (`LogUniform` for learning rates, Berg
 Bengio, 2012, "Random search for hyper-parameter optimization").
 
 `train_vmapped` is the same search for what varies inside one compiled program: learning rates
-and seeds. It stacks K train states (the learning rate lives in the optimizer state, through
-`optax.inject_hyperparams`) and runs `jax.vmap` of the library's own train step inside
-`lax.scan` over epochs and batches, so K configurations (or an ensemble of K seeds) cost one
-compilation and one dispatch per run; each equals the `Trainer` run with that learning rate and
-seed (tests/test_hparam.py checks this).
+and seeds. A `SweepTask` stacks K train states (the learning rate lives in the optimizer state,
+through `optax.inject_hyperparams`) and the `Trainer` runs `jax.vmap` of the library's own train
+step, so K configurations (or an ensemble of K seeds) cost one compilation and one dispatch per
+step, with the engine's callbacks, checkpoints and resume; each run equals the `Trainer` run with
+that learning rate and seed (tests/test_hparam.py checks this).
 """
 
 from __future__ import annotations
@@ -34,13 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxdl.data.pipeline import batches
 from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
-from jaxdl.functional import make_apply, split
-from jaxdl.train.optim import make_optimizer
+from jaxdl.functional import output_shape, split
+from jaxdl.train.optim import set_learning_rate
 from jaxdl.train.state import TrainState
-from jaxdl.train.steps import make_eval_step, make_train_step
 from jaxdl.train.tasks import ClassificationTask, Task
 
 # ---------------------------------------------------------------------------------------------
@@ -336,20 +334,81 @@ class VmapResult:
 
 
 def _index(tree, *index):
-    """Every leaf of `tree` indexed by `index` (one run, one epoch of stacked results)."""
+    """Every leaf of `tree` indexed by `index` (one run of stacked results)."""
     return jax.tree.map(lambda a: a[index], tree)
 
 
-def _index_batches(n: int, batch_size: int, *, epochs: int, seed: int, shuffle: bool):
-    """Example indices [E, S, B] and weights [E, S, B] of the Trainer's batches for `seed`
-    (the same pipeline, applied to the indices 0..n-1)."""
-    idx_ds = ArrayDataset(np.arange(n), np.arange(n))
-    idx, w = [], []
-    for e in range(epochs):
-        bs = list(batches(idx_ds, batch_size, shuffle=shuffle, seed=seed, epoch=e))
-        idx.append(np.stack([b["x"] for b in bs]))
-        w.append(np.stack([b["weight"] for b in bs]))
-    return np.stack(idx), np.stack(w)
+class SweepTask(Task):
+    """K configurations of one model trained together by the one engine: every leaf of the train
+    state has a leading axis K and the step is `jax.vmap` of `task`'s step, so K runs cost one
+    compilation and one dispatch per step. Run k starts from `models[k]`'s weights, learns at
+    `learning_rates[k]` (it lives in the optimizer state, through `optax.inject_hyperparams`) and
+    reads the batches of `Trainer(..., seed=seeds[k])` in their order; it equals that Trainer run.
+
+    Metrics are per run: `compute` gives lists of K values. A run whose loss became NaN keeps its
+    last finite state (the guarded step) while the others go on; its `nonfinite` is 1. Callbacks
+    that act on one monitored value (early stopping, LR on plateau, best checkpoints) cannot serve
+    K runs and are refused."""
+
+    stacked = True  # the engine's flag: batches [K, B, ...], one per run
+
+    def __init__(self, task: Task, models, learning_rates, seeds):
+        self.task, self.models = task, list(models)
+        self.learning_rates, self.seeds = list(learning_rates), list(seeds)
+        self.k = len(self.models)
+
+    def create_state(self, params, model_state, tx, seed, **options):
+        states = []
+        for m, lr, s in zip(self.models, self.learning_rates, self.seeds, strict=True):
+            _, p, ms = split(m)
+            p, ms = jax.tree.map(jnp.copy, (p, ms))
+            st = self.task.create_state(p, ms, tx, s, **options)
+            states.append(st.replace(opt_state=set_learning_rate(st.opt_state, lr)))
+        return jax.tree.map(lambda *a: jnp.stack(a), *states)
+
+    def make_step(self, **kw):
+        return jax.vmap(self.task.make_step(**kw))
+
+    def make_eval_step(self, apply):
+        return jax.vmap(self.task.make_eval_step(apply), in_axes=(0, 0, None))
+
+    def data_seeds(self) -> list[int]:
+        """The data-order seed of each run."""
+        return self.seeds
+
+    def model_weights(self, state):
+        return None  # K runs: no single model to hold them (VmapResult.params(k) has each)
+
+    def check_input(self, apply, state, x) -> None:
+        self.task.check_input(apply, _index(state, 0), x)
+
+    def check_labels(self, y, *, where="labels") -> None:
+        self.task.check_labels(y, where=where)
+
+    def check_callbacks(self, callbacks) -> None:
+        for c in callbacks:
+            if getattr(c, "monitor", None) is not None:
+                raise JaxdlError(
+                    f"{type(c).__name__} acts on one monitored value ({c.monitor!r}), but a sweep "
+                    f"trains {self.k} runs at once; train the chosen configuration alone with it"
+                )
+
+    def init_metrics(self):
+        return jax.tree.map(lambda a: jnp.stack([a] * self.k), self.task.init_metrics())
+
+    def init_accumulators(self):
+        """Per-run metric sums and NaN flags: every leaf [K]."""
+        from jaxdl.train.steps import init_metrics
+
+        return jax.tree.map(lambda a: jnp.stack([a] * self.k), init_metrics(self.task))
+
+    def compute(self, acc, detailed: bool = False):
+        acc = jax.device_get(acc)
+        runs = [self.task.compute(_index(acc, k)) for k in range(self.k)]
+        out = {n: [r[n] for r in runs] for n in runs[0]}
+        if "nonfinite" in acc:
+            out["nonfinite"] = [int(v > 0) for v in np.asarray(acc["nonfinite"])]
+        return out
 
 
 def train_vmapped(
@@ -364,14 +423,19 @@ def train_vmapped(
     task: Task | None = None,
     validation_data=None,
     shuffle: bool = True,
+    callbacks: Sequence = (),
+    mesh=None,
 ) -> VmapResult:
-    """Train K = len(learning_rates) models in one compiled program, run k with learning rate
-    `learning_rates[k]`, weights from `make_model(nnx.Rngs(seeds[k]))`, and the data order and
-    dropout keys of `Trainer(..., seed=seeds[k])`. Pair the lists with itertools.product for a
-    grid of learning rates x seeds.
+    """Train K = len(learning_rates) models in one compiled program (a `SweepTask` on the
+    `Trainer`), run k with learning rate `learning_rates[k]`, weights from
+    `make_model(nnx.Rngs(seeds[k]))`, and the data order and dropout keys of
+    `Trainer(..., seed=seeds[k])`. Pair the lists with itertools.product for a grid of learning
+    rates x seeds. Callbacks (checkpoints, BackupAndRestore: the sweep resumes like any fit) run
+    as in `Trainer.fit`; the data must fit on the device (it stays there). Default mesh: one
+    device. Returns per-run training histories and validation metrics."""
+    from jaxdl.parallel.mesh import make_mesh
+    from jaxdl.train.loop import Trainer
 
-    Everything runs on one device: the data [N, ...] is placed there and each step gathers its
-    batch by index. Returns per-run training histories and validation metrics."""
     lrs, seeds = [float(v) for v in learning_rates], [int(s) for s in seeds]
     if not lrs:
         raise JaxdlError("train_vmapped: learning_rates is empty; give at least one")
@@ -387,76 +451,38 @@ def train_vmapped(
     train = train if isinstance(train, ArrayDataset) else ArrayDataset(*map(np.asarray, train))
     if len(train) == 0:
         raise JaxdlError("train_vmapped: training data is empty")
-
-    states, graphdef = [], None
-    for lr, seed in zip(lrs, seeds, strict=False):
-        gd, params, model_state = split(make_model(nnx.Rngs(seed)))
-        if graphdef is None:
-            graphdef = gd
-        elif gd != graphdef:
+    models, graphdef = [], None
+    for seed in seeds:
+        m = make_model(nnx.Rngs(seed))
+        gd = split(m)[0]
+        if graphdef is not None and gd != graphdef:
             raise JaxdlError(
                 "train_vmapped: make_model must build the same architecture for every seed"
             )
-        states.append(TrainState.create(params, model_state, make_optimizer(optimizer, lr), seed))
-    stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
-    apply = make_apply(graphdef)
+        models.append(m)
+        graphdef = gd
     if task is None:
-        out = jax.eval_shape(
-            lambda p, s, x: apply(p, s, x)[0],
-            states[0].params,
-            states[0].model_state,
-            jax.ShapeDtypeStruct((1, *train.x.shape[1:]), train.x.dtype),
-        )
-        task = ClassificationTask(out.shape[-1])
-    task.check_labels(train.y, where="training labels")
-    # the learning rate is read from each run's optimizer state, so one transformation serves all
-    step = make_train_step(apply, make_optimizer(optimizer, lrs[0]), task)
-    x_all, y_all = jnp.asarray(train.x), jnp.asarray(train.y)
-    idx, w = zip(
-        *(
-            _index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
-            for s in seeds
-        ),
-        strict=False,
+        out = output_shape(models[0], jax.ShapeDtypeStruct((1, *train.x.shape[1:]), train.x.dtype))
+        task = ClassificationTask(out[-1])
+    trainer = Trainer(
+        models[0],
+        task=SweepTask(task, models, lrs, seeds),
+        optimizer=optimizer,
+        learning_rate=lrs[0],
+        seed=seeds[0],
+        mesh=mesh if mesh is not None else make_mesh(num_devices=1),
     )
-    idx, w = jnp.asarray(np.stack(idx)), jnp.asarray(np.stack(w))
-
-    def one_run(ts, idx, w):  # idx, w: [E, S, B]
-        def epoch(ts, iw):
-            def body(carry, iw_b):
-                i, wb = iw_b
-                return step(*carry, {"x": x_all[i], "y": y_all[i], "weight": wb}), None
-
-            (ts, acc), _ = jax.lax.scan(body, (ts, task.init_metrics()), iw)
-            return ts, acc
-
-        return jax.lax.scan(epoch, ts, (idx, w))
-
     t0 = time.perf_counter()
-    final, accs = jax.jit(jax.vmap(one_run))(stacked, idx, w)
-    accs = jax.device_get(accs)
+    h = trainer.fit(
+        train, epochs=epochs, batch_size=batch_size, shuffle=shuffle, callbacks=callbacks, verbose=0
+    )
     seconds = time.perf_counter() - t0
-    history = []
-    for k in range(len(lrs)):
-        logs = [task.compute(_index(accs, k, e)) for e in range(epochs)]
-        history.append({n: [lg[n] for lg in logs] for n in logs[0]})
+    history = [{n: [ep[k] for ep in v] for n, v in h.history.items()} for k in range(len(lrs))]
     val = []
     if validation_data is not None:
-        v = (
-            validation_data
-            if isinstance(validation_data, ArrayDataset)
-            else ArrayDataset(*map(np.asarray, validation_data))
-        )
-        eval_step = make_eval_step(apply, task)
-        batch = {
-            "x": jnp.asarray(v.x),
-            "y": jnp.asarray(v.y),
-            "weight": jnp.ones(len(v), jnp.float32),
-        }
-        run_eval = jax.jit(jax.vmap(lambda p, s: eval_step(p, s, task.init_metrics(), batch)))
-        vacc = jax.device_get(run_eval(final.params, final.model_state))
-        val = [task.compute(_index(vacc, k)) for k in range(len(lrs))]
-    return VmapResult(lrs, seeds, history, val, final, seconds)
+        logs = trainer.evaluate(validation_data, batch_size=max(batch_size, 256))
+        val = [{n: v[k] for n, v in logs.items()} for k in range(len(lrs))]
+    return VmapResult(lrs, seeds, history, val, trainer.state, seconds)
 
 
 __all__ = [

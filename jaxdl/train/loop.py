@@ -241,9 +241,8 @@ class Trainer:
             task = ClassificationTask(out[-1])
         self.task = task
         # the precision policy's graphdef (Flax layers computing in bf16/fp16) and apply
-        self.apply = self.policy.wrap(
-            make_apply(self.policy.graphdef(self.graphdef, params, model_state))
-        )
+        self.compute_graphdef = self.policy.graphdef(self.graphdef, params, model_state)
+        self.apply = self.policy.wrap(make_apply(self.compute_graphdef))
         self._plain_apply = make_apply(self.graphdef)
         tx = (
             tx
@@ -302,7 +301,7 @@ class Trainer:
     def _compile(self):
         rep = replicated(self.mesh)
         self.step = self.task.make_step(
-            graphdef=self.graphdef,
+            graphdef=self.compute_graphdef,
             apply=self.apply,
             policy=self.policy,
             tx=self.tx,
@@ -318,19 +317,15 @@ class Trainer:
         # program fit runs on host batches (jaxdl bench times it). The state is donated; the
         # metric sums are not (the host may read an earlier step's while later ones run).
         self.train_step = self._program(1, resident=False)
-        eval_step = self.task.make_eval_step(self.apply)
-        self._eval_step = jax.jit(
-            lambda p, s, acc, batch: accumulate(acc, eval_step(p, s, batch)), out_shardings=rep
-        )
         self._predict_step = jax.jit(make_predict_step(self.apply))
 
     def _program(self, steps: int, *, resident: bool):
         """The jitted program for `steps` steps per call, on host batches or resident data."""
         key = (steps, resident)
         if key not in self._programs:
-            prog = make_program(
-                self.step, steps=steps, resident=resident, batch_sharding=data_sharding(self.mesh)
-            )
+            # a sweep's batches are [K, B, ...]: one per run, on the device of its runs
+            sharding = None if getattr(self.task, "stacked", False) else data_sharding(self.mesh)
+            prog = make_program(self.step, steps=steps, resident=resident, batch_sharding=sharding)
             rep = replicated(self.mesh)
             outs = (*self._out, rep) if resident else self._out
             self._programs[key] = jax.jit(prog, donate_argnums=(0,), out_shardings=outs)
@@ -355,13 +350,18 @@ class Trainer:
 
     def sync_model(self) -> None:
         """Copy the current params and model state into the model the trainer was given."""
-        params, model_state = self.task.model_weights(self.state)
+        weights = self.task.model_weights(self.state)
+        if weights is None:  # a sweep: K runs, no single model holds them
+            return
+        params, model_state = weights
         nnx.update(self._model, *jax.tree.map(jnp.copy, (params, model_state)))
 
     @property
     def learning_rate(self) -> float | None:
         lr = current_learning_rate(self.state.opt_state)
-        return None if lr is None else float(lr)
+        if lr is None or np.ndim(lr):  # none, or one per run of a sweep
+            return None
+        return float(lr)
 
     def check_learning_rate_settable(self, who: str = "set_learning_rate") -> None:
         if self._lr_is_schedule:
@@ -610,6 +610,8 @@ class Trainer:
     def _check_finite(self, acc) -> None:
         """Raise if a step accumulated into `acc` had a NaN or inf loss (reads two scalars)."""
         n, at = jax.device_get((acc["nonfinite"], acc["nonfinite_at"]))
+        if getattr(self.task, "stacked", False):
+            return  # a sweep reports each run's flag; one run's NaN does not stop the others
         if n and not self._stopped_on_nan:
             e, b = self.position
             raise NonFiniteLossError(
@@ -625,19 +627,32 @@ class Trainer:
         steps without waiting for them."""
         k = self.steps_per_execution
         nb = pipe.num_batches
+        stacked = getattr(self.task, "stacked", False)
+        if stacked and resident is None:
+            raise JaxdlError(
+                "a sweep needs in-memory data that fits on the device (an ArrayDataset read in "
+                "this process); it gathers each run's batches there"
+            )
         if resident is not None:
-            idx, w = index_batches(
-                len(pipe.source),
-                pipe.batch_size,
-                seed=pipe.seed,
-                epoch=epoch,
-                shuffle=pipe.shuffle,
-                drop_remainder=pipe.drop_remainder,
+            tables = [
+                index_batches(
+                    len(pipe.source),
+                    pipe.batch_size,
+                    seed=seed,
+                    epoch=epoch,
+                    shuffle=pipe.shuffle,
+                    drop_remainder=pipe.drop_remainder,
+                )
+                for seed in (self.task.data_seeds() if stacked else [pipe.seed])
+            ]
+            # [S, B], or [S, K, B] for a sweep (run k's batches in its own order)
+            idx, w = (
+                (np.stack(t, axis=1) for t in zip(*tables, strict=True)) if stacked else tables[0]
             )
             rep = replicated(self.mesh)
             idx_d, w_d = jax.device_put((idx.astype(np.int32), w), rep)
             cursor = [jax.device_put(np.int32(first), rep)]
-            counts = w.sum(axis=1)
+            counts = w.reshape(len(w), -1).sum(axis=1)
             for i in range(first, nb, k):
                 n = min(k, nb - i)
                 prog = self._program(n, resident=True)
@@ -661,7 +676,7 @@ class Trainer:
 
         def place(b):
             n = int(np.asarray(b["weight"]).sum())
-            if k > 1:
+            if np.ndim(b["weight"]) == 2:  # a group of steps_per_execution batches
                 return n, len(b["weight"]), jax.device_put(b, stacked)
             return n, 1, shard_batch(b, self.mesh, batch_size=pipe.batch_size)
 
@@ -714,7 +729,9 @@ class Trainer:
                     backup.checkpoints.wait()
                     raise Preempted(step, backup.checkpoints.directory)
                 if self.stop_training:
-                    if int(acc["nonfinite"]):  # a callback (TerminateOnNaN) stopped on a NaN:
+                    if np.any(
+                        jax.device_get(acc["nonfinite"])
+                    ):  # a callback (TerminateOnNaN) stopped on a NaN:
                         self._stopped_on_nan = True  # end now, as Keras does, keeping the
                         return logs  # last finite state
                     break
@@ -755,15 +772,24 @@ class Trainer:
             host = batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh))
             placed = prefetch(host, lambda b: shard_batch(b, self.mesh, batch_size=bs), ahead=2)
             for batch in placed:
-                acc = self._eval_step(params, model_state, acc, batch)
+                acc = self._eval_program(None)(params, model_state, acc, batch)
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
-    def _eval_program(self, num_batches: int):
-        """All `num_batches` evaluation batches of resident data in one `lax.scan` (one call)."""
+    def _eval_program(self, num_batches: int | None):
+        """All `num_batches` evaluation batches of resident data in one `lax.scan` (one call);
+        with None, eval(params, model_state, acc, batch) -> acc on one placed batch."""
         key = ("eval", num_batches)
-        if key not in self._programs:
-            eval_step = self.task.make_eval_step(self.apply)
-            sharding = data_sharding(self.mesh)
+        if key in self._programs:
+            return self._programs[key]
+        eval_step = self.task.make_eval_step(self.apply)
+        sharding = data_sharding(self.mesh)
+        if num_batches is None:
+
+            def one(params, model_state, acc, batch):
+                return accumulate(acc, eval_step(params, model_state, batch))
+
+            self._programs[key] = jax.jit(one, out_shardings=replicated(self.mesh))
+        else:
 
             def program(params, model_state, acc, data, idx, weight):
                 def body(acc, iw):
@@ -822,7 +848,9 @@ def _stacked(host, k: int):
         if len(group) == k:
             yield {key: np.stack([g[key] for g in group]) for key in group[0]}
             group = []
-    if group:
+    if len(group) == 1:  # a single step: the one-step program
+        yield group[0]
+    elif group:
         yield {key: np.stack([g[key] for g in group]) for key in group[0]}
 
 

@@ -61,6 +61,8 @@ def guard_metrics(metrics: dict, failed, step) -> dict:
 
 def init_metrics(task) -> dict:
     """Zero accumulators for `task`'s metrics and the non-finite guard."""
+    if hasattr(task, "init_accumulators"):  # a task whose accumulators are its own (a sweep)
+        return task.init_accumulators()
     return guard_metrics(task.init_metrics(), jnp.bool_(False), jnp.zeros((), jnp.int32))
 
 
