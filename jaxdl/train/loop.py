@@ -243,6 +243,16 @@ class Trainer:
         )
         self._predict_step = jax.jit(make_predict_step(self.apply))
 
+    @property
+    def train_step(self):
+        """The jitted training step `fit` runs: (state, acc, batch) -> (state, acc), the state
+        donated; `acc` from `init_metrics()`, the batch placed on `self.mesh`."""
+        return self._train_step
+
+    def init_metrics(self):
+        """Fresh metric accumulators for `train_step`, on the mesh."""
+        return self._init_metrics()
+
     def _init_metrics(self):
         acc = {
             **self.task.init_metrics(),
