@@ -37,6 +37,8 @@ TABLE_COLUMNS = (
     ("mfu_spec", "MFU\nspec"),
     ("torch_throughput", "torch\nthroughput"),
     ("ratio_vs_torch", "jaxdl /\ntorch"),
+    ("fit_throughput", "fit\nthroughput"),
+    ("fit_vs_step", "fit /\nstep"),
     ("status", "status"),
 )
 
@@ -51,7 +53,12 @@ def render(rows: list[dict], peaks: Peaks, opts: BenchOptions, console=None) -> 
         f"measured {fmt(peaks.measured)} / spec {fmt(peaks.spec)} TFLOP/s"
     )
     t = Table(title=title)
-    cols = [c for c in TABLE_COLUMNS if opts.compare or not c[0].startswith(("torch", "ratio"))]
+    cols = [
+        c
+        for c in TABLE_COLUMNS
+        if (opts.compare or not c[0].startswith(("torch", "ratio")))
+        and (opts.mode == "train" and opts.fit or not c[0].startswith("fit"))
+    ]
     for key, label in cols:
         t.add_column(
             label, justify="left" if key in ("model", "unit", "status", "dtype") else "right"
