@@ -23,7 +23,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tyro
 from _common import RESULTS, console
 from flax import nnx
 
@@ -203,4 +202,6 @@ def main(cfg: Config) -> list[dict]:
 
 
 if __name__ == "__main__":
+    import tyro
+
     main(tyro.cli(Config))

@@ -2,6 +2,7 @@
 PyTorch references (where torch is installed). Never asserts a timing, only what must hold."""
 
 import csv
+import importlib.util
 import json
 import sys
 
@@ -415,3 +416,63 @@ def test_benchmark_script_smoke_and_resume(tmp_path):
     r = script()
     assert r.returncode == 0 and "already measured" in r.stdout
     assert json.loads((tmp_path / "cnn_zoo_infer_bf16.json").read_text())["rows"] == rows
+
+
+# ---- benchmarks/gpu_headline.py -------------------------------------------------------------
+
+
+def _headline(tmp_path, *args):
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, "benchmarks/gpu_headline.py", "--smoke", "--out", str(tmp_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "smoke_headline.json").read_text())
+    table = list(csv.DictReader((tmp_path / "smoke_headline.csv").open()))
+    assert [t["model"] for t in table] == [x["model"] for x in data["rows"]]
+    return data
+
+
+def test_gpu_headline_smoke_writes_a_row_per_stage(tmp_path):
+    """Every stage at tiny sizes on the CPU; PyTorch parts say why they were skipped."""
+    data = _headline(tmp_path, "--budget-s", "1200")
+    rows = data["rows"]
+    assert rows[0]["model"] == "versions" and "jax " in rows[0]["notes"]  # versions first
+    assert data["environment"]["versions"]["jaxlib"] == jax.__version__
+    by = {}
+    for r in rows:
+        by.setdefault(r["stage"], []).append(r)
+    assert list(by) == ["versions", "resnet50", "gpt2", "vit_b16", "lstm", "fit", "extra"]
+    bad = [(r["stage"], r["model"], r["status"]) for r in rows if r["status"] != "ok"]
+    assert not bad, bad
+    assert by["versions"][1]["tflops"] > 0  # the measured bf16 matmul peak
+    for stage in ("resnet50", "gpt2", "vit_b16", "lstm"):
+        for r in by[stage]:
+            assert r["throughput"] > 0 and r["compile_s"] > 0, stage
+            if importlib.util.find_spec("torch") is None:
+                assert r["torch_status"] == "skipped: torch is not installed"
+    assert [r["dtype"] for r in by["lstm"]] == ["fp32", "bf16"]
+    gpt = by["gpt2"][0]
+    assert gpt["unit"] == "tokens/s" and 0 < gpt["palm_gflops_step"]
+    (fit,) = by["fit"]
+    assert fit["fit_throughput"] > 0
+    assert fit["fit_vs_step"] == pytest.approx(fit["fit_throughput"] / fit["throughput"])
+    assert [r["variant"] for r in by["extra"]] == ["loop 1", "scan 1", "cnn zoo"]
+
+
+def test_gpu_headline_budget_guard_skips_stages(tmp_path):
+    data = _headline(tmp_path, "--budget-s", "1", "--stages", "resnet50", "fit")
+    rows = data["rows"]
+    assert [r["model"] for r in rows] == ["versions", "bf16 matmul peak", "resnet50", "fit"]
+    assert [r["status"] for r in rows[:2]] == ["ok", "ok"]
+    for r in rows[2:]:
+        assert r["status"].startswith("skipped: call budget spent"), r["status"]

@@ -16,9 +16,10 @@ import jax
 from jaxdl.bench.options import COLUMN_DOC, COLUMNS, Peaks
 
 
-def versions() -> dict[str, Any]:
+def versions(*, torch: bool = True) -> dict[str, Any]:
     """Python, jax, jaxlib, flax, the CUDA and cuDNN that jaxlib runs on (None off a GPU or
-    where jaxlib does not say), and torch if it is importable here."""
+    where jaxlib does not say), and with `torch` torch's version if it is importable here (which
+    imports it: a process that keeps torch out passes False)."""
     import flax
     import jaxlib
 
@@ -31,7 +32,7 @@ def versions() -> dict[str, Any]:
         "flax": flax.__version__,
         "cuda": None,
         "cudnn": None,
-        "torch": torch_version(),
+        "torch": torch_version() if torch else None,
     }
     try:  # jaxlib's CUDA plugin reports the versions it loaded; private, hence guarded
         from jax._src.lib import cuda_versions
