@@ -476,3 +476,27 @@ def test_gpu_headline_budget_guard_skips_stages(tmp_path):
     assert [r["status"] for r in rows[:2]] == ["ok", "ok"]
     for r in rows[2:]:
         assert r["status"].startswith("skipped: call budget spent"), r["status"]
+
+
+def test_torch_worker_answers_jobs_times_out_and_restarts(tmp_path):
+    """The one child process the headline's PyTorch parts run in (here without torch: any
+    'module:function' job goes the same way)."""
+    from jaxdl.bench.isolate import TorchWorker
+
+    (tmp_path / "jobs.py").write_text(
+        "import os, time\n"
+        "def pid():\n    return os.getpid()\n"
+        "def nap(s):\n    time.sleep(s)\n    return s\n"
+        "def fail():\n    raise ValueError('bad input')\n"
+    )
+    job = lambda fn, **args: {"kind": "call", "path": str(tmp_path), "function": fn, "args": args}
+    with TorchWorker() as w:
+        first = w.call(job("jobs:pid"), timeout_s=120)
+        assert w.call(job("jobs:pid"), timeout_s=120) == first  # one process for many jobs
+        assert w.call(job("jobs:nap", s=0.1), timeout_s=120) == 0.1
+        with pytest.raises(RuntimeError, match="ValueError: bad input"):
+            w.call(job("jobs:fail"), timeout_s=120)
+        with pytest.raises(TimeoutError, match="took over 1 s"):
+            w.call(job("jobs:nap", s=60), timeout_s=1)
+        assert w.proc is None
+        assert w.call(job("jobs:pid"), timeout_s=120) != first  # a fresh child after the kill
