@@ -509,8 +509,10 @@ def stage_extra(run: Run) -> None:
     s = run.sizes
     for scan in (False, True):
         for depth in s.depths:
-            if run.left() < 10:
-                return _skipped_rest(run, "extra", "no time left in the call")
+            # an unrolled deep stack compiles for minutes: start it only with time for it
+            need = 0 if run.args.smoke else (20 if scan else 10 + 2.5 * depth)
+            if run.left() < max(need, 1):
+                return _skipped_rest(run, "extra", f"{run.left():.0f} s left, {need:.0f} s needed")
             overrides = (("num_layers", depth), ("scan_layers", scan), ("dropout", 0.0))
             opts = runner.BenchOptions(
                 mode="train",
@@ -531,8 +533,9 @@ def stage_extra(run: Run) -> None:
             )
             run.write()
     for name in s.zoo:
-        if run.left() < 10:
-            return _skipped_rest(run, "extra", "no time left in the call")
+        need = 0 if run.args.smoke else 30
+        if run.left() < max(need, 1):
+            return _skipped_rest(run, "extra", f"{run.left():.0f} s left, {need} s needed")
         opts = runner.BenchOptions(
             mode="infer",
             dtype="bf16",
@@ -711,6 +714,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     sys.path.insert(0, str(HERE))  # rnn_layers, beside this script
+    # jaxdl for this process and for the PyTorch child, wherever the script is started from
+    sys.path.insert(0, str(HERE.parent))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p
+    )
     _compilation_cache()
     args.tag = args.tag or ("smoke_headline" if args.smoke else f"{_device_tag()}_headline")
     run = Run(args, sizes)
