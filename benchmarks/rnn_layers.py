@@ -6,8 +6,9 @@ cell, the input projection hoisted out of the loop) against PyTorch's cuDNN nn.L
     python benchmarks/rnn_layers.py --smoke --out /tmp/r  # seconds on a CPU
 
 One layer, input features = hidden, sequence output; a training step is forward, the loss
-mean(y^2) in fp32, backward through time, and an Adam update of the layer's parameters, in fp32
-and in bf16 (bf16 compute over fp32 parameters on both sides). Throughput in tokens
+mean((y - x)^2) in fp32 (y the sequence output, x the input), backward through time, and an
+Adam update of the layer's parameters, in fp32 and in bf16 (bf16 compute over fp32 parameters
+on both sides); jaxdl's is the Trainer's own train_step. Throughput in tokens
 (batch x steps) per second. Target (one H100): LSTM at least 0.7x PyTorch's cuDNN LSTM.
 Writes results/rnn_layers_train.{csv,json}.
 """
@@ -21,16 +22,15 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import tyro
+import numpy as np
 from _common import RESULTS, console
 from flax import nnx
 
-from jaxdl.bench import runner, timing
+from jaxdl.bench import jax_timing, runner, timing
 from jaxdl.bench.flops import lowered_flops
+from jaxdl.bench.loss import BenchLoss
 from jaxdl.bench.mfu import mfu
-from jaxdl.bench.precision import DTYPES, mixed_precision, set_compute_dtype
-from jaxdl.functional import count_params, pure
-from jaxdl.train.optim import make_optimizer
+from jaxdl.functional import count_params
 
 TARGET_LSTM_RATIO = 0.7
 
@@ -60,36 +60,34 @@ def jax_layer(cell: str, hidden: int, unroll: int):
 
 
 def bench_jax(cfg: Config, cell: str, dtype: str, row: dict, peaks: runner.Peaks) -> None:
+    """The layer's training step as the Trainer runs it (jaxdl.bench.jax_timing: its jitted
+    train_step, bf16 through Trainer(mixed_precision='bf16')), the loss the mean squared error
+    of the sequence output against the input."""
     layer = jax_layer(cell, cfg.hidden, cfg.unroll)
     if layer is None:
         row["status"] = "error: jaxdl.nn.recurrent is not in this checkout"
         return
-    if dtype == "bf16":
-        set_compute_dtype(layer, DTYPES["bf16"])
-    apply, params, state = pure(layer)
-    if dtype == "bf16":
-        apply = mixed_precision(apply)
-    tx = make_optimizer("adam", 1e-3)
-    row["params_trainable"] = row["params_total"] = count_params(params)
+    row["params_trainable"] = row["params_total"] = count_params(nnx.state(layer, nnx.Param))
+    trainer = jax_timing.make_trainer(
+        layer, BenchLoss("mse"), dtype=dtype, optimizer="adam", lr=1e-3
+    )
+    shape = (cfg.batch, cfg.seq_len, cfg.hidden)
+    shapes = {
+        "x": jax.ShapeDtypeStruct(shape, jnp.float32),
+        "y": jax.ShapeDtypeStruct((cfg.batch,), jnp.int32),
+        "weight": jax.ShapeDtypeStruct((cfg.batch,), jnp.float32),
+    }
 
-    def train_step(params, opt_state, x):
-        def loss_fn(p):
-            y, _ = apply(p, state, x, train=True)
-            return jnp.mean(jnp.square(y.astype(jnp.float32)))
+    def make_batch():
+        x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
+        return {
+            "x": np.asarray(x),
+            "y": np.zeros(cfg.batch, np.int32),
+            "weight": np.ones(cfg.batch, np.float32),
+        }
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return jax.tree.map(jnp.add, params, updates), opt_state, loss
-
-    x = jax.random.normal(jax.random.key(0), (cfg.batch, cfg.seq_len, cfg.hidden), jnp.float32)
-    carry = [params, tx.init(params)]
-    compiled, ct = timing.compile_timed(jax.jit(train_step, donate_argnums=(0, 1)), *carry, x)
-
-    def step():
-        carry[0], carry[1], loss = compiled(carry[0], carry[1], x)
-        return loss
-
-    t = timing.time_steps(step, warmup=cfg.warmup, steps=cfg.steps)
+    r = jax_timing.time_train_step(trainer, make_batch, shapes, warmup=cfg.warmup, steps=cfg.steps)
+    ct, t = r.compile, r.times
     flops = lowered_flops(ct.lowered)
     row.update(
         lower_s=ct.lower_s,
@@ -123,7 +121,7 @@ def bench_torch(cfg: Config, cell: str, dtype: str, row: dict) -> None:
         dtype=dtype,
         optimizer="adam",
         lr=1e-3,
-        loss_fn=lambda y: y.float().square().mean(),
+        loss_fn=lambda y: (y.float() - x).square().mean(),
         warmup=cfg.warmup,
         steps=cfg.steps,
         compile=False,
@@ -204,4 +202,6 @@ def main(cfg: Config) -> list[dict]:
 
 
 if __name__ == "__main__":
+    import tyro
+
     main(tyro.cli(Config))

@@ -384,6 +384,8 @@ class Bench:
     """Use torch.compile for the PyTorch side."""
     isolate: bool = False
     """Each row in a fresh process (per-row peak memory; a crashed row cannot take the run)."""
+    fit: bool = True
+    """Train mode: also time Trainer.fit end to end on in-memory synthetic data."""
     out: str = "bench_results"
     """Directory for TAG.csv, TAG.json (and TAG.png)."""
     tag: str = "bench"
@@ -417,6 +419,7 @@ class Bench:
             compare=self.compare,
             torch_compile=self.torch_compile,
             isolate=self.isolate,
+            fit=self.fit,
         )
         opts.validate()
         names = resolve_models(self.models)

@@ -2,9 +2,9 @@
 PyTorch references (where torch is installed). Never asserts a timing, only what must hold."""
 
 import csv
+import importlib.util
 import json
 import sys
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +14,7 @@ import pytest
 from jaxdl import cli
 from jaxdl.bench import mfu as M
 from jaxdl.bench import runner, timing
-from jaxdl.bench.precision import mixed_precision, set_compute_dtype
 from jaxdl.errors import JaxdlError
-from jaxdl.functional import pure
 from jaxdl.models import create_model
 
 FAST = dict(warmup=1, steps=2)
@@ -89,31 +87,62 @@ def test_measured_matmul_peak_is_positive():
     assert M.measure_matmul_peak(128, steps=2) > 0
 
 
-# ---- mixed precision --------------------------------------------------------------------------
+# ---- the Trainer's step -------------------------------------------------------------------
 
 
-def test_mixed_precision_computes_in_bf16_and_keeps_fp32_params_and_state():
-    x = jax.random.normal(jax.random.key(0), (16, 64))
-    ref, ref_state = pure(create_model("mlp", batch_norm=True, hidden=(32,)))[0](
-        *pure(create_model("mlp", batch_norm=True, hidden=(32,)))[1:], x, train=True
-    )
-    model = set_compute_dtype(create_model("mlp", batch_norm=True, hidden=(32,)), jnp.bfloat16)
-    apply, params, state = pure(model)
-    mp = mixed_precision(apply)
-    hlo = jax.jit(lambda p, s, x: mp(p, s, x, train=True)).lower(params, state, x).as_text()
-    # both matmuls (hidden layer after the cast, head after BatchNorm) take bf16 operands
+def _mlp_trainer(dtype):
+    from jaxdl.bench import jax_timing
+    from jaxdl.bench.loss import BenchLoss
+
+    model = create_model("mlp", hidden=(32,))
+    return jax_timing.make_trainer(model, BenchLoss("ce"), dtype=dtype, optimizer="adam")
+
+
+def _mlp_shapes(batch):
+    return {
+        "x": jax.ShapeDtypeStruct((batch, 64), jnp.float32),
+        "y": jax.ShapeDtypeStruct((batch,), jnp.int32),
+        "weight": jax.ShapeDtypeStruct((batch,), jnp.float32),
+    }
+
+
+def test_bf16_train_step_is_the_trainers_mixed_precision_step():
+    from jaxdl.bench import jax_timing
+
+    trainer = _mlp_trainer("bf16")
+    assert trainer.mixed_precision == "bf16" and trainer.mesh.devices.size == 1
+    spec = jax_timing.batch_spec(trainer, _mlp_shapes(16))
+    hlo = trainer.train_step.lower(trainer.state, trainer.init_metrics(), spec).as_text()
+    # forward (2) and backward (3) matmuls all take bf16 operands; the params stay fp32
     dots = [ln for ln in hlo.splitlines() if "dot_general" in ln]
-    assert len(dots) == 2 and all("bf16" in ln.split("->")[0] for ln in dots), dots
-    with warnings.catch_warnings():  # e.g. no unsafe fp32 -> bf16 write into the statistics
-        warnings.simplefilter("error")
-        y, new_state = mp(params, state, x, train=True)
-    assert y.dtype == jnp.float32
-    assert jax.tree.map(lambda a: a.dtype, new_state) == jax.tree.map(lambda a: a.dtype, state)
-    np.testing.assert_allclose(y, ref, rtol=0.05, atol=0.05)
-    for new, old in zip(jax.tree.leaves(new_state), jax.tree.leaves(ref_state), strict=True):
-        np.testing.assert_allclose(new, old, rtol=0.02, atol=0.02)  # statistics updated in fp32
-    grads = jax.grad(lambda p: mp(p, state, x, train=True)[0].sum())(params)
-    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
+    assert len(dots) == 5 and all("bf16" in ln.split("->")[0] for ln in dots), dots
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(trainer.state.params))
+
+
+def test_timed_steps_thread_the_trainers_state():
+    from jaxdl.bench import jax_timing
+
+    trainer = _mlp_trainer("fp32")
+    before = jax.device_get(trainer.state.params)
+    rng = np.random.default_rng(0)
+    batch = {
+        "x": rng.standard_normal((16, 64), np.float32),
+        "y": rng.integers(0, 10, 16).astype(np.int32),
+        "weight": np.ones(16, np.float32),
+    }
+    r = jax_timing.time_train_step(trainer, lambda: batch, _mlp_shapes(16), warmup=1, steps=2)
+    # 1 warm-up, 2 timed one by one, 2 pipelined: the trainer holds the state after all five
+    assert int(trainer.state.step) == 5 and len(r.times.times_s) == 2
+    after = jax.device_get(trainer.state.params)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True)
+    )
+    # and fit carries on from it
+    per_sample = jax_timing.time_fit(
+        trainer, {k: np.tile(v, (2,) + (1,) * (v.ndim - 1)) for k, v in batch.items()}, 16
+    )
+    assert per_sample > 0 and int(trainer.state.step) == 5 + 2 * 2
 
 
 # ---- the runner -----------------------------------------------------------------------------
@@ -142,6 +171,9 @@ def test_train_row_has_every_column_and_consistent_flops():
     assert 3 * row["gflops_fwd"] <= row["gflops_step_xla"] <= 4.5 * row["gflops_fwd"]
     assert row["mfu_measured"] == pytest.approx(row["tflops"] / peaks.measured)
     assert row["mfu_spec"] is None and peaks.spec is None  # a CPU has no spec peak
+    # fit end to end over in-memory synthetic data, beside the bare step
+    assert row["fit_throughput"] > 0
+    assert row["fit_vs_step"] == pytest.approx(row["fit_throughput"] / row["throughput"])
 
 
 def test_infer_bf16_row_flops_are_twice_the_macs():
@@ -384,3 +416,87 @@ def test_benchmark_script_smoke_and_resume(tmp_path):
     r = script()
     assert r.returncode == 0 and "already measured" in r.stdout
     assert json.loads((tmp_path / "cnn_zoo_infer_bf16.json").read_text())["rows"] == rows
+
+
+# ---- benchmarks/gpu_headline.py -------------------------------------------------------------
+
+
+def _headline(tmp_path, *args):
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    r = subprocess.run(
+        [sys.executable, "benchmarks/gpu_headline.py", "--smoke", "--out", str(tmp_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "smoke_headline.json").read_text())
+    table = list(csv.DictReader((tmp_path / "smoke_headline.csv").open()))
+    assert [t["model"] for t in table] == [x["model"] for x in data["rows"]]
+    return data
+
+
+def test_gpu_headline_smoke_writes_a_row_per_stage(tmp_path):
+    """Every stage at tiny sizes on the CPU; PyTorch parts say why they were skipped."""
+    data = _headline(tmp_path, "--budget-s", "1200")
+    rows = data["rows"]
+    assert rows[0]["model"] == "versions" and "jax " in rows[0]["notes"]  # versions first
+    assert data["environment"]["versions"]["jaxlib"] == jax.__version__
+    by = {}
+    for r in rows:
+        by.setdefault(r["stage"], []).append(r)
+    assert list(by) == ["versions", "resnet50", "gpt2", "vit_b16", "lstm", "fit", "extra"]
+    bad = [(r["stage"], r["model"], r["status"]) for r in rows if r["status"] != "ok"]
+    assert not bad, bad
+    assert by["versions"][1]["tflops"] > 0  # the measured bf16 matmul peak
+    for stage in ("resnet50", "gpt2", "vit_b16", "lstm"):
+        for r in by[stage]:
+            assert r["throughput"] > 0 and r["compile_s"] > 0, stage
+            if importlib.util.find_spec("torch") is None:
+                assert r["torch_status"] == "skipped: torch is not installed"
+    assert [r["dtype"] for r in by["lstm"]] == ["fp32", "bf16"]
+    gpt = by["gpt2"][0]
+    assert gpt["unit"] == "tokens/s" and 0 < gpt["palm_gflops_step"]
+    (fit,) = by["fit"]
+    assert fit["fit_throughput"] > 0
+    assert fit["fit_vs_step"] == pytest.approx(fit["fit_throughput"] / fit["throughput"])
+    assert [r["variant"] for r in by["extra"]] == ["loop 1", "scan 1", "cnn zoo"]
+
+
+def test_gpu_headline_budget_guard_skips_stages(tmp_path):
+    data = _headline(tmp_path, "--budget-s", "1", "--stages", "resnet50", "fit")
+    rows = data["rows"]
+    assert [r["model"] for r in rows] == ["versions", "bf16 matmul peak", "resnet50", "fit"]
+    assert [r["status"] for r in rows[:2]] == ["ok", "ok"]
+    for r in rows[2:]:
+        assert r["status"].startswith("skipped: call budget spent"), r["status"]
+
+
+def test_torch_worker_answers_jobs_times_out_and_restarts(tmp_path):
+    """The one child process the headline's PyTorch parts run in (here without torch: any
+    'module:function' job goes the same way)."""
+    from jaxdl.bench.isolate import TorchWorker
+
+    (tmp_path / "jobs.py").write_text(
+        "import os, time\n"
+        "def pid():\n    return os.getpid()\n"
+        "def nap(s):\n    time.sleep(s)\n    return s\n"
+        "def fail():\n    raise ValueError('bad input')\n"
+    )
+    job = lambda fn, **args: {"kind": "call", "path": str(tmp_path), "function": fn, "args": args}
+    with TorchWorker() as w:
+        first = w.call(job("jobs:pid"), timeout_s=120)
+        assert w.call(job("jobs:pid"), timeout_s=120) == first  # one process for many jobs
+        assert w.call(job("jobs:nap", s=0.1), timeout_s=120) == 0.1
+        with pytest.raises(RuntimeError, match="ValueError: bad input"):
+            w.call(job("jobs:fail"), timeout_s=120)
+        with pytest.raises(TimeoutError, match="took over 1 s"):
+            w.call(job("jobs:nap", s=60), timeout_s=1)
+        assert w.proc is None
+        assert w.call(job("jobs:pid"), timeout_s=120) != first  # a fresh child after the kill
