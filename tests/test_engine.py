@@ -108,6 +108,28 @@ def test_host_batches_equal_resident_data_bit_for_bit(small, monkeypatch):
         assert h1.history == h2.history
 
 
+def test_uint8_images_travel_as_integers_and_train_as_their_float_view(small, monkeypatch):
+    train, val = small
+    pixels = np.round(train.x * 255).astype(np.uint8)
+    scaled = ArrayDataset(pixels, train.y, x_scale=1 / 255)
+    floats = ArrayDataset(scaled.scaled_x(), train.y)
+    ref = _trainer()
+    h1 = ref.fit(floats, epochs=2, batch_size=32, validation_data=floats, verbose=0)
+    t = _trainer()
+    h2 = t.fit(scaled, epochs=2, batch_size=32, validation_data=scaled, verbose=0)
+    _equal(t.state, ref.state)
+    assert h1.history == h2.history
+    data = t._resident[id(scaled)][1].arrays["x"]
+    assert data.dtype == jnp.uint8  # on the device as it came
+    monkeypatch.setattr(loop, "DEVICE_DATA_DEFAULT_BYTES", 0)  # host batches: uint8 too
+    t = _trainer()
+    with pytest.warns(RuntimeWarning):
+        t.fit(scaled, epochs=2, batch_size=32, verbose=0)
+    _equal(t.state, ref.state)
+    with pytest.raises(JaxdlError, match="x_scale is for integer x"):
+        ArrayDataset(train.x, train.y, x_scale=0.5)
+
+
 def test_a_nan_step_changes_nothing_and_stops_fit(small):
     train, _ = small
     x = train.x.copy()

@@ -34,16 +34,35 @@ from jaxdl.errors import JaxdlError, unknown_name
 
 @dataclass
 class ArrayDataset:
-    """In-memory examples: x [N, ...], y [N, ...] (class indices for classification)."""
+    """In-memory examples: x [N, ...], y [N, ...] (class indices for classification).
+
+    x_scale: x holds integers (e.g. uint8 pixels) and the model sees float32(x) * x_scale. The
+    engine moves x to the devices as it is (a quarter of float32's bytes for uint8) and converts
+    it there, inside the step; `scaled_x()` gives the float32 view on the host."""
 
     x: np.ndarray
     y: np.ndarray
+    x_scale: float | None = None
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
             raise JaxdlError(
                 f"x and y must have the same length, got {len(self.x)} and {len(self.y)}"
             )
+        if self.x_scale is not None:
+            if not np.issubdtype(np.asarray(self.x).dtype, np.integer):
+                raise JaxdlError(
+                    f"x_scale is for integer x (e.g. uint8 pixels), got x of dtype "
+                    f"{np.asarray(self.x).dtype}"
+                )
+            if not (np.isfinite(self.x_scale) and self.x_scale > 0):
+                raise JaxdlError(f"x_scale must be a positive number, got {self.x_scale!r}")
+
+    def scaled_x(self) -> np.ndarray:
+        """x as the model sees it: float32(x) * x_scale (or x itself without x_scale)."""
+        if self.x_scale is None:
+            return self.x
+        return np.asarray(self.x).astype(np.float32) * np.float32(self.x_scale)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -55,7 +74,7 @@ class ArrayDataset:
         return {"x": self.x[idx], "y": self.y[idx]}
 
     def subset(self, index) -> ArrayDataset:
-        return ArrayDataset(self.x[index], self.y[index])
+        return ArrayDataset(self.x[index], self.y[index], self.x_scale)
 
 
 @dataclass

@@ -138,7 +138,9 @@ class DeviceData:
         return nbytes <= min(_device_bytes(d) for d in mesh.devices.flat)
 
 
-def make_program(step, *, steps: int = 1, resident: bool = False, batch_sharding=None):
+def make_program(
+    step, *, steps: int = 1, resident: bool = False, batch_sharding=None, x_scale=None
+):
     """The program `fit` runs (and `jaxdl bench --mode train` times): `steps` applications of
     the pure `step(state, batch) -> (state, metrics)` (a `lax.scan` when steps > 1), with the
     metrics added to the running sums `acc`.
@@ -147,9 +149,13 @@ def make_program(step, *, steps: int = 1, resident: bool = False, batch_sharding
       for steps > 1;
     - resident data (`DeviceData`): program(state, acc, data, idx, weight, cursor) ->
       (state, acc, cursor + steps): batch number `cursor` of the epoch's index table idx [S, B]
-      (weights [S, B]) gathered from data on the device, so no host transfer per step."""
+      (weights [S, B]) gathered from data on the device, so no host transfer per step.
+
+    x_scale: the batch's x holds integers (uint8 pixels) converted here, on the device, to
+    float32(x) * x_scale (`ArrayDataset.x_scale`)."""
 
     def one(state, acc, batch):
+        batch = to_float(batch, x_scale)
         if batch_sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         state, m = step(state, batch)
@@ -185,6 +191,17 @@ def make_program(step, *, steps: int = 1, resident: bool = False, batch_sharding
         return jax.lax.scan(body, (state, acc), batch)[0]
 
     return program
+
+
+def to_float(batch: dict, x_scale) -> dict:
+    """`batch` with integer x converted to float32(x) * x_scale (on the device, under jit)."""
+    if x_scale is None:
+        return batch
+    return {**batch, "x": batch["x"].astype(jnp.float32) * jnp.float32(x_scale)}
+
+
+def x_scale_of(ds) -> float | None:
+    return getattr(ds, "x_scale", None)
 
 
 class Trainer:
@@ -319,13 +336,19 @@ class Trainer:
         self.train_step = self._program(1, resident=False)
         self._predict_step = jax.jit(make_predict_step(self.apply))
 
-    def _program(self, steps: int, *, resident: bool):
+    def _program(self, steps: int, *, resident: bool, x_scale=None):
         """The jitted program for `steps` steps per call, on host batches or resident data."""
-        key = (steps, resident)
+        key = (steps, resident, x_scale)
         if key not in self._programs:
             # a sweep's batches are [K, B, ...]: one per run, on the device of its runs
             sharding = None if getattr(self.task, "stacked", False) else data_sharding(self.mesh)
-            prog = make_program(self.step, steps=steps, resident=resident, batch_sharding=sharding)
+            prog = make_program(
+                self.step,
+                steps=steps,
+                resident=resident,
+                batch_sharding=sharding,
+                x_scale=x_scale,
+            )
             rep = replicated(self.mesh)
             outs = (*self._out, rep) if resident else self._out
             self._programs[key] = jax.jit(prog, donate_argnums=(0,), out_shardings=outs)
@@ -493,11 +516,12 @@ class Trainer:
         # trace once abstractly: an input that does not fit the model fails here, clearly (once
         # per input signature: a second fit on the same data traces nothing)
         x0 = ds.x[0] if hasattr(ds, "x") else np.asarray(ds[0]["x"])
-        sig = (batch_size, tuple(x0.shape), str(x0.dtype))
+        dtype = np.float32 if x_scale_of(ds) is not None else x0.dtype
+        sig = (batch_size, tuple(x0.shape), str(dtype))
         if sig in self._checked:
             return
         self.task.check_input(
-            self._plain_apply, self.state, jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
+            self._plain_apply, self.state, jax.ShapeDtypeStruct((batch_size, *x0.shape), dtype)
         )
         self._checked.add(sig)
 
@@ -655,7 +679,7 @@ class Trainer:
             counts = w.reshape(len(w), -1).sum(axis=1)
             for i in range(first, nb, k):
                 n = min(k, nb - i)
-                prog = self._program(n, resident=True)
+                prog = self._program(n, resident=True, x_scale=x_scale_of(pipe.source))
 
                 def run(state, acc, prog=prog):
                     state, acc, cursor[0] = prog(state, acc, resident.arrays, idx_d, w_d, cursor[0])
@@ -682,7 +706,12 @@ class Trainer:
 
         i = first
         for n_ex, steps, batch in prefetch(host, place, ahead=2):
-            prog = self.train_step if steps == 1 else self._program(steps, resident=False)
+            scale = x_scale_of(pipe.source)
+            prog = (
+                self.train_step
+                if steps == 1 and scale is None
+                else self._program(steps, resident=False, x_scale=scale)
+            )
             i += steps
 
             def run(state, acc, prog=prog, batch=batch):
@@ -760,7 +789,7 @@ class Trainer:
         resident = self._resident_data(ds)
         if resident is not None:
             idx, w = index_batches(len(ds), bs, seed=0, epoch=0, shuffle=False)
-            prog = self._eval_program(len(idx))
+            prog = self._eval_program(len(idx), x_scale_of(ds))
             acc = prog(
                 params,
                 model_state,
@@ -772,13 +801,13 @@ class Trainer:
             host = batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh))
             placed = prefetch(host, lambda b: shard_batch(b, self.mesh, batch_size=bs), ahead=2)
             for batch in placed:
-                acc = self._eval_program(None)(params, model_state, acc, batch)
+                acc = self._eval_program(None, x_scale_of(ds))(params, model_state, acc, batch)
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
-    def _eval_program(self, num_batches: int | None):
+    def _eval_program(self, num_batches: int | None, x_scale=None):
         """All `num_batches` evaluation batches of resident data in one `lax.scan` (one call);
         with None, eval(params, model_state, acc, batch) -> acc on one placed batch."""
-        key = ("eval", num_batches)
+        key = ("eval", num_batches, x_scale)
         if key in self._programs:
             return self._programs[key]
         eval_step = self.task.make_eval_step(self.apply)
@@ -786,7 +815,7 @@ class Trainer:
         if num_batches is None:
 
             def one(params, model_state, acc, batch):
-                return accumulate(acc, eval_step(params, model_state, batch))
+                return accumulate(acc, eval_step(params, model_state, to_float(batch, x_scale)))
 
             self._programs[key] = jax.jit(one, out_shardings=replicated(self.mesh))
         else:
@@ -796,7 +825,7 @@ class Trainer:
                     rows, w = iw
                     batch = {k: jnp.take(v, rows, axis=0) for k, v in data.items()}
                     batch["weight"] = w
-                    batch = jax.lax.with_sharding_constraint(batch, sharding)
+                    batch = jax.lax.with_sharding_constraint(to_float(batch, x_scale), sharding)
                     return accumulate(acc, eval_step(params, model_state, batch)), None
 
                 return jax.lax.scan(body, acc, (idx, weight))[0]
