@@ -345,8 +345,17 @@ class GANTrainer(Trainer):
         z = jax.random.normal(key, (n, self.config.latent_dim))
         return np.asarray(self.generator(z))
 
-    def fit(self, data, *, epochs: int = 1, batch_size: int = 64, **options):
-        """Train for `epochs`; per-epoch means of the step metrics land in the History."""
+    def fit(self, data, *, epochs: int = 1, batch_size: int = 64, on_epoch_end=None, **options):
+        """Train for `epochs`; per-epoch means of the step metrics land in the History.
+        `on_epoch_end(epoch, logs)`: a shortcut for a LambdaCallback; other options as
+        `Trainer.fit` (callbacks, verbose, ...)."""
+        if on_epoch_end is not None:
+            from jaxdl.train.callbacks import LambdaCallback
+
+            options["callbacks"] = [
+                *options.get("callbacks", ()),
+                LambdaCallback(on_epoch_end=on_epoch_end),
+            ]
         if not isinstance(data, (ArrayDataset, Pipeline)):
             x = np.asarray(data)
             data = ArrayDataset(x, np.zeros(len(x), np.int32))
