@@ -1,24 +1,29 @@
-"""Input pipelines on Grain (DESIGN.md decision 8): the one way jaxdl iterates over data.
+"""Input pipelines (DESIGN.md decision 8): the one way jaxdl iterates over data.
 
 A source is random access: `len(source)` and `source[i] -> {'x': ..., 'y': ...}` (an
 `ArrayDataset`, an image folder, a TFDS data source, ...); a source may also offer
 `get_batch(indices)` to read many rows at once (in-memory arrays do, so small datasets cost a
 fancy index per batch, not a Python loop).
 
-`Pipeline(source, batch_size, ...)` turns it into batches with Grain's `MapDataset`:
+`Pipeline(source, batch_size, ...)` turns it into batches:
 
-1. epoch order: `MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))` (Grain's index
-   shuffle, a bijection computed per index, so no permutation is materialised);
-2. `.batch(batch_size)` of indices: every epoch is cut into global batches of exactly
+1. epoch order: one vectorised permutation seeded by (seed, epoch) (`epoch_order`; Grain's
+   index shuffle costs one Python call per example, ~15 us each);
+2. index batches (`index_batches`): every epoch is cut into global batches of exactly
    `batch_size` rows; the last one is padded (by repeating its first row) with `weight` 0 on the
    padding, so no example is dropped, weighted means stay exact and nothing recompiles; or it is
    dropped with `drop_remainder=True`;
 3. per-host sharding: process p of P reads rows [p*B/P, (p+1)*B/P) of each global batch, so the
    global batch is the same for any number of hosts;
-4. reading / decoding the rows (`source.get_batch` or `source[i]` stacked), optionally in Grain
-   worker processes (`num_workers`) with prefetching (`prefetch` batches per worker);
+4. reading / decoding the rows (`source.get_batch` or `source[i]` stacked: one fancy index per
+   batch in this process, or Grain worker processes with `num_workers`, `prefetch` batches per
+   worker);
 5. with a `mesh`, placement of each batch as global arrays sharded on its data axis
-   (`jaxdl.parallel.shard_batch`), `device_prefetch` batches ahead.
+   (`jaxdl.parallel.shard_batch`) by a background thread, `device_prefetch` batches ahead
+   (`prefetch`), so host work overlaps the steps.
+
+`Trainer.fit` goes further for in-memory arrays that fit: they live on the devices and each
+step gathers its batch there from the same index batches (`jaxdl.train.loop.DeviceData`).
 
 The position (epoch, batch index) determines everything that follows, so it is the iterator
 state a checkpoint stores: `PipelineIterator.get_state()` / `set_state()`.
