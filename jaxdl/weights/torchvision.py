@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from jaxdl.errors import JaxdlError, unknown_name
+from jaxdl.nn.resample import adaptive_pool_matrix
 from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
 
 _BN = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
@@ -62,16 +63,6 @@ def _flatten_rows(k: np.ndarray, c: int, h: int, w: int) -> np.ndarray:
     """A Linear kernel [c*h*w, out] whose rows follow torch's NCHW flatten (c, h, w) -> rows in
     our NHWC flatten order (h, w, c)."""
     return k.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
-
-
-def adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in]: torch's AdaptiveAvgPool1d as a matrix (output i averages inputs
-    floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1)."""
-    m = np.zeros((n_out, n_in), np.float64)
-    for i in range(n_out):
-        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
 
 
 def resnet(sd, config):
