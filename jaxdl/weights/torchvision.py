@@ -162,9 +162,9 @@ def _googlenet(sd, config):
 
     torchvision's pretrained file carries aux1/aux2 (its model drops them after loading); they
     are discarded when the jaxdl model is built without `aux_logits`. With `aux_logits`, fc1's
-    rows are permuted from torch's (c, h, w) flatten to ours; note torchvision pools the aux
-    input adaptively to 4x4 where we use the paper's 5x5/3 average pool (equal windows only
-    for other grid sizes than 14), so the auxiliary outputs are close but not identical."""
+    rows are permuted from torch's (c, h, w) flatten to ours. torchvision pools the aux input
+    adaptively to 4x4: build the model with `aux_pool='adaptive'` for auxiliary outputs equal
+    to torchvision's; the paper's 5x5/3 pool (the default) has other windows, even at 224."""
     t = {"fc": ("head/fc", "linear")}
     for torch, ours in (("conv1", 0), ("conv2", 2), ("conv3", 3)):
         _basic(t, torch, f"stem/{ours}")
