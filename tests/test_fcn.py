@@ -177,3 +177,42 @@ def test_fcn_bad_options_and_input():
     r = create_model("fcn_resnet50", **TINY_RES, rngs=nnx.Rngs(0))
     with pytest.raises(JaxdlError, match="smaller than the minimum"):
         r(jnp.ones((1, 16, 16, 3)))
+
+
+def _torchvision_fcn_shapes(aux=True):
+    """torchvision fcn_resnet50's state-dict layout: its backbone is torchvision's resnet50
+    without fc (the recorded timm/resnet50 layout uses the same names), under `backbone.`;
+    FCNHead is a Sequential (0 conv, 1 BN, 2 ReLU, 3 Dropout, 4 conv)."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "torch_state_dict_shapes.json.gz"
+    res = json.load(gzip.open(path, "rt"))["timm/resnet50"]
+    out = {f"backbone.{k}": v for k, v in res.items() if not k.startswith("fc.")}
+    heads = [("classifier", 2048)] + ([("aux_classifier", 1024)] if aux else [])
+    for head, c in heads:
+        out[f"{head}.0.weight"] = [c // 4, c, 3, 3]
+        for leaf in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{head}.1.{leaf}"] = [c // 4]
+        out[f"{head}.1.num_batches_tracked"] = []
+        out[f"{head}.4.weight"] = [21, c // 4, 1, 1]
+        out[f"{head}.4.bias"] = [21]
+    return out
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_torchvision_fcn_converter_covers_the_layout(aux):
+    from jaxdl.weights.convert import check_tensors, model_tensors
+    from jaxdl.weights.torchvision import convert_torchvision
+
+    shapes = _torchvision_fcn_shapes(aux=True)  # the published file always has the aux head
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    trainable = sum(int(np.prod(v)) for k, v in shapes.items() if not k.endswith(stats))
+    assert trainable == TORCHVISION["fcn_resnet50"]  # the layout has torchvision's num_params
+    sd = {k: np.zeros(v, np.float32) for k, v in shapes.items()}
+    model = abstract_model("fcn_resnet50", aux=aux)
+    out = convert_torchvision("fcn", sd, model.config)
+    check_tensors({k: v.shape for k, v in model_tensors(model).items()}, out)
+    with pytest.raises(JaxdlError, match="torchvision has no FCN on VGG"):
+        convert_torchvision("fcn", sd, abstract_model("fcn8s").config)

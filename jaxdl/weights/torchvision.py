@@ -80,6 +80,31 @@ def resnet(sd, config):
     return _convert(sd, t)
 
 
+def fcn(sd, config):
+    """torchvision fcn_resnet50 / fcn_resnet101: backbone.* as `resnet` under `backbone/`
+    (backbone.fc does not exist: the backbone has no top); classifier.0 / .1 / .4 (FCNHead's
+    3x3 conv, BN, 1x1 conv) -> classifier/conv/conv, classifier/conv/bn, classifier/classifier;
+    aux_classifier.* the same under aux_classifier/ (dropped when the model has no aux head)."""
+    from jaxdl.models.fcn import FCNResNetConfig
+
+    if not isinstance(config, FCNResNetConfig):
+        raise JaxdlError(
+            "torchvision has no FCN on VGG (fcn32s/16s/8s); its FCNs are fcn_resnet50/101"
+        )
+    t = {}
+    _conv_bn(t, "backbone.conv1", "backbone.bn1", "backbone/stem")
+    for s, n in enumerate(config.layers):
+        for b in range(n):
+            p, q = f"backbone.layer{s + 1}.{b}", f"backbone/stages/{s}/{b}"
+            for k in (1, 2, 3):
+                _conv_bn(t, f"{p}.conv{k}", f"{p}.bn{k}", f"{q}/conv{k}")
+            _conv_bn(t, f"{p}.downsample.0", f"{p}.downsample.1", f"{q}/downsample")
+    for head in ("classifier", "aux_classifier"):
+        _conv_bn(t, f"{head}.0", f"{head}.1", f"{head}/conv")
+        t[f"{head}.4"] = (f"{head}/classifier", "conv")
+    return _convert(sd, t, drop=() if config.aux else ("aux_classifier.",))
+
+
 def vgg(sd, config):
     """torchvision vgg*: features.{i} (conv, [bn,] relu, ..., maxpool per stage) ->
     stages/s/j/conv|bn; classifier.0/3/6 -> head/hidden/0, head/hidden/1, head/fc.
@@ -475,6 +500,7 @@ TORCHVISION_CONVERTERS = {
     "resnet": resnet,
     "vgg": vgg,
     "densenet": densenet,
+    "fcn": fcn,
     "inception": inception,
     "mobilenet": mobilenet,
     "efficientnet": efficientnet,
@@ -486,6 +512,8 @@ TORCHVISION_NAMES = {"vit_b16": "vit_b_16", "vit_l16": "vit_l_16"}
 
 # The evaluation crop of torchvision's default weights (their `transforms`), where it is not 224.
 _RESOLUTION = {
+    "fcn_resnet50": 520,  # SemanticSegmentation(resize_size=520)
+    "fcn_resnet101": 520,
     "inception_v3": 299,
     "efficientnet_b1": 240,
     "efficientnet_b2": 288,
