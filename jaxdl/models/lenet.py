@@ -33,7 +33,7 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, make_head
-from jaxdl.nn.conv import AvgPool, ConvBN, MaxPool, conv_output_size
+from jaxdl.nn.conv import AvgPool, ConvBN, MaxPool, avg_pool, conv_output_size
 
 FIELD = 32  # LeNet-5's input field
 
@@ -94,7 +94,11 @@ class SparseConv(nnx.Module):
 
     def __call__(self, x, *, train: bool = False, rngs=None):
         y = jax.lax.conv_general_dilated(
-            x, self.dense_kernel(), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            x,
+            self.dense_kernel().astype(x.dtype),
+            (1, 1),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
         return self.act(y + self.bias[...])
 
@@ -109,7 +113,7 @@ class Subsample(nnx.Module):
         self.act = get_activation(activation)
 
     def __call__(self, x, *, train: bool = False, rngs=None):
-        return self.act(AvgPool(2)(x) * 4.0 * self.coef[...] + self.bias[...])
+        return self.act(avg_pool(x, 2) * 4.0 * self.coef[...] + self.bias[...])
 
 
 class RBFCentres(nnx.Variable):

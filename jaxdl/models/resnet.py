@@ -60,11 +60,12 @@ class ResNet(ConvNet):
             raise JaxdlError(f"resnet: layers {c.layers} and widths {c.widths} differ in length")
         block = blocks[c.block]
         dilate = tuple(c.replace_stride_with_dilation)
-        if len(dilate) != len(c.layers) - 1:
+        if len(dilate) > len(c.layers) - 1:
             raise JaxdlError(
-                f"resnet: replace_stride_with_dilation needs one flag per stage after the "
-                f"first ({len(c.layers) - 1}), got {c.replace_stride_with_dilation}"
+                f"resnet: replace_stride_with_dilation has one flag per stage after the first "
+                f"(at most {len(c.layers) - 1}), got {c.replace_stride_with_dilation}"
             )
+        dilate += (False,) * (len(c.layers) - 1 - len(dilate))  # the stages not named: strided
         if any(dilate) and c.block != "bottleneck":
             raise JaxdlError("resnet: replace_stride_with_dilation needs block='bottleneck'")
         opts = dict(bn=TORCH_BN, se_reduction=c.se_reduction, conv_bias=c.conv_bias, rngs=rngs)
