@@ -59,13 +59,15 @@ class ResNet(ConvNet):
         if len(c.layers) != len(c.widths):
             raise JaxdlError(f"resnet: layers {c.layers} and widths {c.widths} differ in length")
         block = blocks[c.block]
+        # one flag per stage after the first; flags past the last stage must be False
+        n = len(c.layers) - 1
         dilate = tuple(c.replace_stride_with_dilation)
-        if len(dilate) > len(c.layers) - 1:
+        if any(dilate[n:]):
             raise JaxdlError(
                 f"resnet: replace_stride_with_dilation has one flag per stage after the first "
-                f"(at most {len(c.layers) - 1}), got {c.replace_stride_with_dilation}"
+                f"({n} here), got {c.replace_stride_with_dilation}"
             )
-        dilate += (False,) * (len(c.layers) - 1 - len(dilate))  # the stages not named: strided
+        dilate = dilate[:n] + (False,) * (n - len(dilate[:n]))
         if any(dilate) and c.block != "bottleneck":
             raise JaxdlError("resnet: replace_stride_with_dilation needs block='bottleneck'")
         opts = dict(bn=TORCH_BN, se_reduction=c.se_reduction, conv_bias=c.conv_bias, rngs=rngs)
