@@ -268,3 +268,28 @@ def test_keras_rotation_zoom_translation(keras, fill):
     dx, dy = (float(v) for v in t["translations"][0])
     ours = _np(A.Shift(0.3, 0.3, fill_mode=fill).apply(jnp.asarray(x[0]), dy, dx))
     np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("fill", ["reflect", "constant", "nearest", "wrap"])
+def test_keras_shear(keras, fill):
+    """keras.layers.RandomShear with fixed factors (its transformation dict) equals Shear with
+    about='corner' and the same factors; the default (about the centre) differs by a shift."""
+    x = _smooth(16, 20, 2)[None]
+    layer = keras.layers.RandomShear(0.3, 0.3, fill_mode=fill, interpolation="bilinear")
+    for sx, sy in ((0.25, 0.0), (0.0, -0.2), (-0.3, 0.15)):
+        t = {"shear_factor": np.array([[sx, sy]], np.float32), "input_shape": x.shape}
+        ref = _np(layer.transform_images(jnp.asarray(x), t))[0]
+        op = A.Shear(0.3, 0.3, about="corner", fill_mode=fill)
+        np.testing.assert_allclose(_np(op.apply(jnp.asarray(x[0]), sx, sy)), ref, atol=2e-3)
+        centred = _np(A.Shear(0.3, 0.3, fill_mode=fill).apply(jnp.asarray(x[0]), sx, sy))
+        assert np.max(np.abs(centred - ref)) > 1e-2
+    # sampled factors: Keras's own draw (sign flip included) replayed through ours
+    t = layer.get_random_transformation(
+        jnp.asarray(x), training=True, seed=keras.random.SeedGenerator(4)
+    )
+    sx, sy = (float(v) for v in np.asarray(t["shear_factor"])[0])
+    ref = _np(layer.transform_images(jnp.asarray(x), t))[0]
+    ours = _np(A.Shear(0.3, 0.3, about="corner", fill_mode=fill).apply(jnp.asarray(x[0]), sx, sy))
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+    with pytest.raises(JaxdlError, match="about must be 'center' or 'corner'"):
+        A.Shear(about="middle")

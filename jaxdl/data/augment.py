@@ -226,20 +226,36 @@ class Shift(_Geometric):
 @dataclass(frozen=True)
 class Shear(_Geometric):
     """Shear about the centre: input col = col + sx * (row - cy), input row = row + sy * (col - cx),
-    sx ~ U(x range), sy ~ U(y range) (shear ratios, i.e. tan of the shear angle)."""
+    sx ~ U(x range), sy ~ U(y range) (shear ratios, i.e. tan of the shear angle).
+
+    `about='corner'` shears about the top-left pixel instead (input col = col + sx * row, input
+    row = row + sy * col), which is what keras.layers.RandomShear (Keras 3) computes: with the
+    same factors the two give the same image (tests/test_augment.py). Keras also flips the sign
+    of both factors with probability 1/2, which for the symmetric default range (-f, f) changes
+    nothing."""
 
     x_factor: float | tuple[float, float] = 0.1
     y_factor: float | tuple[float, float] = 0.0
+    about: str = "center"  # 'center' | 'corner' (Keras 3's RandomShear)
 
     def __post_init__(self):
         super().__post_init__()
         factor_range("shear x_factor", self.x_factor)
         factor_range("shear y_factor", self.y_factor)
+        if self.about not in ("center", "corner"):
+            raise JaxdlError(f"shear about must be 'center' or 'corner', got {self.about!r}")
 
     def apply(self, x, sx, sy):
-        return self._warp(
-            x, _about_center(jnp.array([[1.0, sx], [sy, 1.0]]), x.shape[0], x.shape[1])
+        linear = jnp.stack(
+            [
+                jnp.stack([jnp.float32(1.0), jnp.asarray(sx, jnp.float32)]),
+                jnp.stack([jnp.asarray(sy, jnp.float32), jnp.float32(1.0)]),
+            ]
         )
+        if self.about == "corner":
+            top = jnp.concatenate([linear, jnp.zeros((2, 1), jnp.float32)], axis=1)
+            return self._warp(x, jnp.concatenate([top, jnp.array([[0.0, 0.0, 1.0]])], axis=0))
+        return self._warp(x, _about_center(linear, x.shape[0], x.shape[1]))
 
     def __call__(self, x, key):
         kx, ky = jax.random.split(key)

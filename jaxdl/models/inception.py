@@ -24,6 +24,7 @@ from jaxdl.models.registry import register
 from jaxdl.nn import inception as I
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, Head, make_head
 from jaxdl.nn.conv import BN, AvgPool, ConvBN, MaxPool, conv_output_size
+from jaxdl.nn.resample import AdaptiveAvgPool
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,32 @@ class InceptionConfig(ClassifierConfig):
     # number of real pixels (Keras/TF 'same' pooling). Inception-ResNet-v2's one average pool
     # (mixed_5b) excludes the padding in both timm and Keras.
     count_include_pad: bool = True
+    # GoogLeNet's auxiliary heads: 'paper' pools 5x5/3 (Szegedy et al. 2015, section 5);
+    # 'adaptive' pools adaptively to 4x4 as torchvision does, so its converted aux heads give
+    # torchvision's outputs for any input size (the windows differ even at 224: 14 -> 4 is
+    # 5x5/3 in the paper, torch's bins [0, 4), [3, 7), [7, 11), [10, 14))
+    aux_pool: str = "paper"
 
 
 class AuxHead(nnx.Module):
-    """Auxiliary classifier on an intermediate map: 5x5/3 average pool -> 1x1 conv 128 ->
-    [5x5 conv 768 (v3)] -> Head. [B, H, W, cin] -> [B, num_classes]."""
+    """Auxiliary classifier on an intermediate map: 5x5/3 average pool (or, `adaptive`,
+    torchvision's adaptive average pool to 4x4) -> 1x1 conv 128 -> [5x5 conv 768 (v3)] -> Head.
+    [B, H, W, cin] -> [B, num_classes]."""
 
     def __init__(
-        self, cin: int, side: int, num_classes: int, *, v3: bool, ch, bn: BN, rngs: nnx.Rngs
+        self,
+        cin: int,
+        side: int,
+        num_classes: int,
+        *,
+        v3: bool,
+        ch,
+        bn: BN,
+        adaptive: bool = False,
+        rngs: nnx.Rngs,
     ):
-        self.pool = AvgPool(5, 3)
-        side = conv_output_size(side, 5, 3)
+        self.pool = AdaptiveAvgPool(4) if adaptive else AvgPool(5, 3)
+        side = 4 if adaptive else conv_output_size(side, 5, 3)
         convs = [ConvBN(cin, ch(128), 1, bn=bn, rngs=rngs)]
         if v3:
             convs.append(ConvBN(ch(128), ch(768), 5, padding="valid", bn=bn, rngs=rngs))
@@ -110,6 +126,15 @@ class Inception(ConvNet):
             )
         if c.aux_logits and c.version == "resnet_v2":
             raise JaxdlError("inception: Inception-ResNet-v2 has no auxiliary head (aux_logits)")
+        if c.aux_pool not in ("paper", "adaptive"):
+            raise JaxdlError(
+                f"inception: aux_pool must be 'paper' or 'adaptive', got {c.aux_pool!r}"
+            )
+        if c.aux_pool == "adaptive" and c.version != "v1":
+            raise JaxdlError(
+                "inception: aux_pool='adaptive' is GoogLeNet's (version 'v1') torchvision layout; "
+                f"version {c.version!r} pools its auxiliary head 5x5/3 in torchvision too"
+            )
         self.min_size = 32 if c.version == "v1" else 75
         self.check_config()
         bn = BN(0.99, 1e-3, scale=c.bn_scale)
@@ -181,7 +206,14 @@ class Inception(ConvNet):
             nnx.Dict(
                 {
                     k: AuxHead(
-                        v, side, c.num_classes, v3=c.version == "v3", ch=ch, bn=bn, rngs=rngs
+                        v,
+                        side,
+                        c.num_classes,
+                        v3=c.version == "v3",
+                        ch=ch,
+                        bn=bn,
+                        adaptive=c.aux_pool == "adaptive",
+                        rngs=rngs,
                     )
                     for k, v in aux_at.items()
                 }

@@ -35,6 +35,9 @@ class ResNetConfig(ClassifierConfig):
     se_reduction: int = 0  # 16 for SE-ResNet; 0: no SE
     stride_in_1x1: bool = False  # True: the paper's / Keras's v1
     conv_bias: bool = False  # True: Keras's v1 convs with bias
+    # torchvision's replace_stride_with_dilation for stages 2..4: a True stage keeps its input
+    # resolution (stride 1) and dilates its 3x3 convs instead (FCN / DeepLab: output stride 8)
+    replace_stride_with_dilation: tuple[bool, bool, bool] = (False, False, False)
 
 
 class ResNet(ConvNet):
@@ -56,6 +59,17 @@ class ResNet(ConvNet):
         if len(c.layers) != len(c.widths):
             raise JaxdlError(f"resnet: layers {c.layers} and widths {c.widths} differ in length")
         block = blocks[c.block]
+        # one flag per stage after the first; flags past the last stage must be False
+        n = len(c.layers) - 1
+        dilate = tuple(c.replace_stride_with_dilation)
+        if any(dilate[n:]):
+            raise JaxdlError(
+                f"resnet: replace_stride_with_dilation has one flag per stage after the first "
+                f"({n} here), got {c.replace_stride_with_dilation}"
+            )
+        dilate = dilate[:n] + (False,) * (n - len(dilate[:n]))
+        if any(dilate) and c.block != "bottleneck":
+            raise JaxdlError("resnet: replace_stride_with_dilation needs block='bottleneck'")
         opts = dict(bn=TORCH_BN, se_reduction=c.se_reduction, conv_bias=c.conv_bias, rngs=rngs)
         if c.block == "bottleneck":
             opts.update(
@@ -71,11 +85,15 @@ class ResNet(ConvNet):
             rngs=rngs,
         )
         self.pool = MaxPool(3, 2, padding=1)
-        cin, stages = c.stem_width, []
+        cin, stages, dilation = c.stem_width, [], 1
         for s, (n, planes) in enumerate(zip(c.layers, c.widths, strict=True)):
-            stage = []
+            stage, stride, previous = [], 2 if s > 0 else 1, dilation
+            if s > 0 and dilate[s - 1]:  # torchvision: the stage's first block keeps the old
+                dilation, stride = dilation * stride, 1  # dilation, the others the new one
             for b in range(n):
-                stage.append(block(cin, planes, 2 if s > 0 and b == 0 else 1, **opts))
+                d = previous if b == 0 else dilation
+                extra = {"dilation": d} if d != 1 else {}
+                stage.append(block(cin, planes, stride if b == 0 else 1, **opts, **extra))
                 cin = planes * block.expansion
             stages.append(nnx.List(stage))
         self.stages = nnx.List(stages)

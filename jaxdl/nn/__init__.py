@@ -153,3 +153,22 @@ __all__ += [
     "TransformerLayer",
     "TransformerStack",
 ]
+from jaxdl.nn.norm import (  # noqa: E402
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    LocalResponseNorm,
+    local_response_norm,
+)
+from jaxdl.nn.resample import AdaptiveAvgPool, adaptive_avg_pool, bilinear_kernel  # noqa: E402
+
+__all__ += [
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "LocalResponseNorm",
+    "local_response_norm",
+    "AdaptiveAvgPool",
+    "adaptive_avg_pool",
+    "bilinear_kernel",
+]

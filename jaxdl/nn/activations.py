@@ -31,6 +31,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
+    "scaled_tanh": lambda x: 1.7159 * jnp.tanh(x * (2.0 / 3.0)),  # LeCun et al. 1998, app. A
     "relu": jax.nn.relu,
     "relu6": jax.nn.relu6,
     "leaky_relu": lambda x: jax.nn.leaky_relu(x, negative_slope=0.2),  # Keras 3 default slope

@@ -130,14 +130,17 @@ class Bottleneck(BasicBlock):
         stride_in_1x1: bool = False,
         se_reduction: int = 0,
         conv_bias: bool = False,
+        dilation: int = 1,
         rngs: nnx.Rngs,
     ):
         width = int(planes * base_width / 64) * groups
         cout = planes * self.expansion
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        # a dilated 3x3 (torchvision's replace_stride_with_dilation) pads `dilation` on each side
+        dil = {"dilation": dilation, "padding": dilation} if dilation != 1 else {}
         self.conv1 = ConvBN(cin, width, 1, stride=s1, bn=bn, use_bias=conv_bias, rngs=rngs)
         self.conv2 = ConvBN(
-            width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias, rngs=rngs
+            width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias, rngs=rngs, **dil
         )
         self.conv3 = ConvBN(width, cout, 1, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
         self._se_and_shortcut(cin, cout, stride, bn, se_reduction, conv_bias, rngs)

@@ -12,6 +12,7 @@ from jaxdl.train.callbacks import (
     ModelCheckpoint,
     ProgbarLogger,
     ReduceLROnPlateau,
+    RemoteMonitor,
     SwapEMAWeights,
     TerminateOnNaN,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "BackupAndRestore",
     "EarlyStopping",
     "LambdaCallback",
+    "RemoteMonitor",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",

@@ -736,6 +736,71 @@ class ModelCheckpoint(Callback, _Monitor):
         self.saved = [tuple(s) for s in state["saved"]]
 
 
+class RemoteMonitor(Callback):
+    """Keras's RemoteMonitor: at the end of every epoch, POST the epoch's logs to `root + path`
+    as a JSON object {"epoch": epoch, <metric>: <value>, ...} (values as Python numbers).
+    `send_as_json=False` (Keras's default) sends a form body (application/x-www-form-urlencoded)
+    with one field `field` holding that JSON text; `send_as_json=True` sends the JSON itself
+    (application/json). `headers` are added to the request. An unreachable server gives a
+    warning, as in Keras, and training goes on. Uses the standard library (urllib), no
+    `requests`."""
+
+    def __init__(
+        self,
+        root: str = "http://localhost:9000",
+        path: str = "/publish/epoch/end/",
+        field: str = "data",
+        headers: Mapping[str, str] | None = None,
+        send_as_json: bool = False,
+        timeout: float = 10.0,
+    ):
+        if not isinstance(root, str) or not root.startswith(("http://", "https://")):
+            raise JaxdlError(f"RemoteMonitor: root must be an http(s) URL, got {root!r}")
+        self.root, self.path, self.field = root, path, field
+        self.headers = dict(headers or {})
+        self.send_as_json, self.timeout = send_as_json, timeout
+
+    @staticmethod
+    def _number(v):
+        if hasattr(v, "item") and getattr(v, "size", 1) == 1:  # numpy / jax scalars
+            return v.item()
+        return v
+
+    def payload(self, epoch: int, logs=None) -> dict:
+        """The object that is posted: the epoch and every log entry as a Python value."""
+        send = {"epoch": epoch}
+        for k, v in (logs or {}).items():
+            send[k] = self._number(v)
+        return send
+
+    def on_epoch_end(self, epoch, logs=None):
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        import warnings
+
+        send = self.payload(epoch, logs)
+        if self.send_as_json:
+            body, ctype = json.dumps(send).encode(), "application/json"
+        else:
+            body = urllib.parse.urlencode({self.field: json.dumps(send)}).encode()
+            ctype = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(
+            self.root + self.path,
+            data=body,
+            headers={"Content-Type": ctype, **self.headers},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as e:
+            warnings.warn(
+                f"Could not reach RemoteMonitor root server at {self.root} ({e})", stacklevel=2
+            )
+
+
 __all__ = [
     "LazyLogs",
     "Callback",
@@ -750,5 +815,6 @@ __all__ = [
     "SwapEMAWeights",
     "BackupAndRestore",
     "ModelCheckpoint",
+    "RemoteMonitor",
     "callback_keys",
 ]

@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from jaxdl.errors import JaxdlError, unknown_name
+from jaxdl.nn.resample import adaptive_pool_matrix
 from jaxdl.weights.preprocess import TORCHVISION, Preprocessing
 
 _BN = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
@@ -64,16 +65,6 @@ def _flatten_rows(k: np.ndarray, c: int, h: int, w: int) -> np.ndarray:
     return k.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
 
 
-def adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in]: torch's AdaptiveAvgPool1d as a matrix (output i averages inputs
-    floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1)."""
-    m = np.zeros((n_out, n_in), np.float64)
-    for i in range(n_out):
-        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
-
-
 def resnet(sd, config):
     """torchvision resnet* / resnext* (timm's resnet* use the same names): conv1, bn1,
     layer{s+1}.{b}.conv{k}/bn{k} -> stages/s/b/conv{k}/conv|bn, layer{s+1}.{b}.downsample.0/1 ->
@@ -87,6 +78,31 @@ def resnet(sd, config):
                 _conv_bn(t, f"{p}.conv{k}", f"{p}.bn{k}", f"{q}/conv{k}")
             _conv_bn(t, f"{p}.downsample.0", f"{p}.downsample.1", f"{q}/downsample")
     return _convert(sd, t)
+
+
+def fcn(sd, config):
+    """torchvision fcn_resnet50 / fcn_resnet101: backbone.* as `resnet` under `backbone/`
+    (backbone.fc does not exist: the backbone has no top); classifier.0 / .1 / .4 (FCNHead's
+    3x3 conv, BN, 1x1 conv) -> classifier/conv/conv, classifier/conv/bn, classifier/classifier;
+    aux_classifier.* the same under aux_classifier/ (dropped when the model has no aux head)."""
+    from jaxdl.models.fcn import FCNResNetConfig
+
+    if not isinstance(config, FCNResNetConfig):
+        raise JaxdlError(
+            "torchvision has no FCN on VGG (fcn32s/16s/8s); its FCNs are fcn_resnet50/101"
+        )
+    t = {}
+    _conv_bn(t, "backbone.conv1", "backbone.bn1", "backbone/stem")
+    for s, n in enumerate(config.layers):
+        for b in range(n):
+            p, q = f"backbone.layer{s + 1}.{b}", f"backbone/stages/{s}/{b}"
+            for k in (1, 2, 3):
+                _conv_bn(t, f"{p}.conv{k}", f"{p}.bn{k}", f"{q}/conv{k}")
+            _conv_bn(t, f"{p}.downsample.0", f"{p}.downsample.1", f"{q}/downsample")
+    for head in ("classifier", "aux_classifier"):
+        _conv_bn(t, f"{head}.0", f"{head}.1", f"{head}/conv")
+        t[f"{head}.4"] = (f"{head}/classifier", "conv")
+    return _convert(sd, t, drop=() if config.aux else ("aux_classifier.",))
 
 
 def vgg(sd, config):
@@ -171,9 +187,9 @@ def _googlenet(sd, config):
 
     torchvision's pretrained file carries aux1/aux2 (its model drops them after loading); they
     are discarded when the jaxdl model is built without `aux_logits`. With `aux_logits`, fc1's
-    rows are permuted from torch's (c, h, w) flatten to ours; note torchvision pools the aux
-    input adaptively to 4x4 where we use the paper's 5x5/3 average pool (equal windows only
-    for other grid sizes than 14), so the auxiliary outputs are close but not identical."""
+    rows are permuted from torch's (c, h, w) flatten to ours. torchvision pools the aux input
+    adaptively to 4x4: build the model with `aux_pool='adaptive'` for auxiliary outputs equal
+    to torchvision's; the paper's 5x5/3 pool (the default) has other windows, even at 224."""
     t = {"fc": ("head/fc", "linear")}
     for torch, ours in (("conv1", 0), ("conv2", 2), ("conv3", 3)):
         _basic(t, torch, f"stem/{ours}")
@@ -484,6 +500,7 @@ TORCHVISION_CONVERTERS = {
     "resnet": resnet,
     "vgg": vgg,
     "densenet": densenet,
+    "fcn": fcn,
     "inception": inception,
     "mobilenet": mobilenet,
     "efficientnet": efficientnet,
@@ -495,6 +512,8 @@ TORCHVISION_NAMES = {"vit_b16": "vit_b_16", "vit_l16": "vit_l_16"}
 
 # The evaluation crop of torchvision's default weights (their `transforms`), where it is not 224.
 _RESOLUTION = {
+    "fcn_resnet50": 520,  # SemanticSegmentation(resize_size=520)
+    "fcn_resnet101": 520,
     "inception_v3": 299,
     "efficientnet_b1": 240,
     "efficientnet_b2": 288,
