@@ -98,7 +98,7 @@ def _as_dataset(data):
     if isinstance(data, tuple) and len(data) == 2:
         return ArrayDataset(np.asarray(data[0]), np.asarray(data[1]))
     random_access = hasattr(data, "__len__") and hasattr(data, "__getitem__")
-    if random_access and not isinstance(data, (tuple, list, Pipeline)):
+    if random_access and not isinstance(data, (tuple, list, Pipeline, np.ndarray)):
         return data  # a source: ArrayDataset, ImageFolder, TfdsSource, ...
     raise JaxdlError(
         f"data must be an ArrayDataset (or another random-access source) or an (x, y) "
@@ -781,6 +781,7 @@ class Trainer:
 
     def evaluate(self, data, *, batch_size: int = 256, detailed: bool = False) -> dict[str, Any]:
         """Metrics over every example of `data` (the last batch is padded, padding weighs 0)."""
+        self.task.make_eval_step(self.apply)  # a task without evaluation says so first
         ds = _as_dataset(data)
         bs = self._eval_batch_size(batch_size, len(ds))
         self._check_data(ds, bs, "evaluation")
