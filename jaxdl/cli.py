@@ -164,6 +164,12 @@ class Train:
     """Accumulate gradients over this many batches per update (optax.MultiSteps)."""
     freeze: tuple[str, ...] = ()
     """Regexes of parameter names to freeze, e.g. 'layers/0/.*'."""
+    weights: str | None = None
+    """Start from the weights in this .safetensors file (jaxdl names: written by jaxdl.save, or
+    a converted file of the weights cache); a head of another size is replaced, the rest loaded."""
+    from_checkpoint: str | None = None
+    """Start from the weights of this checkpoint directory (a ModelCheckpoint directory, or
+    WORKDIR/checkpoints of an earlier run): the best by val_loss where recorded, else the newest."""
     json: bool = False
     """Print the final metrics as one JSON object on the last line."""
     quiet: bool = False
@@ -231,7 +237,18 @@ class Train:
             },
             parse_overrides(self.set),
         )
+        if self.weights is not None and self.from_checkpoint is not None:
+            raise JaxdlError("--weights and --from-checkpoint cannot be used together: pick one")
         model = create_model(self.name, **overrides)
+        if self.weights is not None:
+            from jaxdl.weights import read_weights, transfer
+
+            fresh = transfer(read_weights(self.weights), model, source=f"--weights {self.weights}")
+            if not self.quiet:
+                print(
+                    f"loaded --weights {self.weights}"
+                    + (f"; new: {', '.join(fresh)}" * bool(fresh))
+                )
         if vocab:
             import jax
 
@@ -269,6 +286,13 @@ class Train:
             grad_accum=self.grad_accum,
             freeze=self.freeze,
         )
+        if self.from_checkpoint is not None:
+            from jaxdl.train.checkpoint import best_checkpoint_args, restore_weights
+
+            where, monitor, mode = best_checkpoint_args([], self.from_checkpoint)
+            step = restore_weights(where, trainer, monitor=monitor, mode=mode)
+            if not self.quiet:
+                print(f"loaded the weights of checkpoint {step} in {where}")
         train = Pipeline(
             splits.train,
             self.batch_size,
@@ -312,6 +336,8 @@ class Train:
                 f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                 f"{', FSDP' if self.fsdp else ''}"
             )
+        if workdir is not None and not self.quiet:
+            _say_resume(callbacks[-1].checkpoints, console)
         t0 = time.perf_counter()
         try:
             history = trainer.fit(
@@ -357,6 +383,19 @@ class Train:
         if self.json:
             print(json.dumps(result))
         return 0
+
+
+def _say_resume(checkpoints, console) -> None:
+    """'resuming from step N (epoch E)' when the workdir holds a checkpoint to resume from."""
+    step = checkpoints.latest_step()
+    if step is None:
+        return
+    try:
+        meta = checkpoints.read_meta(step)
+    except Exception:  # a damaged newest one: fit moves it aside and says so
+        return
+    epoch, _ = meta.get("position", [0, 0])
+    console.print(f"resuming from step {meta.get('step_count', step)} (epoch {epoch + 1})")
 
 
 @dataclass(frozen=True)
