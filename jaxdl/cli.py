@@ -80,31 +80,68 @@ class Models:
 
 @dataclass(frozen=True)
 class SummaryCmd:
-    """Keras-style table of a model: layer, output shape, parameters, MACs; and totals."""
+    """Keras-style table of a model: layer, type, output shape, parameters, trainable, MACs,
+    memory; and totals. Nothing is allocated (the model is traced with jax.eval_shape).
+
+    Examples:
+      jaxdl summary resnet50                  # top-level modules
+      jaxdl summary resnet50 --depth 2        # and one level below
+      jaxdl summary vit_b16 --depth all --input 384
+      jaxdl summary mlp --set hidden=(256,128) | less
+    """
 
     name: tyro.conf.Positional[str]
+    """Registered model name (see jaxdl models)."""
     input: int | None = None
     """Input size: the spatial side for images (e.g. 224), the length for sequences."""
     batch: int = 1
-    depth: int | None = None
-    """Show layers down to this nesting depth (default: all)."""
+    """Batch size of the traced input (MACs are for the whole batch)."""
+    depth: str = "1"
+    """Show modules down to this nesting depth: 1 = top-level modules (Keras's view), 2, ...,
+    or 'all'. The rows of any depth add up to the totals."""
+    freeze: tuple[str, ...] = ()
+    """Regexes of parameter names to count as frozen (non-trainable), as in train --freeze."""
+    width: int | None = None
+    """Table width in columns (default: the terminal's; when piped, as wide as the table)."""
     set: tuple[str, ...] = ()
-    """Model config overrides KEY=VALUE."""
+    """Model config overrides KEY=VALUE, e.g. --set num_classes=10."""
 
     def run(self) -> int:
+        from rich.console import Console
+
         from jaxdl.bench.summary import render, summarize
         from jaxdl.models import abstract_model
         from jaxdl.models.inputs import example_input, resize_input_shape
         from jaxdl.models.registry import get_config
 
+        if self.depth == "all":
+            depth = None
+        elif self.depth.isdigit():
+            depth = int(self.depth)
+        else:
+            raise JaxdlError(f"--depth must be a number >= 0 or 'all', got {self.depth!r}")
         overrides = parse_overrides(self.set)
         if self.input is not None:
             cfg = get_config(self.name, **overrides)
             overrides["input_shape"] = resize_input_shape(cfg, self.input)
         model = abstract_model(self.name, **overrides)
         x = example_input(model.config, self.batch)
-        render(summarize(model, x, name=self.name), max_depth=self.depth)
+        render(
+            summarize(model, x, name=self.name, freeze=self.freeze),
+            max_depth=depth,
+            console=_console(self.width),
+        )
         return 0
+
+
+def _console(width: int | None = None):
+    """A rich Console: `width` columns, else the terminal's, else (a pipe, a file) wide enough
+    that no table or total wraps."""
+    from rich.console import Console
+
+    if width is None and not sys.stdout.isatty():
+        width = 400
+    return Console(highlight=False, width=width)
 
 
 @dataclass(frozen=True)
