@@ -25,6 +25,23 @@ from jaxdl.weights.saving import save
 SOURCES = ("keras", "torchvision", "timm")
 
 
+def pretrained_sources(name: str) -> list[str]:
+    """The SOURCES with a converter for registered model `name` (converters, not downloads:
+    whether the file is reachable is only known when loading)."""
+    from jaxdl.models.registry import get_entry
+    from jaxdl.weights.keras import _keras_models
+    from jaxdl.weights.timm import TIMM_MODELS
+    from jaxdl.weights.torchvision import TORCHVISION_CONVERTERS
+
+    family = get_entry(name).family
+    found = {
+        "keras": name in _keras_models(),
+        "torchvision": family in TORCHVISION_CONVERTERS,
+        "timm": name in TIMM_MODELS,
+    }
+    return [s for s in SOURCES if found[s]]
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("JAXDL_CACHE", Path.home() / ".cache" / "jaxdl")) / "weights"
 
