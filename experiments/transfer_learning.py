@@ -8,7 +8,10 @@ with a lower learning rate.
 Pretrained weights come from `jaxdl.weights.load` (downloaded where there is network, or from
 the cache / a local file); without them the backbone is random and the script says so loudly.
 Data: e.g. Kaggle's "dogs-vs-cats" or TFDS cats_vs_dogs images saved as PATH/cat/*.jpg,
-PATH/dog/*.jpg. `--smoke` builds a tiny synthetic folder and runs in seconds.
+PATH/dog/*.jpg. `--smoke` builds a tiny synthetic folder and runs in seconds (resnet18 at 32x32;
+with `--weights`, on those weights).
+
+    python experiments/transfer_learning.py --data PATH --weights resnet50.weights.h5
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from jaxdl.train import Trainer
 from jaxdl.train.optim import fine_tune_patterns
 from jaxdl.weights import load
 from jaxdl.weights.convert import assign, model_tensors
-from jaxdl.weights.preprocess import KERAS_CAFFE, PreprocessingLayer
+from jaxdl.weights.io import read_safetensors
+from jaxdl.weights.preprocess import KERAS_CAFFE, Preprocessing, PreprocessingLayer
 
 BLOCKS = {
     "resnet": r"^stages/\d+/\d+",
@@ -47,6 +51,10 @@ class Config:
     """Image folder with one sub-folder per class."""
     backbone: str = "resnet50"
     source: str = "keras"
+    weights: str | None = None
+    """A local weight file: one `jaxdl.save` wrote (or a converted .safetensors of the weights
+    cache), or a --source checkpoint to convert (Keras .weights.h5, torchvision / timm state
+    dict). Without it the weights are downloaded (network) or read from the cache."""
     size: int = 224
     batch_size: int = 32
     epochs_head: int = 5
@@ -92,15 +100,22 @@ def pretrained_backbone(cfg: Config):
     )
     prep = KERAS_CAFFE
     try:
-        if cfg.smoke:
+        if cfg.smoke and cfg.weights is None:
             raise JaxdlError("--smoke uses random weights")
-        full, prep = load(cfg.backbone, source=cfg.source)
+        if cfg.weights is not None and cfg.weights.endswith(".safetensors"):
+            tensors, meta = read_safetensors(cfg.weights)  # our names: no conversion
+            what = f"the weights in {cfg.weights}"
+            if meta.get("preprocessing"):
+                prep = Preprocessing.from_json(meta["preprocessing"])
+        else:
+            full, prep = load(cfg.backbone, source=cfg.source, path=cfg.weights, progress=True)
+            tensors, what = model_tensors(full), f"pretrained {cfg.source} ImageNet weights"
         assign(
             backbone,
-            {k: v for k, v in model_tensors(full).items() if not k.startswith("head/")},
-            source=f"{cfg.source} {cfg.backbone}",
+            {k: v for k, v in tensors.items() if not k.startswith("head/")},
+            source=f"{what} for {cfg.backbone}",
         )
-        print(f"backbone: {cfg.backbone} with pretrained {cfg.source} ImageNet weights")
+        print(f"backbone: {cfg.backbone} with {what}")
     except JaxdlError as e:
         bar = "!" * 78
         print(
@@ -125,6 +140,8 @@ def main(cfg: Config) -> dict:
             lr_head=1e-2,
             top_blocks=1,
             smoke=True,
+            weights=cfg.weights,
+            source=cfg.source,
         )
     if cfg.data is None:
         raise JaxdlError(

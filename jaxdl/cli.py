@@ -21,11 +21,24 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
 from jaxdl.errors import JaxdlError
+
+# the finite choices, spelled out for --help (tests check them against the engine's tables)
+Optimizer = Literal[
+    "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw"
+]
+Schedule = Literal["constant", "cosine", "warmup_cosine", "exponential", "step", "linear"]
+Precision = Literal["fp32", "bf16", "fp16"]
+DATASET_KINDS = ("digits", "mnist_idx", "folder", "csv", "tfds", "text")
+
+
+def _meta(metavar: str):
+    """An option's placeholder in --help (tyro would print `{None}|STR` for `str | None`)."""
+    return tyro.conf.arg(metavar=metavar)
 
 
 def parse_overrides(items) -> dict:
@@ -54,10 +67,20 @@ def model_overrides_for(name: str, available: dict, explicit: dict) -> dict:
 
 @dataclass(frozen=True)
 class Models:
-    """List the registered models."""
+    """List the registered models.
 
-    pattern: tyro.conf.Positional[str | None] = None
-    """Shell-style filter, e.g. 'resnet*'."""
+    Usage examples (run these as they are):
+      jaxdl models
+      jaxdl models vit             # names containing 'vit'
+      jaxdl models 'resnet*'       # a shell pattern
+    """
+
+    pattern: Annotated[tyro.conf.Positional[str | None], _meta("PATTERN")] = None
+    """A substring ('vit') or a shell-style pattern ('resnet*')."""
+    pretrained: Annotated[Literal["keras", "torchvision", "timm"] | None, _meta("SOURCE")] = None
+    """Only models with a weight converter from this source."""
+    params: bool = True
+    """Show trainable parameter counts (from shapes only; cached in $JAXDL_CACHE)."""
 
     def run(self) -> int:
         from rich.console import Console
@@ -66,108 +89,221 @@ class Models:
         from jaxdl.models.registry import get_entry, list_models
 
         names = list_models(self.pattern)
+        if self.pretrained is not None:
+            from jaxdl.weights import pretrained_sources
+
+            names = [n for n in names if self.pretrained in pretrained_sources(n)]
         if not names:
-            raise JaxdlError(f"no model matches {self.pattern!r}")
+            what = f" with {self.pretrained} weights" if self.pretrained else ""
+            raise JaxdlError(f"no model matches {self.pattern!r}{what}")
+        console = _console()
+        counts = param_counts(names) if self.params else {}
         t = Table(title=f"{len(names)} models")
-        for col in ("name", "family", "description"):
-            t.add_column(col)
+        for col in ("name", "family", "params", "description"):
+            if col != "params" or counts:
+                t.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
         for n in names:
             e = get_entry(n)
-            t.add_row(n, e.family, e.description)
-        Console().print(t)
+            cells = [n, e.family] + ([f"{counts[n]:,}"] if counts else []) + [e.description]
+            t.add_row(*cells)
+        console.print(t)
         return 0
+
+
+def param_counts(names) -> dict[str, int]:
+    """Trainable parameters (nnx.Param, the published counts) of each model, from
+    `abstract_model` (shapes only); kept in $JAXDL_CACHE/param_counts.json by name and config,
+    so a listing is slow (about a second a model on 2 CPU cores) only once."""
+    import os
+    from pathlib import Path
+
+    import jax
+    from flax import nnx
+
+    from jaxdl.models import abstract_model
+    from jaxdl.models.registry import get_entry
+
+    path = (
+        Path(os.environ.get("JAXDL_CACHE", Path.home() / ".cache" / "jaxdl")) / "param_counts.json"
+    )
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, todo = {}, []
+    for n in names:
+        key = f"params {n} {get_entry(n).config!r}"
+        (todo.append((n, key)) if key not in cache else out.__setitem__(n, cache[key]))
+    for i, (n, key) in enumerate(todo):
+        if sys.stderr.isatty():
+            print(f"\rcounting parameters {i + 1}/{len(todo)}: {n:<30}", end="", file=sys.stderr)
+        state = nnx.state(abstract_model(n), nnx.Param)
+        out[n] = cache[key] = sum(int(x.size) for x in jax.tree.leaves(state))
+    if todo and sys.stderr.isatty():
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    if todo:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        except OSError:  # a read-only home: counted again next time
+            pass
+    return out
 
 
 @dataclass(frozen=True)
 class SummaryCmd:
-    """Keras-style table of a model: layer, output shape, parameters, MACs; and totals."""
+    """Keras-style table of a model: layer, type, output shape, parameters, trainable, MACs,
+    memory; and totals. Nothing is allocated (the model is traced with jax.eval_shape).
 
-    name: tyro.conf.Positional[str]
-    input: int | None = None
+    Usage examples (run these as they are):
+      jaxdl summary resnet50                  # top-level modules
+      jaxdl summary resnet50 --depth 2        # and one level below
+      jaxdl summary vit_b16 --depth all --input 384
+      jaxdl summary mlp --set hidden=(256,128) | less
+    """
+
+    name: Annotated[tyro.conf.Positional[str], _meta("MODEL")]
+    """Registered model name (see jaxdl models)."""
+    input: Annotated[int | None, _meta("SIZE")] = None
     """Input size: the spatial side for images (e.g. 224), the length for sequences."""
     batch: int = 1
-    depth: int | None = None
-    """Show layers down to this nesting depth (default: all)."""
-    set: tuple[str, ...] = ()
-    """Model config overrides KEY=VALUE."""
+    """Batch size of the traced input (MACs are for the whole batch)."""
+    depth: Annotated[str, _meta("N|all")] = "1"
+    """Show modules down to this nesting depth: 1 = top-level modules (Keras's view), 2, ...,
+    or 'all'. The rows of any depth add up to the totals."""
+    freeze: Annotated[tuple[str, ...], _meta("REGEX ...")] = ()
+    """Regexes of parameter names to count as frozen (non-trainable), as in train --freeze."""
+    width: Annotated[int | None, _meta("COLUMNS")] = None
+    """Table width in columns (default: the terminal's; when piped, as wide as the table)."""
+    set: Annotated[tuple[str, ...], _meta("KEY=VALUE ...")] = ()
+    """Model config overrides KEY=VALUE, e.g. --set num_classes=10."""
 
     def run(self) -> int:
+        from rich.console import Console
+
         from jaxdl.bench.summary import render, summarize
         from jaxdl.models import abstract_model
         from jaxdl.models.inputs import example_input, resize_input_shape
         from jaxdl.models.registry import get_config
 
+        if self.depth == "all":
+            depth = None
+        elif self.depth.isdigit():
+            depth = int(self.depth)
+        else:
+            raise JaxdlError(f"--depth must be a number >= 0 or 'all', got {self.depth!r}")
         overrides = parse_overrides(self.set)
         if self.input is not None:
             cfg = get_config(self.name, **overrides)
             overrides["input_shape"] = resize_input_shape(cfg, self.input)
         model = abstract_model(self.name, **overrides)
         x = example_input(model.config, self.batch)
-        render(summarize(model, x, name=self.name), max_depth=self.depth)
+        render(
+            summarize(model, x, name=self.name, freeze=self.freeze),
+            max_depth=depth,
+            console=_console(self.width),
+        )
         return 0
+
+
+def _console(width: int | None = None):
+    """A rich Console: `width` columns, else the terminal's, else (a pipe, a file) wide enough
+    that no table or total wraps."""
+    from rich.console import Console
+
+    if width is None and not sys.stdout.isatty():
+        width = 400
+    return Console(highlight=False, width=width)
 
 
 @dataclass(frozen=True)
 class Train:
-    """Train a model on a dataset and print its test metrics."""
+    """Train a model on a dataset and print its test metrics.
 
-    name: tyro.conf.Positional[str]
-    dataset: str = "digits"
+    Usage examples (run these as they are):
+      jaxdl train mlp --dataset digits --epochs 30 --optimizer adam --lr 1e-3
+      jaxdl train lenet5 --dataset mnist_idx:../shared/data/mnist --workdir runs/lenet
+      jaxdl train resnet18 --dataset folder:imgs,size=64x64 --weights r18.safetensors
+      jaxdl train mlp --workdir W --epochs 20     # run again to resume from W/checkpoints
+
+    Exit codes: 0 done, 2 bad input, 3 non-finite loss, 75 stopped by SIGTERM (resumable).
+    """
+
+    name: Annotated[tyro.conf.Positional[str], _meta("MODEL")]
+    """Registered model name (see jaxdl models)."""
+    dataset: Annotated[str, _meta("KIND[:ARG]")] = "digits"
     """KIND[:ARG]: digits, mnist_idx:PATH (e.g. mnist_idx:../shared/data/mnist), tfds:NAME,
     folder:PATH[,size=HxW,color=rgb|grayscale,on_error=raise|skip], csv:PATH[,label=COL],
     text:PATH[,level=char|byte|word,seq_len=T]."""
-    augment: str | None = None
+    augment: Annotated[str | None, _meta("SPEC")] = None
     """Augmentation spec run in the train step, e.g. flip,rotate=0.1,zoom=0.2,shift=0.1."""
     workers: int = 0
     """Worker processes that read/decode training batches (Grain)."""
     epochs: int = 10
+    """Passes over the training split."""
     batch_size: int = 32
-    optimizer: str = "adam"
+    """Examples per step (global, over all devices; a multiple of the data-parallel size)."""
+    optimizer: Optimizer = "adam"
+    """Optimizer (Keras defaults for its options)."""
     lr: float = 1e-3
-    schedule: str = "constant"
-    """constant, cosine, warmup_cosine, exponential, linear."""
+    """Peak learning rate."""
+    schedule: Schedule = "constant"
+    """Learning-rate schedule over the whole run."""
     warmup_steps: int = 0
-    clip_norm: float | None = None
+    """Linear warm-up steps (warmup_cosine)."""
+    clip_norm: Annotated[float | None, _meta("NORM")] = None
+    """Clip gradients to this global L2 norm."""
     seed: int = 0
+    """Seed of initialisation, shuffling, dropout and the dataset split."""
     val_fraction: float = 0.1
+    """Share of the data held out for validation (0: none)."""
     test_fraction: float = 0.2
-    devices: int | None = None
+    """Share of the data held out for the final test."""
+    devices: Annotated[int | None, _meta("N")] = None
     """Use the first N devices (default: all, of every process)."""
-    mesh: str | None = None
+    mesh: Annotated[str | None, _meta("AXES")] = None
     """Mesh axes, e.g. data=8, data=2,model=4 or 2x4 (default: one data axis of all devices)."""
     fsdp: bool = False
     """Shard parameters and optimizer state over the data axis (FSDP) instead of replicating."""
-    coordinator: str | None = None
+    coordinator: Annotated[str | None, _meta("HOST:PORT")] = None
     """Multi-host: HOST:PORT of process 0 (else JAXDL_COORDINATOR / JAX_COORDINATOR_ADDRESS or
     the cluster, e.g. Slurm, TPU pod)."""
-    num_processes: int | None = None
+    num_processes: Annotated[int | None, _meta("N")] = None
     """Multi-host: number of processes (else JAXDL_NUM_PROCESSES / JAX_NUM_PROCESSES / cluster)."""
-    process_id: int | None = None
+    process_id: Annotated[int | None, _meta("I")] = None
     """Multi-host: this process's id, 0..N-1 (else JAXDL_PROCESS_ID / JAX_PROCESS_ID / cluster)."""
     init_timeout: int = 300
     """Multi-host: seconds to wait for the coordinator and the other processes."""
-    workdir: str | None = None
+    workdir: Annotated[str | None, _meta("DIR")] = None
     """Where metrics.json, log.csv and checkpoints/ go; an existing run there is resumed from
     its newest complete checkpoint."""
-    checkpoint_every: int | None = None
+    checkpoint_every: Annotated[int | None, _meta("STEPS")] = None
     """With --workdir: checkpoint every N steps (default: every epoch)."""
     keep_checkpoints: int = 2
-    early_stopping: int | None = None
+    """With --workdir: how many checkpoints to keep (the newest)."""
+    early_stopping: Annotated[int | None, _meta("EPOCHS")] = None
     """Stop when val_loss has not improved for this many epochs (restoring the best weights)."""
     tensorboard: bool = False
     """With --workdir: TensorBoard logs in WORKDIR/tensorboard (scalars, histograms, images)."""
-    profile_steps: tuple[int, int] | None = None
+    profile_steps: Annotated[tuple[int, int] | None, _meta("START STOP")] = None
     """With --tensorboard: jax.profiler trace of steps START STOP."""
-    mixed_precision: str | None = None
-    """bf16 (bf16 compute, fp32 params) or fp16 (with dynamic loss scaling)."""
+    mixed_precision: Annotated[Precision | None, _meta("{fp32,bf16,fp16}")] = None
+    """bf16 (bf16 compute, fp32 params), fp16 (with dynamic loss scaling); default fp32."""
     grad_accum: int = 1
     """Accumulate gradients over this many batches per update (optax.MultiSteps)."""
-    freeze: tuple[str, ...] = ()
+    freeze: Annotated[tuple[str, ...], _meta("REGEX ...")] = ()
     """Regexes of parameter names to freeze, e.g. 'layers/0/.*'."""
+    weights: Annotated[str | None, _meta("PATH")] = None
+    """Start from the weights in this .safetensors file (jaxdl names: written by jaxdl.save, or
+    a converted file of the weights cache); a head of another size is replaced, the rest loaded."""
+    from_checkpoint: Annotated[str | None, _meta("DIR")] = None
+    """Start from the weights of this checkpoint directory (a ModelCheckpoint directory, or
+    WORKDIR/checkpoints of an earlier run): the best by val_loss where recorded, else the newest."""
     json: bool = False
     """Print the final metrics as one JSON object on the last line."""
     quiet: bool = False
-    set: tuple[str, ...] = ()
+    """No progress bar or tables (errors still go to stderr)."""
+    set: Annotated[tuple[str, ...], _meta("KEY=VALUE ...")] = ()
     """Model config overrides KEY=VALUE, e.g. --set hidden=(256,128) activation=tanh."""
 
     def run(self) -> int:
@@ -231,7 +367,18 @@ class Train:
             },
             parse_overrides(self.set),
         )
+        if self.weights is not None and self.from_checkpoint is not None:
+            raise JaxdlError("--weights and --from-checkpoint cannot be used together: pick one")
         model = create_model(self.name, **overrides)
+        if self.weights is not None:
+            from jaxdl.weights import read_weights, transfer
+
+            fresh = transfer(read_weights(self.weights), model, source=f"--weights {self.weights}")
+            if not self.quiet:
+                print(
+                    f"loaded --weights {self.weights}"
+                    + (f"; new: {', '.join(fresh)}" * bool(fresh))
+                )
         if vocab:
             import jax
 
@@ -269,6 +416,13 @@ class Train:
             grad_accum=self.grad_accum,
             freeze=self.freeze,
         )
+        if self.from_checkpoint is not None:
+            from jaxdl.train.checkpoint import best_checkpoint_args, restore_weights
+
+            where, monitor, mode = best_checkpoint_args([], self.from_checkpoint)
+            step = restore_weights(where, trainer, monitor=monitor, mode=mode)
+            if not self.quiet:
+                print(f"loaded the weights of checkpoint {step} in {where}")
         train = Pipeline(
             splits.train,
             self.batch_size,
@@ -312,6 +466,8 @@ class Train:
                 f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                 f"{', FSDP' if self.fsdp else ''}"
             )
+        if workdir is not None and not self.quiet:
+            _say_resume(callbacks[-1].checkpoints, console)
         t0 = time.perf_counter()
         try:
             history = trainer.fit(
@@ -359,26 +515,48 @@ class Train:
         return 0
 
 
+def _say_resume(checkpoints, console) -> None:
+    """'resuming from step N (epoch E)' when the workdir holds a checkpoint to resume from."""
+    step = checkpoints.latest_step()
+    if step is None:
+        return
+    try:
+        meta = checkpoints.read_meta(step)
+    except Exception:  # a damaged newest one: fit moves it aside and says so
+        return
+    epoch, _ = meta.get("position", [0, 0])
+    console.print(f"resuming from step {meta.get('step_count', step)} (epoch {epoch + 1})")
+
+
 @dataclass(frozen=True)
 class Bench:
     """Parameters, MACs/FLOPs, compile and step time, throughput, memory and MFU of models
-    (optionally beside PyTorch); a table, DIR/TAG.csv and DIR/TAG.json (jaxdl.bench.runner)."""
+    (optionally beside PyTorch); a table, DIR/TAG.csv and DIR/TAG.json (jaxdl.bench.runner).
 
-    models: tyro.conf.Positional[tuple[str, ...]]
+    Usage examples (run these as they are):
+      jaxdl bench resnet50 --batch 32 64
+      jaxdl bench 'resnet*' --mode train --batch 64 128 --dtype bf16 --compare torch --plot
+    """
+
+    models: Annotated[tyro.conf.Positional[tuple[str, ...]], _meta("MODEL ...")]
     """Model names, shell patterns ('resnet*') or 'all'."""
     mode: Literal["infer", "train"] = "infer"
+    """infer: the forward pass; train: the Trainer's full train step."""
     batch: tuple[int, ...] = (32,)
     """One or more batch sizes (a row each): --batch 32 64 128."""
     dtype: Literal["fp32", "bf16"] = "fp32"
     """bf16: bf16 compute over fp32 parameters (training) / bf16 weights (inference)."""
-    input: int | None = None
+    input: Annotated[int | None, _meta("SIZE")] = None
     """Input size: the spatial side for images (e.g. 224), the length for sequences."""
     steps: int = 20
     """Timed steps (median reported), after --warmup untimed ones."""
     warmup: int = 3
-    optimizer: str = "adamw"
+    """Untimed steps before the timed ones (the first compiles)."""
+    optimizer: Optimizer = "adamw"
+    """--mode train: the optimizer of the timed step."""
     lr: float = 1e-4
-    compare: Literal["torch"] | None = None
+    """--mode train: its learning rate."""
+    compare: Annotated[Literal["torch"] | None, _meta("{torch}")] = None
     """'torch': the same architecture in PyTorch (torchvision / timm / a written reference)."""
     torch_compile: bool = True
     """Use torch.compile for the PyTorch side."""
@@ -386,12 +564,13 @@ class Bench:
     """Each row in a fresh process (per-row peak memory; a crashed row cannot take the run)."""
     fit: bool = True
     """Train mode: also time Trainer.fit end to end on in-memory synthetic data."""
-    out: str = "bench_results"
+    out: Annotated[str, _meta("DIR")] = "bench_results"
     """Directory for TAG.csv, TAG.json (and TAG.png)."""
-    tag: str = "bench"
+    tag: Annotated[str, _meta("NAME")] = "bench"
+    """Name of the output files."""
     plot: bool = False
     """Also draw throughput against batch size (TAG.png)."""
-    set: tuple[str, ...] = ()
+    set: Annotated[tuple[str, ...], _meta("KEY=VALUE ...")] = ()
     """Model config overrides KEY=VALUE."""
 
     def run(self) -> int:
@@ -439,7 +618,18 @@ COMMANDS = {"models": Models, "summary": SummaryCmd, "train": Train, "bench": Be
 
 
 def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="jaxdl")
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--version"], ["-V"]):
+        from jaxdl import __version__
+
+        print(f"jaxdl {__version__}")
+        return 0
+    cmd = tyro.extras.subcommand_cli_from_dict(
+        COMMANDS,
+        args=args,
+        prog="jaxdl",
+        description="jaxdl: models, summary, train, bench (jaxdl --version; jaxdl CMD --help).",
+    )
     try:
         return cmd.run()
     except JaxdlError as e:

@@ -3,12 +3,13 @@ from flax import nnx
 
 import jaxdl
 from jaxdl.errors import JaxdlError
+from jaxdl.models.registry import natural_key
 
 
 def test_list_and_create():
     names = jaxdl.list_models()
     assert {"perceptron", "mlp"} <= set(names)
-    assert names == sorted(names)
+    assert names == sorted(names, key=natural_key)  # resnet18 before resnet101
     assert jaxdl.list_models("mlp*") == [n for n in names if n.startswith("mlp")]
     m = jaxdl.create_model("mlp", hidden=(7,), num_classes=3, rngs=nnx.Rngs(0))
     assert isinstance(m, nnx.Module) and m.config.hidden == (7,)

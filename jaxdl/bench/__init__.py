@@ -1,5 +1,5 @@
 from jaxdl.bench.flops import attention_macs, conv_macs, dense_macs, xla_flops
-from jaxdl.bench.summary import Summary, render, summarize
+from jaxdl.bench.summary import Summary, render, summarize, summary
 
 __all__ = [
     "attention_macs",
@@ -9,4 +9,5 @@ __all__ = [
     "Summary",
     "render",
     "summarize",
+    "summary",
 ]

@@ -43,13 +43,25 @@ def _ensure_loaded() -> None:
     import jaxdl.models  # noqa: F401
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key putting resnet18 before resnet101 (digit runs compared as numbers)."""
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
 def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted registered names; `pattern` is a shell-style glob (e.g. 'resnet*')."""
+    """Registered names in natural order (resnet18 before resnet101); `pattern` is a
+    shell-style glob ('resnet*') or, without wildcards, a substring ('vit' finds vit_b16)."""
     import fnmatch
 
     _ensure_loaded()
-    names = sorted(_REGISTRY)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    names = sorted(_REGISTRY, key=natural_key)
+    if pattern is None:
+        return names
+    if not any(c in pattern for c in "*?["):
+        return [n for n in names if pattern.lower() in n.lower()]
+    return [n for n in names if fnmatch.fnmatch(n, pattern)]
 
 
 def get_entry(name: str) -> ModelEntry:

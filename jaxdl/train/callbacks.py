@@ -712,7 +712,7 @@ class ModelCheckpoint(Callback, _Monitor):
             self.checkpoints,
             step=step,
             weights_only=self.save_weights_only,
-            extra_meta={"name": name, "epoch": epoch + 1},
+            extra_meta={"name": name, "epoch": epoch + 1, "metrics": metrics},
             metrics=metrics,
         )
         self.saved.append((step, name))

@@ -33,6 +33,7 @@ What this module guarantees, and the fault it answers:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -419,3 +420,114 @@ class Checkpoints:
             stacklevel=3,
         )
         self._manager.reload()
+
+
+# ---- weights out of a ModelCheckpoint / BackupAndRestore directory -------------------------
+
+
+def _recorded_metrics(checkpoints: Checkpoints, step: int) -> dict:
+    """The metrics saved with `step`: in its JSON meta (ModelCheckpoint), or orbax's own."""
+    try:
+        meta = checkpoints.read_meta(step)
+    except Exception:  # unreadable: restore() will quarantine it if it is chosen
+        return {}
+    return dict(meta.get("metrics") or checkpoints._manager.metrics(step) or {})
+
+
+def restore_weights(
+    directory: str | os.PathLike,
+    trainer,
+    *,
+    step: int | None = None,
+    monitor: str | None = None,
+    mode: str = "min",
+) -> int:
+    """Load the params and model state of one checkpoint in `directory` into `trainer` (and so
+    into its model) and return its step: `step`, else the best by the `monitor` metric recorded
+    with each save (`mode` 'min' or 'max'), else the newest. Weights-only checkpoints
+    (ModelCheckpoint(save_weights_only=True)) load into any trainer of the same model; full
+    training checkpoints need the callbacks they were written with (those of the trainer's
+    last `fit`). The optimizer state and step count are left as they are."""
+    if mode not in ("min", "max"):
+        raise JaxdlError(f"restore_weights: mode must be 'min' or 'max', got {mode!r}")
+    path = Path(directory)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {str(path)!r} does not exist")
+    checkpoints = Checkpoints(path, keep=None, async_save=False)
+    steps = checkpoints.steps()
+    if not steps:
+        raise CheckpointError(f"no checkpoint in {str(path)!r}")
+    if step is None and monitor is not None:
+        scored = [
+            (m[monitor], s)
+            for s in steps
+            if (m := _recorded_metrics(checkpoints, s)).get(monitor) is not None
+        ]
+        if not scored:
+            raise CheckpointError(f"no checkpoint in {str(path)!r} recorded {monitor!r}")
+        step = (min if mode == "min" else max)(scored)[1]
+    if step is not None and step not in steps:
+        raise CheckpointError(f"no checkpoint {step} in {str(path)!r}; steps: {sorted(steps)}")
+    state = trainer.state
+
+    def target(meta):
+        if not any(k.startswith("['state']") for k in meta["spec"]):  # weights only
+            return {
+                "params": abstract_like(state.params, trainer.state_shardings().params),
+                "model_state": abstract_like(
+                    state.model_state, trainer.state_shardings().model_state
+                ),
+            }
+        # a full training checkpoint: the callbacks' arrays are read too (and dropped); those
+        # shaped like the params (EarlyStopping's best weights, EMA) need no callback object
+        params = abstract_like(state.params, trainer.state_shardings().params)
+        pspec = json.loads(json.dumps(tree_spec(params)))
+        trees = {}
+        for k in meta.get("callback_trees", []):
+            prefix = f"['callbacks'][{k!r}]"
+            sub = {n[len(prefix) :]: v for n, v in meta["spec"].items() if n.startswith(prefix)}
+            if sub != pspec:
+                return trainer.checkpoint_abstract(meta)
+            trees[k] = params
+        return {**trainer.checkpoint_abstract({**meta, "callback_trees": []}), "callbacks": trees}
+
+    found = checkpoints.restore(target, fingerprint=trainer.fingerprint, step=step)
+    checkpoints.close()
+    if found is None:
+        raise CheckpointError(f"no usable checkpoint in {str(path)!r}")
+    s, tree, _ = found
+    params, model_state = (
+        (tree["params"], tree["model_state"])
+        if "params" in tree
+        else (tree["state"].params, tree["state"].model_state)
+    )
+    trainer.state = state.replace(params=params, model_state=model_state)
+    trainer.sync_model()
+    return s
+
+
+def best_checkpoint_args(callbacks, directory=None) -> tuple[Path, str | None, str]:
+    """(directory, monitor, mode) for `Trainer.load_best`: those of the one ModelCheckpoint in
+    `callbacks` (or of the one writing to `directory`); a `directory` no callback writes to is
+    read by 'val_loss' ('min') when its checkpoints recorded it, else its newest is taken."""
+    from jaxdl.train.callbacks import ModelCheckpoint
+
+    mcs = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    if directory is not None:
+        d = Path(directory).resolve()
+        mcs = [c for c in mcs if c.checkpoints.directory == d]
+        if not mcs:
+            has = False
+            if d.is_dir():
+                ck = Checkpoints(d, keep=None, async_save=False)
+                has = any("val_loss" in _recorded_metrics(ck, s) for s in ck.steps())
+                ck.close()
+            return d, "val_loss" if has else None, "min"
+    if len(mcs) != 1:
+        raise JaxdlError(
+            f"load_best: the last fit had {len(mcs)} ModelCheckpoint callbacks; pass the "
+            "directory to load from"
+        )
+    c = mcs[0]
+    c.checkpoints.wait()
+    return c.checkpoints.directory, c.monitor, c.mode

@@ -411,6 +411,14 @@ class Trainer:
         return abstract_like(self.state.params, self.state_shardings().params)
 
     # ---- checkpoints --------------------------------------------------------------------
+    def load_best(self, directory=None, *, step: int | None = None) -> int:
+        """Load the best checkpoint (by its monitor) of the last `fit`'s ModelCheckpoint, or of
+        `directory`, into the trainer and its model; returns its step (restore_weights)."""
+        from jaxdl.train.checkpoint import best_checkpoint_args, restore_weights
+
+        where, monitor, mode = best_checkpoint_args(self._callbacks, directory)
+        return restore_weights(where, self, step=step, monitor=monitor, mode=mode)
+
     def save_checkpoint(
         self,
         checkpoints,

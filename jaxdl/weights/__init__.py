@@ -12,14 +12,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from flax import nnx
 
 from jaxdl.errors import JaxdlError, unknown_name
 from jaxdl.weights.convert import assign, build_for_weights, model_tensors
 from jaxdl.weights.io import read_safetensors, read_weights, write_safetensors
 from jaxdl.weights.preprocess import Preprocessing
+from jaxdl.weights.saving import load as load_saved
+from jaxdl.weights.saving import save
 
 SOURCES = ("keras", "torchvision", "timm")
+
+
+def pretrained_sources(name: str) -> list[str]:
+    """The SOURCES with a converter for registered model `name` (converters, not downloads:
+    whether the file is reachable is only known when loading)."""
+    from jaxdl.models.registry import get_entry
+    from jaxdl.weights.keras import _keras_models
+    from jaxdl.weights.timm import TIMM_MODELS
+    from jaxdl.weights.torchvision import TORCHVISION_CONVERTERS
+
+    family = get_entry(name).family
+    found = {
+        "keras": name in _keras_models(),
+        "torchvision": family in TORCHVISION_CONVERTERS,
+        "timm": name in TIMM_MODELS,
+    }
+    return [s for s in SOURCES if found[s]]
 
 
 def cache_dir() -> Path:
@@ -64,6 +84,10 @@ def load(
     *,
     rngs: nnx.Rngs | None = None,
     cache: bool = True,
+    num_classes: int | None = None,
+    include_top: bool | None = None,
+    pooling: str | None = None,
+    progress: bool = False,
 ) -> tuple[nnx.Module, Preprocessing]:
     """(model with pretrained ImageNet weights, its Preprocessing).
 
@@ -72,11 +96,97 @@ def load(
     asks the source library to download (needs network) and otherwise explains where to put the
     file. torchvision names follow ours except vit_b16 (vit_b_16); timm: vit_b16
     (vit_base_patch16_224), resnet50, efficientnet_b0.
-    Converted weights are cached as safetensors under $JAXDL_CACHE (~/.cache/jaxdl)/weights."""
+    Converted weights are cached as safetensors under $JAXDL_CACHE (~/.cache/jaxdl)/weights.
+
+    num_classes / include_top / pooling: the same backbone with another head, e.g.
+    `load("resnet50", num_classes=2)` (a new, randomly initialised 2-class head from `rngs`) or
+    `load("resnet50", include_top=False, pooling="avg")` (features); every other variable holds
+    the pretrained values. progress: print what is being read and converted (stderr)."""
     if source not in SOURCES:
         raise unknown_name("weight source", source, SOURCES)
+    model, prep = _load_full(name, source, path, rngs, cache, progress)
+    if num_classes is None and include_top is None and pooling is None:
+        return model, prep
+    return with_head(model, num_classes, include_top, pooling, rngs=rngs), prep
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        import sys
+
+        print(message, file=sys.stderr, flush=True)
+
+
+def with_head(
+    model: nnx.Module,
+    num_classes: int | None = None,
+    include_top: bool | None = None,
+    pooling: str | None = None,
+    *,
+    rngs: nnx.Rngs | None = None,
+) -> nnx.Module:
+    """A copy of registry model `model` built with another head (`num_classes`, `include_top`,
+    `pooling` of its config), holding `model`'s values in every variable whose name and shape
+    are unchanged; the new head is initialised from `rngs` (default nnx.Rngs(0)). A variable
+    outside the head that cannot be carried over is an error, never left random silently."""
+    import dataclasses
+
+    from jaxdl.weights.saving import registry_name
+
+    config = getattr(model, "config", None)
+    name = registry_name(model)
+    if name is None:
+        raise JaxdlError("with_head: the model must be a registry model with a config")
+    changes = {
+        k: v
+        for k, v in (
+            ("num_classes", num_classes),
+            ("include_top", include_top),
+            ("pooling", pooling),
+        )
+        if v is not None
+    }
+    fields = {f.name for f in dataclasses.fields(config)}
+    bad = sorted(set(changes) - fields)
+    if bad:
+        raise JaxdlError(f"{name}: its config has no {', '.join(bad)}; fields: {sorted(fields)}")
+    from jaxdl.models.registry import get_entry
+
+    new = get_entry(name).builder(
+        dataclasses.replace(config, **changes), rngs=rngs if rngs is not None else nnx.Rngs(0)
+    )
+    transfer(model_tensors(model), new, source="pretrained backbone")
+    return new
+
+
+def transfer(tensors: dict, model: nnx.Module, *, source: str = "weights") -> list[str]:
+    """Write into `model` every tensor of `tensors` whose name and shape it has; the variables
+    left as they are must form whole top-level modules absent from (or reshaped in) `tensors`,
+    i.e. a new head; anything else is an error. Returns the names left as they were."""
+    dst = model_tensors(model)
+    kept = {k for k, v in dst.items() if k in tensors and tuple(np.shape(tensors[k])) == v.shape}
+    fresh = sorted(set(dst) - kept)
+    top = lambda k: k.split("/")[0]
+    mixed = sorted(k for k in fresh if any(top(j) == top(k) for j in kept))
+    if mixed or not kept:
+        raise JaxdlError(
+            f"{source} do not fit the model: "
+            + (
+                f"{', '.join(mixed[:5])} differ but belong to modules whose other "
+                "variables are kept (only a whole new head may differ)"
+                if mixed
+                else "no variable has a matching name and shape"
+            )
+        )
+    assign(model, {k: tensors[k] if k in kept else dst[k] for k in dst}, source=source)
+    return fresh
+
+
+def _load_full(name, source, path, rngs, cache, progress):
     if path is None and cache and (hit := _cached(name, source, rngs)) is not None:
+        _say(progress, f"{name}: {source} weights from the cache {cache_dir()}")
         return hit
+    _say(progress, f"{name}: converting {source} weights{f' from {path}' if path else ''}...")
     if source == "keras":
         model, prep, overrides = _load_keras(name, path, rngs)
     elif source == "torchvision":
@@ -85,6 +195,7 @@ def load(
         model, prep, overrides = _load_timm(name, path, rngs)
     if cache:
         _store(name, source, model, prep, overrides)
+        _say(progress, f"{name}: cached as {cache_dir() / f'{name}-{source}.safetensors'}")
     return model, prep
 
 
@@ -215,4 +326,14 @@ def _load_timm(name, path, rngs):
     return model, prep, {}
 
 
-__all__ = ["SOURCES", "load", "assign", "model_tensors", "read_weights", "Preprocessing"]
+__all__ = [
+    "SOURCES",
+    "load",
+    "with_head",
+    "save",
+    "load_saved",
+    "assign",
+    "model_tensors",
+    "read_weights",
+    "Preprocessing",
+]
