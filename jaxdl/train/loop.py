@@ -31,6 +31,7 @@ exponential moving average of the weights, see SwapEMAWeights).
 
 from __future__ import annotations
 
+import collections
 import math
 import signal
 import threading
@@ -105,6 +106,13 @@ def _as_dataset(data):
         f"tuple, got {type(data).__name__}"
     )
 
+
+# Steps dispatched ahead of the device at most. The host never waits for the step it just
+# dispatched, only for one this many calls older, so the device always has work queued; the
+# bound keeps the inputs in flight few, and on a CPU mesh it keeps the executions of many steps
+# from filling the thread pool while each waits on a collective of its own (a deadlock that
+# XLA ends after 40 s).
+MAX_IN_FLIGHT = 2
 
 # In-memory datasets up to this share of one device's memory live on the devices for the whole
 # fit (one transfer; each step gathers its batch by index inside the program); larger ones, and
@@ -739,6 +747,7 @@ class Trainer:
             self.samples_seen_epoch = 0
             batch_hooks = cb.has_batch_hooks()
             done = first
+            inflight: collections.deque = collections.deque()
             for end, n_ex, run in self._epoch_runner(pipe, resident, epoch, first):
                 i = end - 1
                 if batch_hooks:
@@ -746,6 +755,9 @@ class Trainer:
                 compiling = self.step_count == 0 and self.compile_seconds == 0.0
                 t0 = time.perf_counter() if compiling else 0.0
                 self.state, acc = run(self.state, acc)
+                inflight.append(acc)
+                if len(inflight) > MAX_IN_FLIGHT:  # wait for an old step, not the new ones
+                    jax.block_until_ready(inflight.popleft())
                 if compiling:  # the first call compiles: time it apart from the steps
                     jax.block_until_ready(acc)
                     self.compile_seconds = time.perf_counter() - t0
@@ -809,8 +821,12 @@ class Trainer:
         else:
             host = batches(ds, bs, shuffle=False, rows=local_rows(bs, self.mesh))
             placed = prefetch(host, lambda b: shard_batch(b, self.mesh, batch_size=bs), ahead=2)
+            inflight: collections.deque = collections.deque()
             for batch in placed:
                 acc = self._eval_program(None, x_scale_of(ds))(params, model_state, acc, batch)
+                inflight.append(acc)
+                if len(inflight) > MAX_IN_FLIGHT:
+                    jax.block_until_ready(inflight.popleft())
         return self.task.compute(acc, detailed=detailed) if detailed else self.task.compute(acc)
 
     def _eval_program(self, num_batches: int | None, x_scale=None):
