@@ -30,6 +30,7 @@ from jaxdl.bench.flops import lowered_flops
 from jaxdl.bench.mfu import mfu
 from jaxdl.bench.precision import DTYPES, mixed_precision, set_compute_dtype
 from jaxdl.functional import count_params, pure
+from jaxdl.nn.recurrent import get_layer
 from jaxdl.train.optim import make_optimizer
 
 TARGET_LSTM_RATIO = 0.7
@@ -51,19 +52,16 @@ class Config:
     smoke: bool = False
 
 
-def jax_layer(cell: str, hidden: int, unroll: int):
-    try:
-        from jaxdl.nn.recurrent import get_layer
-    except ImportError:
-        return None
-    return get_layer(cell)(hidden, hidden, return_sequences=True, unroll=unroll, rngs=nnx.Rngs(0))
+def jax_layer(cell: str, hidden: int, unroll: int, in_features: int | None = None):
+    """jaxdl's layer for `cell` ('lstm', 'gru', 'rnn'; an unknown name is an error), sequence
+    output; in_features defaults to hidden (also used by engine_overhead.py)."""
+    return get_layer(cell)(
+        in_features or hidden, hidden, return_sequences=True, unroll=unroll, rngs=nnx.Rngs(0)
+    )
 
 
 def bench_jax(cfg: Config, cell: str, dtype: str, row: dict, peaks: runner.Peaks) -> None:
     layer = jax_layer(cell, cfg.hidden, cfg.unroll)
-    if layer is None:
-        row["status"] = "error: jaxdl.nn.recurrent is not in this checkout"
-        return
     if dtype == "bf16":
         set_compute_dtype(layer, DTYPES["bf16"])
     apply, params, state = pure(layer)
