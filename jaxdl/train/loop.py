@@ -388,6 +388,8 @@ class Trainer:
 
     # ---- checks -------------------------------------------------------------------------
     def _check_data(self, ds, batch_size: int, where: str):
+        from jaxdl.train.tasks import check_inputs
+
         if len(ds) == 0:
             raise JaxdlError(f"{where} data is empty")
         check_batch_size(batch_size, self.mesh)
@@ -395,6 +397,7 @@ class Trainer:
             self.task.check_labels(ds.y, where=f"{where} labels")
         # trace once abstractly: an input that does not fit the model fails here, clearly
         x0 = ds.x[0] if hasattr(ds, "x") else np.asarray(ds[0]["x"])
+        check_inputs(x0, where=f"{where} inputs")  # object arrays, raw uint8 images
         x = jax.ShapeDtypeStruct((batch_size, *x0.shape), x0.dtype)
         jax.eval_shape(
             lambda p, s, x: self.apply(p, s, x)[0], self.state.params, self.state.model_state, x
