@@ -85,6 +85,10 @@ def validate_train(cmd: Train) -> None:
                 f"--profile-steps must be START STOP with 0 <= START <= STOP, got {a} {b}"
             )
     allowed_changes(cmd)
+    if cmd.augment is not None:
+        from jaxdl.data import parse_augment
+
+        parse_augment(cmd.augment)  # before the data is loaded
 
 
 def allowed_changes(cmd: Train) -> frozenset[str]:
@@ -337,6 +341,7 @@ class Train:
             },
             parse_overrides(self.set),
         )
+        model = create_model(self.name, **overrides)  # type-checks the overrides
         explicit = overrides.get("input_shape")
         if explicit is not None and tuple(explicit) != tuple(splits.input_shape):
             raise JaxdlError(
@@ -344,7 +349,6 @@ class Train:
                 f"{self.dataset}, {tuple(splits.input_shape)}: drop the override (the dataset "
                 "sets it) or resize the data"
             )
-        model = create_model(self.name, **overrides)
         if vocab:
             import jax
 
@@ -368,7 +372,7 @@ class Train:
             lr = self.lr  # a number, so ReduceLROnPlateau-style callbacks may change it
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
         check_batch_size(self.batch_size, mesh)  # before local_rows, which assumes it
-        augment = parse_augment(self.augment) if self.augment else None
+        augment = parse_augment(self.augment) if self.augment is not None else None
         trainer = Trainer(
             model,
             optimizer=self.optimizer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 
@@ -29,8 +30,13 @@ def unknown_name(kind: str, name, known: Iterable[str]) -> JaxdlError:
 
 
 def check_positive(name: str, value, *, integer: bool = False) -> None:
-    """Raise if `value` is not a positive number (an int where `integer`)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    """Raise if `value` is not a positive finite number (an int where `integer`)."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
