@@ -343,7 +343,7 @@ def trainer_freeze_bad_regex(fx):
 
 def _fit(x, y, **kw):
     t = _digits_trainer()
-    t.fit((x, y), epochs=1, batch_size=8, verbose=0, **kw)
+    t.fit((x, y), **{"epochs": 1, "batch_size": 8, "verbose": 0, **kw})
 
 
 @_api("fit with float labels 3.7", "JaxdlError", "3.7")

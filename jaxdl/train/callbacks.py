@@ -612,38 +612,57 @@ class BackupAndRestore(Callback):
     def get_state(self):
         return {"run_config": self.run_config, "changes": self.changes}
 
+    def on_train_begin(self, logs=None):
+        # the settings and epochs are checked against the newest checkpoint before fit restores
+        # it, so that a changed setting is reported as such (not as a changed optimizer state)
+        step = self.checkpoints.latest_step()
+        if step is None:
+            return
+        try:
+            meta = self.checkpoints.read_meta(step)
+            state = meta["callbacks"]["BackupAndRestore"]
+            position = tuple(meta["position"])
+        except Exception:  # unreadable: restore moves it aside and tries an older one
+            return
+        self._check_resume(state, position, record=False)
+
     def set_state(self, state):
         """On a resume: refuse to continue a run whose recorded settings (`run_config`) differ
         from this one's, unless the names are in `allow_changes` (then the changes are recorded
         in `changes` and in every later checkpoint); refuse an `epochs` below the epochs done."""
+        self._check_resume(state, tuple(self.trainer.position), record=True)
+
+    def _check_resume(self, state, position, *, record: bool):
         from jaxdl.train.checkpoint import CheckpointMismatchError
 
         t = self.trainer
-        done, at = t.position
+        done, at = position
         if done > t.epochs or (done == t.epochs and at > 0):
             raise JaxdlError(
                 f"epochs={t.epochs}: the run in {str(self.checkpoints.directory)!r} has already "
                 f"done {done} epoch(s); give epochs >= {done} to continue it (or another "
                 "directory to start anew)"
             )
-        self.changes = list(state.get("changes") or [])
+        changes = list(state.get("changes") or [])
         saved = state.get("run_config")
-        if saved is None or self.run_config is None:
-            return
-        diff, names = [], []
-        for k in sorted(set(saved) | set(self.run_config)):
-            old, new = saved.get(k), self.run_config.get(k)
-            if old != new and k not in self.allow_changes:
-                diff.append(f"{k}: checkpoint {old!r}, now {new!r}")
-                names.append(k)
-            elif old != new:
-                self.changes.append({"name": k, "from": old, "to": new, "at_step": t.step_count})
-        if diff:
-            raise CheckpointMismatchError(
-                f"the run in {str(self.checkpoints.directory)!r} was started with other settings "
-                f"({'; '.join(diff)}); a resume continues the same run: use the same settings, "
-                "another workdir, or allow the change with --allow-changes " + ",".join(names)
-            )
+        if saved is not None and self.run_config is not None:
+            diff, names = [], []
+            for k in sorted(set(saved) | set(self.run_config)):
+                old, new = saved.get(k), self.run_config.get(k)
+                if old != new and k not in self.allow_changes:
+                    diff.append(f"{k}: checkpoint {old!r}, now {new!r}")
+                    names.append(k)
+                elif old != new:
+                    changes.append({"name": k, "from": old, "to": new, "at_step": t.step_count})
+            if diff:
+                raise CheckpointMismatchError(
+                    f"the run in {str(self.checkpoints.directory)!r} was started with other "
+                    f"settings ({'; '.join(diff)}); a resume continues the same run: use the "
+                    "same settings, another workdir, or allow the change with --allow-changes "
+                    + ",".join(names)
+                )
+        if record:
+            self.changes = changes
 
     def save(self) -> None:
         self.trainer.save_checkpoint(self.checkpoints)
