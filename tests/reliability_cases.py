@@ -172,7 +172,7 @@ _cli("train an unknown model", ["train", "mlpp", "--quiet"], "mlpp")
 _cli("train with no model", ["train"], "name")
 _cli("train --nonsense-flag", [*T, "--nonsense-flag"], "nonsense")
 _cli("an unknown subcommand", ["trian", "mlp"], "trian")
-_cli("train a text model on images", [*T[:1], "char_rnn", "--quiet", "--epochs", "1"], "")
+_cli("train a language model on images", ["train", "gru_lm", "--quiet", "--epochs", "1"], "")
 
 # ---- summary
 for flag, v in [
