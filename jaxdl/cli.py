@@ -91,6 +91,22 @@ def validate_train(cmd: Train) -> None:
         parse_augment(cmd.augment)  # before the data is loaded
 
 
+def _process_index_hint(cmd: Train) -> int:
+    """This process's index in a multi-host run as the flags or the environment give it, before
+    jax.distributed starts (0 for a single process)."""
+    import os
+
+    for v in (
+        cmd.process_id,
+        os.environ.get("JAXDL_PROCESS_ID"),
+        os.environ.get("JAX_PROCESS_ID"),
+        os.environ.get("SLURM_PROCID"),
+    ):
+        if v is not None and str(v).strip().isdigit():
+            return int(v)
+    return 0
+
+
 def allowed_changes(cmd: Train) -> frozenset[str]:
     """The names of --allow-changes (lr or --lr, comma-separated), checked against the flags."""
     if not cmd.allow_changes:
@@ -280,6 +296,8 @@ class Train:
         workdir = check_writable_dir(self.workdir, what="--workdir")
         for name in ("metrics.json", "timing.json", "log.csv", "checkpoints", "tensorboard"):
             check_not_link(workdir / name, what=f"--workdir entry {name}")
+        if _process_index_hint(self) != 0:  # multi-host: process 0 holds the workdir's lock
+            return self._run(workdir)
         with WorkdirLock(workdir):  # one writer per workdir; exit 2 naming the holder if taken
             return self._run(workdir)
 
