@@ -308,7 +308,9 @@ def reference(cfg: Config, workdir: Path) -> tuple[dict[str, bytes], float]:
     return outputs(workdir), time.perf_counter() - t0
 
 
-def external_trials(cfg: Config, ref: dict[str, bytes], duration: float, root: Path) -> list:
+def external_trials(
+    cfg: Config, ref: dict[str, bytes], duration: float, root: Path, progress=None
+) -> list:
     """`cfg.trials` kills at uniform random moments in [0, duration] of the running process,
     SIGKILL and SIGTERM alternately; each chain of kills of one workdir ends with a completed run
     whose outputs are compared with `ref`."""
@@ -325,6 +327,8 @@ def external_trials(cfg: Config, ref: dict[str, bytes], duration: float, root: P
         for t in chain:
             t.update(identical=not diff, differing=diff, final_rc=p.returncode)
         results.extend(chain)
+        if progress is not None:
+            progress(chain)
         chain, n_dirs = [], n_dirs + 1
         workdir = root / f"w{n_dirs}"
 
@@ -402,7 +406,14 @@ def main(cfg: Config) -> dict:
         }
     with tempfile.TemporaryDirectory() as tmp:
         ref, duration = reference(cfg, Path(tmp) / "ref")
-        results = external_trials(cfg, ref, duration, Path(tmp))
+        log = Path(cfg.out + ".partial") if cfg.out else None
+
+        def progress(chain):  # each finished chain as JSON lines, for long runs
+            if log is not None:
+                with log.open("a") as f:
+                    f.writelines(json.dumps(t) + "\n" for t in chain)
+
+        results = external_trials(cfg, ref, duration, Path(tmp), progress)
     return {
         **summarize(results),
         "uninterrupted_run_s": round(duration, 1),
