@@ -10,7 +10,7 @@ log.csv, the lock file, and for each retained checkpoint its JSON metadata (data
 count, every callback's state, the digest of every array). timing.json (wall-clock seconds) and
 orbax's own bookkeeping files (timestamps) are the only files not compared.
 
-    python benchmarks/fault_injection.py --trials 50            # prints the figures
+    python benchmarks/fault_injection.py                        # 50 trials; prints the figures
     python benchmarks/fault_injection.py --trials 3 --kill-in-save
 
 `--kill-in-save` (R2) instead runs this script's `--child` (an MLP on a subset of digits with a
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Config:
-    trials: int = 10
+    trials: int = 50
     seed: int = 0
     """Seed of the random kill moments."""
     epochs: int = 3
@@ -275,17 +275,19 @@ def outputs(workdir: Path) -> dict[str, bytes]:
 
 
 def phase_of(workdir: Path) -> str:
-    """Where a kill landed, read from the workdir at that moment."""
+    """The workdir's state when a kill landed (a rerun's start-up finds earlier outputs, so
+    'outputs present' includes start-ups of reruns; a SIGTERM answered by exit 75 landed in
+    fit, one answered by -15 before fit installed its handler or after fit)."""
     ck = workdir / "checkpoints"
     if ck.is_dir() and any(".orbax-checkpoint-tmp" in p.name for p in ck.iterdir()):
-        return "checkpoint write"
+        return "checkpoint write in progress"
     if not (workdir / "log.csv").exists() and not (
         ck.is_dir() and any(p.name.isdigit() for p in ck.iterdir())
     ):
-        return "start-up"
+        return "nothing written yet"
     if (workdir / "metrics.json").exists():
-        return "after training"
-    return "training"
+        return "metrics written"
+    return "outputs present"
 
 
 def start(cfg: Config, workdir: Path) -> subprocess.Popen:
