@@ -213,7 +213,8 @@ def main() -> int:
         "(1-D per example) are accepted.",
         "- **Float labels** are refused by classifiers (binary tasks take 0.0/1.0).",
         "- **One-class data** loads with a `OneClassWarning`.",
-        "- **All checkpoints corrupt**: each is moved to `checkpoints.corrupt/` with a warning; the "
+        "- **All checkpoints corrupt**: each is moved to `checkpoints.corrupt/` with a warning; "
+        "the "
         "last warning says training starts from scratch.",
         "- **Seeds** are integers in [0, 2**32 - 1].",
         "",

@@ -3,7 +3,8 @@ case, and benchmarks/reliability_table.py runs them again to write the table (so
 what the code does).
 
 CLI cases: (what, argv, substrings the error must contain). Each is `jaxdl.cli.main(argv)` in
-process; it must return (or exit with) 2, name the problem and never print a traceback. argv may contain
+process; it must return (or exit with) 2, name the problem and never print a traceback. argv
+may contain
 {tmp} (a fresh directory) and {text} / {idx_empty} / {idx_float} / {one_class} / {file}: fixtures
 made by `make_fixtures`.
 
