@@ -25,7 +25,117 @@ from typing import Annotated, Literal
 
 import tyro
 
-from jaxdl.errors import JaxdlError
+from jaxdl.errors import JaxdlError, check_int, check_positive, compile_pattern
+
+SEED_MAX = 2**32 - 1
+# settings of `train` that do not change what is computed: a resume may differ in these
+NOT_HYPERPARAMETERS = frozenset(
+    {
+        "workdir",
+        "quiet",
+        "json",
+        "workers",
+        "coordinator",
+        "num_processes",
+        "process_id",
+        "init_timeout",
+        "allow_changes",
+        "tensorboard",
+        "profile_steps",
+        "keep_checkpoints",
+        "checkpoint_every",
+        "devices",  # a checkpoint loads onto any mesh
+        "mesh",
+        "fsdp",
+    }
+)
+
+
+def validate_train(cmd: Train) -> None:
+    """Every numeric and pattern argument of `train` checked before anything is loaded."""
+    check_positive("--epochs", cmd.epochs, integer=True)
+    check_positive("--batch-size", cmd.batch_size, integer=True)
+    check_positive("--lr", cmd.lr)
+    check_positive("--init-timeout", cmd.init_timeout, integer=True)
+    check_positive("--grad-accum", cmd.grad_accum, integer=True)
+    check_int("--warmup-steps", cmd.warmup_steps, low=0)
+    check_int("--seed", cmd.seed, low=0, high=SEED_MAX)
+    check_int("--workers", cmd.workers, low=0)
+    check_positive("--keep-checkpoints", cmd.keep_checkpoints, integer=True)
+    if cmd.clip_norm is not None:
+        check_positive("--clip-norm", cmd.clip_norm)
+    if cmd.devices is not None:
+        check_positive("--devices", cmd.devices, integer=True)
+    if cmd.early_stopping is not None:
+        check_positive("--early-stopping", cmd.early_stopping, integer=True)
+    for name, f in (("--val-fraction", cmd.val_fraction), ("--test-fraction", cmd.test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise JaxdlError(f"{name} must be in [0, 1), got {f!r}")
+    if cmd.val_fraction + cmd.test_fraction >= 1.0:
+        raise JaxdlError(
+            f"--val-fraction + --test-fraction must be < 1 (some data must be left to train "
+            f"on), got {cmd.val_fraction} + {cmd.test_fraction}"
+        )
+    for p in cmd.freeze:
+        compile_pattern(p, "--freeze pattern")
+    if cmd.profile_steps is not None:
+        a, b = cmd.profile_steps
+        if not 0 <= a <= b:
+            raise JaxdlError(
+                f"--profile-steps must be START STOP with 0 <= START <= STOP, got {a} {b}"
+            )
+    allowed_changes(cmd)
+    if cmd.augment is not None:
+        from jaxdl.data import parse_augment
+
+        parse_augment(cmd.augment)  # before the data is loaded
+
+
+def _process_index_hint(cmd: Train) -> int:
+    """This process's index in a multi-host run as the flags or the environment give it, before
+    jax.distributed starts (0 for a single process)."""
+    import os
+
+    for v in (
+        cmd.process_id,
+        os.environ.get("JAXDL_PROCESS_ID"),
+        os.environ.get("JAX_PROCESS_ID"),
+        os.environ.get("SLURM_PROCID"),
+    ):
+        if v is not None and str(v).strip().isdigit():
+            return int(v)
+    return 0
+
+
+def allowed_changes(cmd: Train) -> frozenset[str]:
+    """The names of --allow-changes (lr or --lr, comma-separated), checked against the flags."""
+    if not cmd.allow_changes:
+        return frozenset()
+    fields = {f.name for f in dataclasses.fields(cmd)} - NOT_HYPERPARAMETERS
+    names = set()
+    for n in cmd.allow_changes.split(","):
+        key = n.strip().lstrip("-").replace("-", "_")
+        if key not in fields:
+            raise JaxdlError(
+                f"--allow-changes: {n.strip()!r} is not a setting of train; expected some of "
+                + ", ".join(sorted(f.replace("_", "-") for f in fields))
+            )
+        names.add(key.replace("_", "-"))
+    return frozenset(names)
+
+
+def run_config(cmd: Train) -> dict:
+    """The settings a resume must share with the run it continues (JSON), keyed by flag name.
+    epochs is left out where it changes nothing computed so far (a constant schedule): a run may
+    be continued for more epochs."""
+    out = {}
+    for f in dataclasses.fields(cmd):
+        if f.name in NOT_HYPERPARAMETERS or (f.name == "epochs" and cmd.schedule == "constant"):
+            continue
+        v = getattr(cmd, f.name)
+        out[f.name.replace("_", "-")] = list(v) if isinstance(v, tuple) else v
+    return out
+
 
 # the finite choices, spelled out for --help (tests check them against the engine's tables)
 Optimizer = Literal[
@@ -83,7 +193,6 @@ class Models:
     """Show trainable parameter counts (from shapes only; cached in $JAXDL_CACHE)."""
 
     def run(self) -> int:
-        from rich.console import Console
         from rich.table import Table
 
         from jaxdl.models.registry import get_entry, list_models
@@ -179,13 +288,15 @@ class SummaryCmd:
     """Model config overrides KEY=VALUE, e.g. --set num_classes=10."""
 
     def run(self) -> int:
-        from rich.console import Console
 
         from jaxdl.bench.summary import render, summarize
         from jaxdl.models import abstract_model
         from jaxdl.models.inputs import example_input, resize_input_shape
         from jaxdl.models.registry import get_config
 
+        check_positive("--batch", self.batch, integer=True)
+        if self.input is not None:
+            check_positive("--input", self.input, integer=True)
         if self.depth == "all":
             depth = None
         elif self.depth.isdigit():
@@ -305,8 +416,25 @@ class Train:
     """No progress bar or tables (errors still go to stderr)."""
     set: Annotated[tuple[str, ...], _meta("KEY=VALUE ...")] = ()
     """Model config overrides KEY=VALUE, e.g. --set hidden=(256,128) activation=tanh."""
+    allow_changes: str | None = None
+    """With --workdir: settings a resume may change from the checkpointed run, e.g. lr,epochs
+    (recorded in metrics.json's allowed_changes); any other difference is refused."""
 
     def run(self) -> int:
+        from jaxdl.train.checkpoint import WorkdirLock, check_not_link, check_writable_dir
+
+        validate_train(self)
+        if self.workdir is None:
+            return self._run(None)
+        workdir = check_writable_dir(self.workdir, what="--workdir")
+        for name in ("metrics.json", "timing.json", "log.csv", "checkpoints", "tensorboard"):
+            check_not_link(workdir / name, what=f"--workdir entry {name}")
+        if _process_index_hint(self) != 0:  # multi-host: process 0 holds the workdir's lock
+            return self._run(workdir)
+        with WorkdirLock(workdir):  # one writer per workdir; exit 2 naming the holder if taken
+            return self._run(workdir)
+
+    def _run(self, workdir) -> int:
         import jax
         from rich.console import Console
         from rich.table import Table
@@ -315,6 +443,7 @@ class Train:
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
         from jaxdl.parallel import initialize_distributed, local_rows, make_mesh
+        from jaxdl.parallel.mesh import check_batch_size
         from jaxdl.train import (
             EXIT_NONFINITE,
             EXIT_PREEMPTED,
@@ -327,18 +456,13 @@ class Train:
             Trainer,
             make_schedule,
         )
-        from jaxdl.train.checkpoint import check_writable_dir
+        from jaxdl.train.checkpoint import write_file
         from jaxdl.train.tasks import LanguageModelTask
 
-        check_positive("--epochs", self.epochs, integer=True)
-        check_positive("--batch-size", self.batch_size, integer=True)
-        check_positive("--lr", self.lr)
-        check_positive("--init-timeout", self.init_timeout, integer=True)
         # before anything touches a device: a multi-host run sees every process's devices
         initialize_distributed(
             self.coordinator, self.num_processes, self.process_id, timeout=self.init_timeout
         )
-        check_positive("--grad-accum", self.grad_accum, integer=True)
         if self.workdir is None:
             for flag, value in (
                 ("--checkpoint-every", self.checkpoint_every),
@@ -350,7 +474,8 @@ class Train:
             raise JaxdlError("--profile-steps needs --tensorboard")
         if self.checkpoint_every is not None:
             check_positive("--checkpoint-every", self.checkpoint_every, integer=True)
-        workdir = check_writable_dir(self.workdir, what="--workdir") if self.workdir else None
+        if self.allow_changes and self.workdir is None:
+            raise JaxdlError("--allow-changes needs --workdir (it concerns resuming a run)")
         splits = load_dataset(
             self.dataset,
             seed=self.seed,
@@ -369,7 +494,14 @@ class Train:
         )
         if self.weights is not None and self.from_checkpoint is not None:
             raise JaxdlError("--weights and --from-checkpoint cannot be used together: pick one")
-        model = create_model(self.name, **overrides)
+        model = create_model(self.name, **overrides)  # type-checks the overrides
+        explicit = overrides.get("input_shape")
+        if explicit is not None and tuple(explicit) != tuple(splits.input_shape):
+            raise JaxdlError(
+                f"--set input_shape={tuple(explicit)} does not match the examples of "
+                f"{self.dataset}, {tuple(splits.input_shape)}: drop the override (the dataset "
+                "sets it) or resize the data"
+            )
         if self.weights is not None:
             from jaxdl.weights import read_weights, transfer
 
@@ -401,7 +533,8 @@ class Train:
         if self.schedule == "constant":
             lr = self.lr  # a number, so ReduceLROnPlateau-style callbacks may change it
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
-        augment = parse_augment(self.augment) if self.augment else None
+        check_batch_size(self.batch_size, mesh)  # before local_rows, which assumes it
+        augment = parse_augment(self.augment) if self.augment is not None else None
         trainer = Trainer(
             model,
             optimizer=self.optimizer,
@@ -456,6 +589,8 @@ class Train:
                     save_freq=self.checkpoint_every or "epoch",
                     delete_checkpoint=False,
                     keep=self.keep_checkpoints,
+                    run_config=run_config(self),
+                    allow_changes=allowed_changes(self),
                 )
             )
         console = Console(highlight=False, stderr=False)
@@ -486,12 +621,11 @@ class Train:
             return EXIT_PREEMPTED
         train_time = time.perf_counter() - t0
         test = trainer.evaluate(splits.test, batch_size=max(self.batch_size, 256))
-        result = {
-            "model": self.name,
-            "dataset": self.dataset,
-            "epochs": len(history.epoch),
-            "train_time_s": round(train_time, 3),
-        }
+        result = {"model": self.name, "dataset": self.dataset, "epochs": len(history.epoch)}
+        timing = {"train_time_s": round(train_time, 3)}
+        changes = next((c.changes for c in callbacks if isinstance(c, BackupAndRestore)), [])
+        if changes:
+            result["allowed_changes"] = changes
         last = {k: v[-1] for k, v in history.history.items()}
         result.update(
             {
@@ -508,10 +642,12 @@ class Train:
         if not self.quiet:
             console.print(table)
         if workdir is not None and jax.process_index() == 0:  # one writer in a multi-host run
-            workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+            # metrics.json holds only what the run computed (byte-identical to an uninterrupted
+            # run's after a resume); wall-clock figures go to timing.json
+            write_file(workdir / "metrics.json", json.dumps(result, indent=2), what="metrics.json")
+            write_file(workdir / "timing.json", json.dumps(timing, indent=2), what="timing.json")
         if self.json:
-            print(json.dumps(result))
+            print(json.dumps({**result, **timing}))
         return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Iterable
 
 
@@ -10,9 +12,15 @@ class JaxdlError(ValueError):
     """Bad input to jaxdl. A ValueError, so callers that catch ValueError keep working."""
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str]) -> JaxdlError:
-    """Error for an unknown registry key, listing the closest known names (or all, if few)."""
-    known = sorted(known)
+def unknown_name(kind: str, name, known: Iterable[str]) -> JaxdlError:
+    """Error for an unknown registry key, listing the closest known names (or all, if few).
+    `name` may be any value (None, a number): only strings are matched against the names."""
+    known = sorted(map(str, known))
+    if not isinstance(name, str):
+        listing = ", ".join(known)
+        return JaxdlError(
+            f"{kind} must be one of the names {listing}; got {name!r} ({type(name).__name__})"
+        )
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
     if not close:
         close = [k for k in known if name.lower() in k.lower() or k.lower() in name.lower()][:5]
@@ -22,10 +30,38 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> JaxdlError:
 
 
 def check_positive(name: str, value, *, integer: bool = False) -> None:
-    """Raise if `value` is not a positive number (an int where `integer`)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    """Raise if `value` is not a positive finite number (an int where `integer`)."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
         kind = "a positive integer" if integer else "a positive number"
         raise JaxdlError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Raise unless `value` is an int (not a bool) in [low, high]; returns it."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and ((low is not None and value < low) or (high is not None and value > high)):
+        ok = False
+    if not ok:
+        lo = "" if low is None else f">= {low}"
+        hi = "" if high is None else f"<= {high}"
+        rng = " and ".join(x for x in (lo, hi) if x)
+        raise JaxdlError(f"{name} must be an integer{' ' + rng if rng else ''}, got {value!r}")
+    return value
+
+
+def compile_pattern(pattern, what: str = "pattern") -> re.Pattern:
+    """re.compile with a JaxdlError naming the pattern when it is not a valid regex."""
+    if not isinstance(pattern, str):
+        raise JaxdlError(f"{what} must be a regex string, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise JaxdlError(f"{what} {pattern!r} is not a valid regular expression: {e}") from None

@@ -477,6 +477,8 @@ def parse_augment(spec: str) -> Augment:
     Options (fill, fill_value, interpolation, value_range) apply to every op of the spec, wherever
     they are written. crop=PAD pads by PAD pixels and crops back to the input size, which is only
     known at call time, so it is resolved per call."""
+    if not isinstance(spec, str):
+        raise JaxdlError(f"augment spec must be a string such as 'flip,rotate=0.1', got {spec!r}")
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
         raise JaxdlError(f"augment spec is empty; expected e.g. 'flip,rotate=0.1' ({SPEC_HELP})")

@@ -108,9 +108,29 @@ def split_indices(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> lis
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
+class OneClassWarning(UserWarning):
+    """The dataset has a single class: a classifier trained on it learns nothing useful."""
+
+
+def warn_one_class(name, num_classes: int, class_names=None) -> None:
+    """Documented behaviour for one-class data: it loads (a legitimate if degenerate dataset),
+    with a OneClassWarning saying what it means."""
+    if num_classes == 1:
+        import warnings
+
+        only = f" ({class_names[0]!r})" if class_names else ""
+        warnings.warn(
+            f"dataset {name!r} has a single class{only}: every label is 0, so a classifier "
+            "trained on it predicts that class for everything; add a folder (or label) per class",
+            OneClassWarning,
+            stacklevel=3,
+        )
+
+
 def _make_splits(
     name, x, y, num_classes, *, seed, val_fraction, test_fraction, test=None, class_names=None
 ):
+    warn_one_class(name, num_classes, class_names)
     for arg, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= v < 1.0:
             raise JaxdlError(f"{arg} must be in [0, 1), got {v}")
@@ -229,8 +249,19 @@ def load_mnist_idx(
             raise JaxdlError(
                 f"mnist_idx: {kind} images {x.shape} and labels {y.shape} do not match"
             )
-        if y.max() > 9:
-            raise JaxdlError(f"mnist_idx: {kind} labels must be 0..9, found {y.max()}")
+        if len(x) == 0:
+            raise JaxdlError(f"mnist_idx: {files[f'{kind}-images-idx3-ubyte']} holds 0 images")
+        if x.dtype != np.uint8:
+            raise JaxdlError(
+                f"mnist_idx: {kind} images must be uint8 pixels (IDX type 0x08), got {x.dtype}"
+            )
+        if y.dtype.kind not in "iu":
+            raise JaxdlError(
+                f"mnist_idx: {kind} labels must be integers (IDX type 0x08-0x0C), got {y.dtype}: "
+                "a float label file would be truncated"
+            )
+        if y.min() < 0 or y.max() > 9:
+            raise JaxdlError(f"mnist_idx: {kind} labels must be 0..9, found {y.min()}..{y.max()}")
         return (x.astype(np.float32) / 255.0)[..., None], y.astype(np.int32)
 
     x_test, y_test = load("t10k")
@@ -495,6 +526,7 @@ def load_image_folder(
         )
         train, val, test = full.subset(train_idx), full.subset(val_idx), full.subset(test_idx)
         skipped = full.skipped
+    warn_one_class(root.name, len(classes), classes)
     return Splits(
         name=root.name,
         train=train,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdl.data.sources import ArrayDataset, Splits, register_dataset, spec_options
-from jaxdl.errors import JaxdlError, unknown_name
+from jaxdl.errors import JaxdlError, check_positive, unknown_name
 
 LEVELS = ("char", "byte", "word")
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -117,6 +117,9 @@ def load_text(
     vocab = CharVocab.from_text(text, opts.get("level", "char"), opts.get("max_size"))
     ids = vocab.encode(text)
     seq_len = opts.get("seq_len", 128)
+    check_positive("text: seq_len", seq_len, integer=True)
+    if "max_size" in opts:
+        check_positive("text: max_size", opts["max_size"], integer=True)
     n = len(ids)
     n_test, n_val = int(n * test_fraction), int(n * val_fraction)
     cuts = {

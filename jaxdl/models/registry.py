@@ -2,12 +2,18 @@
 
 A family is written once; variants are rows (frozen dataclass configs). `create_model` applies
 keyword overrides to the config with `dataclasses.replace`, so an override that is not a field of
-the family's config is an error that lists the fields.
+the family's config is an error that lists the fields. Each override is checked against the
+field's annotation (int, float, bool, str, Literal, tuples, unions with None): a value of
+another type is a JaxdlError naming the option, the expected type and the value; a list is
+stored as a tuple and an int as a float where a float is expected.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +87,88 @@ def get_config(name: str, **overrides) -> Any:
             f"create_model({name!r}): unknown option(s) {', '.join(bad)} for family "
             f"{entry.family!r}; expected some of: {', '.join(sorted(fields))}"
         )
-    return dataclasses.replace(entry.config, **overrides) if overrides else entry.config
+    if not overrides:
+        return entry.config
+    hints = _field_types(type(entry.config))
+    checked = {}
+    for k, v in overrides.items():
+        tp = hints.get(k)
+        ok, value = _coerce(v, tp) if tp is not None else (True, v)
+        if not ok:
+            raise JaxdlError(
+                f"create_model({name!r}): option {k} expects {_type_name(tp)}, got {v!r} "
+                f"({type(v).__name__})"
+            )
+        checked[k] = value
+    return dataclasses.replace(entry.config, **checked)
+
+
+def _field_types(cls) -> dict:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be evaluated: left unchecked
+        return {}
+
+
+def _type_name(tp) -> str:
+    if tp is type(None):
+        return "None"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_type_name(args[0])}"
+        return f"a tuple of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    return getattr(tp, "__name__", str(tp))
+
+
+_UNCHECKED = object()
+
+
+def _coerce(v, tp) -> tuple[bool, Any]:
+    """(v fits the annotation tp, v as stored): a list becomes a tuple, an int a float where a
+    float is expected; types this does not know (callables, nested configs) pass unchecked."""
+    if tp is Any or tp is _UNCHECKED:
+        return True, v
+    if tp is type(None):
+        return v is None, v
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            ok, out = _coerce(v, a)
+            if ok:
+                return True, out
+        return False, v
+    if origin is typing.Literal:
+        return v in args, v
+    if origin is tuple:
+        if not isinstance(v, (tuple, list)):
+            return False, v
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [_coerce(x, args[0]) for x in v]
+        elif not args:
+            return True, tuple(v)
+        elif len(args) != len(v):
+            return False, v
+        else:
+            items = [_coerce(x, a) for x, a in zip(v, args, strict=True)]
+        return all(ok for ok, _ in items), tuple(out for _, out in items)
+    if tp is bool:
+        return isinstance(v, bool), v
+    if tp is int:  # numpy integers too (dataset sizes), stored as int
+        ok = isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        return ok, int(v) if ok else v
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False, v
+        return True, float(v)
+    if tp is str:
+        return isinstance(v, str), v
+    return True, v  # other annotations (callables, dataclasses, generics): not checked here
 
 
 def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides) -> nnx.Module:

@@ -14,6 +14,8 @@ import re
 
 from flax import nnx
 
+from jaxdl.errors import compile_pattern
+
 
 class FrozenBatchNorm(nnx.BatchNorm):
     """A BatchNorm that always normalises with its moving statistics and never updates them."""
@@ -33,7 +35,7 @@ def freeze_batchnorm(model: nnx.Module, pattern: str, *, unfreeze: bool = False)
 
     The module's class is what the graph definition records, so a model split afterwards carries
     the frozen behaviour into its pure `apply`."""
-    rx = re.compile(pattern)
+    rx = compile_pattern(pattern, "BatchNorm pattern")
     changed = []
     for path, m in _module_paths(model):
         if not rx.search(path):
@@ -58,7 +60,7 @@ def freeze_batchnorm_of_params(model: nnx.Module, patterns) -> list[str]:
     """Freeze (inference mode) every BatchNorm whose trainable parameters ('<path>/scale' or
     '<path>/bias') match one of the regexes `patterns`: the layers whose weights are frozen keep
     their statistics fixed too."""
-    rx = [re.compile(p) for p in patterns]
+    rx = [compile_pattern(p, "freeze pattern") for p in patterns]
     changed = []
     for path, m in _module_paths(model):
         if type(m) is nnx.BatchNorm and any(

@@ -592,7 +592,11 @@ class BackupAndRestore(Callback):
     one before its first step and continues from the exact batch, so the result is bit-identical
     to an uninterrupted run. `delete_checkpoint` removes the backups when training completes
     (Keras's default; `jaxdl train --workdir` keeps them). `keep`: how many to keep (>= 2 leaves
-    one to fall back on if the newest is damaged). SIGTERM during fit saves and stops (Trainer)."""
+    one to fall back on if the newest is damaged). SIGTERM during fit saves and stops (Trainer).
+    `run_config`: JSON settings of the run (the CLI passes its hyperparameters); a resume with
+    different ones raises CheckpointMismatchError listing them, except the names in
+    `allow_changes`, which are recorded in `changes`. A resume with fewer `epochs` than the run
+    has done is refused."""
 
     def __init__(
         self,
@@ -601,6 +605,8 @@ class BackupAndRestore(Callback):
         delete_checkpoint: bool = True,
         keep: int = 2,
         async_save: bool = True,
+        run_config: dict | None = None,
+        allow_changes: Iterable[str] = (),
     ):
         from jaxdl.train.checkpoint import Checkpoints
 
@@ -609,6 +615,64 @@ class BackupAndRestore(Callback):
             raise JaxdlError(f"BackupAndRestore: keep must be >= 1, got {keep}")
         self.delete_checkpoint = delete_checkpoint
         self.checkpoints = Checkpoints(backup_dir, keep=keep, async_save=async_save)
+        self.run_config = dict(run_config) if run_config is not None else None
+        self.allow_changes = frozenset(allow_changes)
+        self.changes: list[dict] = []
+
+    def get_state(self):
+        return {"run_config": self.run_config, "changes": self.changes}
+
+    def on_train_begin(self, logs=None):
+        # the settings and epochs are checked against the newest checkpoint before fit restores
+        # it, so that a changed setting is reported as such (not as a changed optimizer state)
+        step = self.checkpoints.latest_step()
+        if step is None:
+            return
+        try:
+            meta = self.checkpoints.read_meta(step)
+            state = meta["callbacks"]["BackupAndRestore"]
+            position = tuple(meta["position"])
+        except Exception:  # unreadable: restore moves it aside and tries an older one
+            return
+        self._check_resume(state, position, record=False)
+
+    def set_state(self, state):
+        """On a resume: refuse to continue a run whose recorded settings (`run_config`) differ
+        from this one's, unless the names are in `allow_changes` (then the changes are recorded
+        in `changes` and in every later checkpoint); refuse an `epochs` below the epochs done."""
+        self._check_resume(state, tuple(self.trainer.position), record=True)
+
+    def _check_resume(self, state, position, *, record: bool):
+        from jaxdl.train.checkpoint import CheckpointMismatchError
+
+        t = self.trainer
+        done, at = position
+        if done > t.epochs or (done == t.epochs and at > 0):
+            raise JaxdlError(
+                f"epochs={t.epochs}: the run in {str(self.checkpoints.directory)!r} has already "
+                f"done {done} epoch(s); give epochs >= {done} to continue it (or another "
+                "directory to start anew)"
+            )
+        changes = list(state.get("changes") or [])
+        saved = state.get("run_config")
+        if saved is not None and self.run_config is not None:
+            diff, names = [], []
+            for k in sorted(set(saved) | set(self.run_config)):
+                old, new = saved.get(k), self.run_config.get(k)
+                if old != new and k not in self.allow_changes:
+                    diff.append(f"{k}: checkpoint {old!r}, now {new!r}")
+                    names.append(k)
+                elif old != new:
+                    changes.append({"name": k, "from": old, "to": new, "at_step": t.step_count})
+            if diff:
+                raise CheckpointMismatchError(
+                    f"the run in {str(self.checkpoints.directory)!r} was started with other "
+                    f"settings ({'; '.join(diff)}); a resume continues the same run: use the "
+                    "same settings, another workdir, or allow the change with --allow-changes "
+                    + ",".join(names)
+                )
+        if record:
+            self.changes = changes
 
     def save(self) -> None:
         self.trainer.save_checkpoint(self.checkpoints)

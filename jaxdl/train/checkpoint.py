@@ -28,15 +28,30 @@ What this module guarantees, and the fault it answers:
 - a checkpoint of another model, or with another shape or dtype for any leaf, raises
   `CheckpointMismatchError` listing the differences (orbax would otherwise cast dtypes);
 - a directory holding symbolic links that point outside it, or names containing '..', is
-  refused before anything is read (`UnsafeCheckpointError`).
+  refused before anything is read (`UnsafeCheckpointError`); a checkpoint directory that is
+  itself a symbolic link is refused too, so nothing is written outside the workdir;
+- a save that runs out of disk space raises `CheckpointDiskFullError` naming the directory and
+  the bytes the checkpoint needs; the previous checkpoints are untouched and stay restorable;
+- when every checkpoint is unusable, `restore` warns that training starts from scratch
+  (`CorruptCheckpointWarning`) and returns None.
+
+The workdir of a run (`jaxdl train --workdir W`) has one writer at a time: `WorkdirLock` holds
+an exclusive `fcntl.flock` on `W/.jaxdl.lock` for the run (the kernel releases it on any exit,
+SIGKILL included, so a lock left by a dead process never blocks) and records the holder's PID
+and host in it; a second process gets `WorkdirLockedError` naming them. Files jaxdl writes under
+a workdir are created with `O_NOFOLLOW` and written atomically (`write_file`); an existing
+symbolic link in their place is refused (`UnsafePathError`).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
 import shutil
+import socket
 import warnings
 import zlib
 from collections.abc import Callable
@@ -69,8 +84,21 @@ class NonFiniteError(CheckpointError):
     """A tree holding NaN or inf was about to be saved."""
 
 
+class CheckpointDiskFullError(CheckpointError):
+    """The disk filled up while a checkpoint was written; the earlier checkpoints are intact."""
+
+
+class UnsafePathError(JaxdlError):
+    """A path jaxdl writes under a workdir is a symbolic link (writes never follow links)."""
+
+
+class WorkdirLockedError(JaxdlError):
+    """Another live process holds the workdir's lock."""
+
+
 class CorruptCheckpointWarning(UserWarning):
-    """A checkpoint could not be used and was moved aside; an older one is tried."""
+    """A checkpoint could not be used and was moved aside; an older one is tried (or, when none
+    is left, training starts from scratch)."""
 
 
 # ---- directory checks ---------------------------------------------------------------------
@@ -89,6 +117,145 @@ def check_writable_dir(path: str | os.PathLike, *, what: str = "workdir") -> Pat
     if not os.access(p, os.W_OK | os.X_OK):
         raise JaxdlError(f"{what} {str(p)!r} is not writable")
     return p
+
+
+def check_not_link(path: str | os.PathLike, *, what: str = "path") -> Path:
+    """`path` as a Path; UnsafePathError if it is a symbolic link (dangling or not)."""
+    p = Path(path)
+    if p.is_symlink():
+        raise UnsafePathError(
+            f"{what} {str(p)!r} is a symbolic link (to {os.readlink(p)!r}): jaxdl writes only "
+            "inside the workdir and never through links; remove the link or use another workdir"
+        )
+    return p
+
+
+def write_file(path: str | os.PathLike, data: bytes | str, *, what: str = "output file") -> Path:
+    """Write `data` to `path` atomically without following links: a temporary file created with
+    O_EXCL | O_NOFOLLOW beside it, then renamed over it. A link at `path` is refused."""
+    p = check_not_link(path, what=what)
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)  # replaces a name, never follows one
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def open_nofollow(path: str | os.PathLike, flags: int, *, what: str = "output file") -> int:
+    """os.open with O_NOFOLLOW: an OS-level refusal (UnsafePathError) if `path` is a link."""
+    p = check_not_link(path, what=what)
+    try:
+        return os.open(p, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            check_not_link(p, what=what)
+        raise
+
+
+LOCK_NAME = ".jaxdl.lock"
+
+
+class WorkdirLock:
+    """Exclusive lock of a workdir for one process (`fcntl.flock` on WORKDIR/.jaxdl.lock).
+
+    `acquire()` raises WorkdirLockedError naming the holder (PID and host, read from the lock
+    file) if another process holds it. The lock dies with the process (any exit, SIGKILL
+    included), so a stale file from a dead process is simply taken over. `release()` empties
+    the file and unlocks. A context manager."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.workdir = Path(workdir)
+        self.path = self.workdir / LOCK_NAME
+        self._fd: int | None = None
+
+    def holder(self) -> dict:
+        try:
+            fd = open_nofollow(self.path, os.O_RDONLY, what="workdir lock")
+        except (OSError, UnsafePathError):
+            return {}
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        try:
+            info = json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def acquire(self) -> WorkdirLock:
+        if self._fd is not None:
+            return self
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, what="workdir lock")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            h = self.holder()
+            who = (
+                f"process {h.get('pid', '?')} on host {h.get('host', '?')}"
+                if h
+                else "another process"
+            )
+            raise WorkdirLockedError(
+                f"--workdir {str(self.workdir)!r} is in use by {who} (lock {str(self.path)!r}); "
+                "one run writes a workdir at a time: wait for it to finish, stop it, or use "
+                "another --workdir"
+            ) from None
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)  # the finished run leaves an empty lock file
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _tree_nbytes(tree) -> int:
+    return int(
+        sum(np.dtype(v.dtype).itemsize * int(np.prod(np.shape(v))) for v in _leaves(tree).values())
+    )
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        text = str(e)
+        if "RESOURCE_EXHAUSTED" in text or "No space left on device" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def check_safe_tree(directory: str | os.PathLike) -> None:
@@ -250,6 +417,8 @@ class Checkpoints:
         best_mode: str = "min",
         async_save: bool = True,
     ):
+        # checked before resolving: a linked checkpoint directory would write outside the workdir
+        check_not_link(directory, what="checkpoint directory")
         self.directory = check_writable_dir(directory, what="checkpoint directory").resolve()
         check_safe_tree(self.directory)
         if best_mode not in ("min", "max"):
@@ -306,10 +475,42 @@ class Checkpoints:
         args = ocp.args.Composite(
             **{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)}
         )
-        self._manager.save(step, args=args, metrics=metrics, force=True)
+        self._nbytes = _tree_nbytes(tree)
+        try:
+            self._manager.save(step, args=args, metrics=metrics, force=True)
+        except Exception as e:
+            self._raise_disk_full(e, step)
+            raise
+
+    def _raise_disk_full(self, e: BaseException, step: int | None) -> None:
+        if not _is_disk_full(e):
+            return
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError:
+            free = None
+        kept = [s for s in self.steps() if s != step]
+        raise CheckpointDiskFullError(
+            "no space left on the disk while writing "
+            + (f"checkpoint {step}" if step is not None else "a checkpoint")
+            + f" in {str(self.directory)!r}: it needs about "
+            f"{getattr(self, '_nbytes', 0):,} bytes"
+            + (f", {free:,} bytes are free" if free is not None else "")
+            + "; "
+            + (
+                f"the previous checkpoint(s) {kept} are intact and restorable"
+                if kept
+                else "no earlier checkpoint exists"
+            )
+            + ". Free some space (or use --keep-checkpoints 1) and run again to resume."
+        ) from None
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:
+            self._raise_disk_full(e, None)
+            raise
 
     def close(self) -> None:
         self._manager.close()
@@ -344,7 +545,9 @@ class Checkpoints:
         self.wait()
         check_safe_tree(self.directory)
         candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
+        self._remaining = len(candidates)
         for s in candidates:
+            self._remaining -= 1
             try:
                 meta = self.read_meta(s)
                 saved = meta["spec"]
@@ -382,7 +585,17 @@ class Checkpoints:
                 self._quarantine(s, "it holds non-finite values")
                 continue
             return s, restored, meta
+        if candidates:
+            warnings.warn(
+                f"every checkpoint in {str(self.directory)!r} ({len(candidates)}) was unusable "
+                f"and moved to {str(self._corrupt_root())!r}: training starts from scratch",
+                CorruptCheckpointWarning,
+                stacklevel=2,
+            )
         return None
+
+    def _corrupt_root(self) -> Path:
+        return self.directory.parent / f"{self.directory.name}.corrupt"
 
     def _check_match(self, step, meta, saved, wanted, fingerprint):
         where = f"checkpoint {step} in {str(self.directory)!r}"
@@ -406,7 +619,7 @@ class Checkpoints:
 
     def _quarantine(self, step: int, why: str) -> None:
         src = self.path(step)
-        dest_root = self.directory.parent / f"{self.directory.name}.corrupt"
+        dest_root = check_not_link(self._corrupt_root(), what="quarantine directory")
         dest_root.mkdir(exist_ok=True)
         dest = dest_root / str(step)
         n = 1
@@ -415,7 +628,8 @@ class Checkpoints:
         shutil.move(str(src), str(dest))
         warnings.warn(
             f"checkpoint {step} in {str(self.directory)!r} is unusable: {why}; moved "
-            f"it to {str(dest)!r} and trying the previous one",
+            f"it to {str(dest)!r}"
+            + ("; trying the previous one" if getattr(self, "_remaining", 0) > 0 else ""),
             CorruptCheckpointWarning,
             stacklevel=3,
         )

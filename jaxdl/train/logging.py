@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 
@@ -128,15 +129,40 @@ class TensorBoard(Callback):
         self.sample_data = sample_data  # ArrayDataset or (x, y): images and gradient histograms
         self._writers: dict = {}
         self._profiling = False
+        self._purge_step: int | None = None
 
     def _writer(self, name: str):
         from tensorboardX import SummaryWriter
 
+        from jaxdl.train.checkpoint import check_not_link
+
         if name not in self._writers:
-            self._writers[name] = SummaryWriter(str(self.log_dir / name))
+            check_not_link(self.log_dir, what="TensorBoard log_dir")
+            check_not_link(self.log_dir / name, what="TensorBoard log directory")
+            self._writers[name] = SummaryWriter(
+                str(self.log_dir / name), purge_step=self._purge_step
+            )
         return self._writers[name]
 
+    def set_state(self, state):
+        """On a resume: later writers carry a purge step (the restored epoch), so TensorBoard
+        drops the scalars an interrupted run wrote past its checkpoint and the curves equal an
+        uninterrupted run's (epoch-indexed events; with an integer update_freq the batch_loss
+        steps are not purged)."""
+        if self.update_freq == "epoch":
+            self._purge_step = int(self.trainer.position[0])
+            had_text = "train" in self._writers
+            for w in self._writers.values():
+                w.close()
+            self._writers = {}
+            if had_text and self._purge_step == 0:  # the model text (step 0) was purged too
+                self._writer("train").add_text("model", f"```\n{self._structure()}\n```", 0)
+
     def on_train_begin(self, logs=None):
+        from jaxdl.train.checkpoint import check_not_link
+
+        check_not_link(self.log_dir, what="TensorBoard log_dir")
+        self._purge_step = None
         t = self.trainer
         if self.write_graph and t.model_config is not None:
             self._writer("train").add_text("model", f"```\n{self._structure()}\n```", 0)
@@ -231,21 +257,34 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         # the file is truncated at the first epoch end, not here: a resume restores the rows
         # to keep after on_train_begin
+        from jaxdl.train.checkpoint import check_not_link
+
+        check_not_link(self.filename, what="CSVLogger file")
         self.rows, self.keys, self._fresh = 0, None, not self.append
+
+    def _open(self, flags: int) -> int:
+        from jaxdl.train.checkpoint import open_nofollow
+
+        return open_nofollow(self.filename, flags, what="CSVLogger file")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        if self._fresh and self.filename.exists():
-            self.filename.unlink()
-        self._fresh = False
         if self.keys is None:
             self.keys = sorted(logs)
-        new = not self.filename.exists() or self.filename.stat().st_size == 0
-        with self.filename.open("a", newline="") as f:
-            w = csv.writer(f, delimiter=self.sep)
-            if new:
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf, delimiter=self.sep)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if self._fresh:
+            flags |= os.O_TRUNC
+        fd = self._open(flags)
+        try:
+            if os.fstat(fd).st_size == 0:
                 w.writerow(["epoch", *self.keys])
             w.writerow([epoch, *(logs.get(k, "NA") for k in self.keys)])
+            os.write(fd, buf.getvalue().encode())
+        finally:
+            os.close(fd)
+        self._fresh = False
         self.rows += 1
 
     def get_state(self):
@@ -253,6 +292,17 @@ class CSVLogger(Callback):
 
     def set_state(self, state):
         self.rows, self.keys, self._fresh = state["rows"], state["keys"], False
-        if self.filename.exists():  # drop rows written after the checkpoint
-            lines = self.filename.read_text().splitlines(keepends=True)
-            self.filename.write_text("".join(lines[: 1 + self.rows] if self.rows else []))
+        if self.filename.exists() or self.filename.is_symlink():
+            # drop rows written after the checkpoint: cut the file at the end of its
+            # (1 + rows)-th record, bytes untouched (line endings stay as written)
+            fd = self._open(os.O_RDWR)
+            try:
+                size = os.fstat(fd).st_size
+                data = os.pread(fd, size, 0)
+                keep = 0
+                if self.rows:
+                    records = data.splitlines(keepends=True)[: 1 + self.rows]
+                    keep = sum(len(r) for r in records)
+                os.ftruncate(fd, keep)
+            finally:
+                os.close(fd)

@@ -524,6 +524,8 @@ class Trainer:
 
     # ---- checks -------------------------------------------------------------------------
     def _check_data(self, ds, batch_size: int, where: str):
+        from jaxdl.train.tasks import check_inputs
+
         if len(ds) == 0:
             raise JaxdlError(f"{where} data is empty")
         check_batch_size(batch_size, self.mesh)
@@ -536,6 +538,8 @@ class Trainer:
         sig = (batch_size, tuple(x0.shape), str(dtype))
         if sig in self._checked:
             return
+        if x_scale_of(ds) is None:  # integer images with x_scale become float32 on the device
+            check_inputs(x0, where=f"{where} inputs")  # object arrays, raw uint8 images
         self.task.check_input(
             self._plain_apply, self.state, jax.ShapeDtypeStruct((batch_size, *x0.shape), dtype)
         )

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.errors import JaxdlError, check_positive, unknown_name
+from jaxdl.errors import JaxdlError, check_int, check_positive, compile_pattern, unknown_name
 from jaxdl.functional import named_leaves, path_str
 
 
@@ -80,6 +80,9 @@ def make_schedule(
     exponential (lr * decay_rate ** (step / decay_steps), Keras's ExponentialDecay);
     step (piecewise constant: `boundaries` maps step -> multiplicative factor); linear (to end_value)."""
     check_positive("learning_rate", learning_rate)
+    check_int("warmup_steps", warmup_steps, low=0)
+    if total_steps is not None:
+        check_int("total_steps", total_steps, low=0)
     if name == "constant":
         return optax.constant_schedule(learning_rate)
     if name in ("cosine", "warmup_cosine", "linear"):
@@ -130,6 +133,11 @@ def make_optimizer(
         raise unknown_name("optimizer", name, _OPTIMIZERS)
     if not callable(learning_rate):
         check_positive("learning_rate", learning_rate)
+    # a negative clip would flip the gradient (gradient ascent); zero would stop training
+    if clip_norm is not None:
+        check_positive("clip_norm", clip_norm)
+    if clip_value is not None:
+        check_positive("clip_value", clip_value)
     builder, defaults = _OPTIMIZERS[name]
     bad = set(options) - set(defaults) - {"nesterov"}
     if bad:
@@ -208,7 +216,7 @@ def param_groups(tx: optax.GradientTransformation, params, groups) -> optax.Grad
     learning rate times m for every optimizer here (their updates are linear in the rate).
     A pattern that matches no parameter is an error (it is almost always a typo)."""
     groups = dict(groups)
-    rx = [(re.compile(p), float(m)) for p, m in groups.items()]
+    rx = [(compile_pattern(p, "parameter pattern"), float(m)) for p, m in groups.items()]
     names = list(named_leaves(params))
     for pat, (r, m) in zip(groups, rx, strict=False):
         if m < 0:

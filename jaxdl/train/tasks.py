@@ -176,6 +176,20 @@ class ClassificationTask(Task):
         y = np.asarray(y)
         if not self.binary and y.ndim == 2 and y.shape[-1] == self.num_classes:
             return  # one-hot
+        if y.dtype.kind not in "iubf":
+            raise JaxdlError(
+                f"{where} must be integer class indices, got dtype {y.dtype} "
+                f"(e.g. {y.reshape(-1)[:1].tolist()})"
+            )
+        if y.dtype.kind == "f" and y.size:
+            frac = y[np.mod(y, 1) != 0] if np.all(np.isfinite(y)) else y[~np.isfinite(y)]
+            if frac.size or not self.binary:
+                raise JaxdlError(
+                    f"{where} must be integer class indices (dtype int), got {y.dtype} values"
+                    + (f" such as {frac.reshape(-1)[0]!r}" if frac.size else "")
+                    + "; they would be truncated or train a loss of nothing: convert "
+                    "whole-number labels with y.astype(int)"
+                )
         n = self.cm_size
         if y.size and (y.min() < 0 or y.max() >= n):
             raise JaxdlError(
@@ -251,3 +265,20 @@ class LanguageModelTask(Task):
                 f"{where} out of range: expected token ids in [0, {self.vocab_size - 1}], "
                 f"got values in [{y.min()}, {y.max()}]"
             )
+
+
+def check_inputs(x, *, where: str = "inputs") -> None:
+    """Refuse inputs jaxdl would train on silently wrong: object arrays (not numbers), and
+    uint8 images (ndim >= 2 per example) that hold raw 0-255 pixels. jaxdl never rescales
+    inputs itself; the loaders give float32 in [0, 1]: divide such arrays by 255 first."""
+    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    if dtype.kind not in "biuf" and dtype.name not in ("bfloat16",):
+        raise JaxdlError(
+            f"{where} must be a numeric array (float or integer), got dtype {dtype}: convert "
+            "it with np.asarray(x, np.float32)"
+        )
+    if dtype == np.uint8 and np.ndim(x) >= 2:
+        raise JaxdlError(
+            f"{where} are uint8 images of shape {tuple(np.shape(x))} (raw 0-255 pixels): jaxdl "
+            "does not rescale inputs; pass x.astype('float32') / 255 (what the loaders give)"
+        )
