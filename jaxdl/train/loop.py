@@ -49,7 +49,7 @@ from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
 from jaxdl.functional import make_apply, merge, split
 from jaxdl.nn.freeze import freeze_batchnorm_of_params
-from jaxdl.parallel import local_rows, state_shardings
+from jaxdl.parallel import layout_rules, local_rows, state_shardings, with_rules
 from jaxdl.parallel.mesh import check_batch_size, make_mesh, replicated, shard_batch
 from jaxdl.train.callbacks import (
     BackupAndRestore,
@@ -144,6 +144,8 @@ class Trainer:
         initial_loss_scale: float = 2.0**15,
         fsdp: bool = False,
         augment=None,
+        sharding: str | None = None,
+        rules=None,
     ):
         if mixed_precision is not None and mixed_precision not in COMPUTE_DTYPES:
             raise unknown_name("mixed precision mode", mixed_precision, COMPUTE_DTYPES)
@@ -157,6 +159,9 @@ class Trainer:
         )
         self._lr_is_schedule = tx is not None or callable(learning_rate)
         self.fsdp = fsdp  # data parallel (False) or FSDP: see state_shardings
+        # tensor parallel: 'tp' / 'auto' or a logical rules table (jaxdl.parallel.logical);
+        # the rules also constrain the activations while the steps are traced
+        self.sharding, self.rules = sharding, layout_rules(sharding, rules, fsdp=fsdp)
         self.augment = augment  # (batch, key) -> batch, inside the jitted train step
         if freeze:  # frozen layers' BatchNorm run in inference mode (Keras's trainable=False)
             model = nnx.merge(*nnx.split(model))  # a copy: the caller's model is left as it was
@@ -219,7 +224,13 @@ class Trainer:
         """The sharding of every leaf of the train state: the one place they are decided (jit
         outputs, initial placement and checkpoint restore all use it). Data parallel: replicated;
         FSDP: params and optimizer state sharded over the data axis (jaxdl.parallel)."""
-        return state_shardings(self.state if state is None else state, self.mesh, fsdp=self.fsdp)
+        return state_shardings(
+            self.state if state is None else state,
+            self.mesh,
+            fsdp=self.fsdp,
+            sharding=self.sharding,
+            rules=self.rules,
+        )
 
     def _compile(self):
         rep = replicated(self.mesh)
@@ -233,15 +244,20 @@ class Trainer:
             ema_decay=self.ema_decay,
             augment=self.augment,
         )
+        step = with_rules(step, self.mesh, self.rules)
         # the metric sums are not donated: the host reads the previous step's NaN flag from them
         # while the next step runs
         self._train_step = jax.jit(
             step, donate_argnums=(0,), out_shardings=(self.state_shardings(), rep)
         )
         self._eval_step = jax.jit(
-            make_eval_step(self.apply, self.task), donate_argnums=(2,), out_shardings=rep
+            with_rules(make_eval_step(self.apply, self.task), self.mesh, self.rules),
+            donate_argnums=(2,),
+            out_shardings=rep,
         )
-        self._predict_step = jax.jit(make_predict_step(self.apply))
+        self._predict_step = jax.jit(
+            with_rules(make_predict_step(self.apply), self.mesh, self.rules)
+        )
 
     def _init_metrics(self):
         acc = {
