@@ -4,7 +4,9 @@ the collectives in the compiled programs (two all-reduces per layer forward, non
 per-device memory falling with the model axis, checkpoints moving between meshes, bad input, and
 the CLI."""
 
+import importlib.util
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,8 @@ import numpy as np
 import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
+
+from conftest import ROOT
 
 from jaxdl import create_model
 from jaxdl.data import ArrayDataset
@@ -391,9 +395,31 @@ def test_cli_train_gpt_on_a_2x4_mesh_with_tp(tmp_path, capsys):
     assert main([*common, "--sharding", "tp"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert np.isfinite(out["test_loss"])
-    assert main([*common, "--sharding", "tp", "--sequence-parallel"]) == 0
-    capsys.readouterr()
     assert main([*common, "num_heads=2", "--sharding", "tp"]) == 2
     assert "logical axis 'heads') has size 2, not divisible" in capsys.readouterr().err
     assert main([*common, "--sequence-parallel"]) == 2
     assert "--sequence-parallel needs --sharding tp" in capsys.readouterr().err
+
+
+# ---- benchmark ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_scaling_benchmark_tp_memory_and_communication_on_paper():
+    spec = importlib.util.spec_from_file_location("scaling", ROOT / "benchmarks" / "scaling.py")
+    scaling = sys.modules["scaling"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scaling)
+    one, tp = scaling.measure_tp(scaling.Config(smoke=True, dp=False))
+    assert (one["mesh"], tp["mesh"]) == ("1", "2x4")
+    assert 1 / 4 < tp["params_MB_per_device"] / one["params_MB_per_device"] < 0.3
+    assert tp["argument_MB"] < 0.3 * one["argument_MB"]
+    # the HLO's all-reduced bytes against the count on paper (6 activation all-reduces per
+    # layer, the embedding's, the data-parallel gradients); the rest are [B, T] loss reductions
+    assert one["allreduce_arrays"] == 0
+    assert 1.0 <= tp["allreduce_MB_hlo"] / tp["allreduce_MB_paper"] < 1.15, tp
+    # on paper, GPT-2 on 1 x 8: 16 x 1024 tokens x 768 x bf16 per activation all-reduce, 4 per
+    # layer + the embedding's, ring 2 x 7/8
+    c = scaling.tp_comm(*scaling.GPT_SHAPES["gpt2"], batch=16, data=1, model=8)
+    act = 16 * 1024 * 768 * 2
+    assert c["activation_allreduces"] == 49 and c["dp_moved_MB"] == 0
+    assert c["moved_MB"] == pytest.approx(49 * 2 * 7 / 8 * act / 1e6)
+    assert c["ms"] == pytest.approx(49 * 2 * 7 / 8 * act / 450e9 * 1e3)
+    assert scaling.gpt_params(*scaling.GPT_SHAPES["gpt2"]) == 124_439_808  # GPT-2's count
