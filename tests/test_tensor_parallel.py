@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 from flax import nnx
 from jax.sharding import PartitionSpec as P
-
-from conftest import ROOT
 
 from jaxdl import create_model
 from jaxdl.data import ArrayDataset
