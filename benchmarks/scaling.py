@@ -194,9 +194,17 @@ def hlo_collectives(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def engine_step(apply, tx, task):
+    """The engine's pure train step as step(state, batch) -> (state, metrics)."""
+    if hasattr(task, "make_step"):  # the engine's step contract
+        return task.make_step(apply=apply, tx=tx)
+    step = make_train_step(apply, tx, task)  # the earlier (state, acc, batch) contract
+    return lambda state, batch: step(state, task.init_metrics(), batch)
+
+
 def tp_step(model_name: str, mesh_spec: str, *, batch: int, seq: int, overrides=None):
-    """(jitted step, abstract args, state shardings, mesh, abstract state) of the engine's train
-    step for `model_name` on a mesh, TP rules, from shapes only."""
+    """(jitted step, abstract (state, batch), mesh, abstract state, sharding mode) of the
+    engine's train step for `model_name` on a mesh with the TP rules, from shapes only."""
     over = {"dropout": 0.0, **(overrides or {})}
     model = nnx.eval_shape(lambda: create_model(model_name, **over))
     vocab = model.config.vocab_size
@@ -210,23 +218,18 @@ def tp_step(model_name: str, mesh_spec: str, *, batch: int, seq: int, overrides=
     abstract = jax.tree.map(
         lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), state, shardings
     )
-    task = LanguageModelTask(vocab)
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    acc = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
-        jax.eval_shape(task.init_metrics),
-    )
     dsh = data_sharding(mesh)
     batch_tree = {
         "x": jax.ShapeDtypeStruct((batch, seq), jnp.int32, sharding=dsh),
         "y": jax.ShapeDtypeStruct((batch, seq), jnp.int32, sharding=dsh),
         "weight": jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=dsh),
     }
-    step = make_train_step(make_apply(graphdef), tx, task)
+    step = engine_step(make_apply(graphdef), tx, LanguageModelTask(vocab))
     jitted = jax.jit(
         with_rules(step, mesh, rules), donate_argnums=(0,), out_shardings=(shardings, rep)
     )
-    return jitted, (abstract, acc, batch_tree), mesh, state, sharding
+    return jitted, (abstract, batch_tree), mesh, state, sharding
 
 
 def measure_tp(cfg: Config) -> list[dict]:
@@ -298,31 +301,29 @@ def measure_tp(cfg: Config) -> list[dict]:
 def _time_tp(name, spec, cfg: Config, over, row) -> float | None:
     """One timed step (after a compiling one) on random tokens, sequence `tp_time_seq`, if the
     state of all devices together fits `tp_time_max_gb`."""
-    seq = 16 if cfg.smoke else cfg.tp_time_seq
+    seq = cfg.tp_time_seq
     devices = math.prod(int(v) for v in spec.split("x"))
     if row["state_MB_per_device"] * devices / 1e3 > cfg.tp_time_max_gb:
         return None
-    jitted, (abstract, acc, batch_tree), mesh, _, sharding = tp_step(
+    jitted, (abstract, batch_tree), mesh, _, sharding = tp_step(
         name, spec, batch=row["batch"], seq=seq, overrides=over
     )
     model = create_model(name, dropout=0.0, **over)
     graphdef, params, mstate = split(model)
-    tx = optax.adam(1e-4)
     state = jax.device_put(
-        TrainState.create(params, mstate, tx, 0), jax.tree.map(lambda a: a.sharding, abstract)
+        TrainState.create(params, mstate, optax.adam(1e-4), 0),
+        jax.tree.map(lambda a: a.sharding, abstract),
     )
-    task = LanguageModelTask(model.config.vocab_size)
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, model.config.vocab_size, (row["batch"], seq)).astype(np.int32)
+    tokens = np.random.default_rng(0).integers(0, model.config.vocab_size, (row["batch"], seq))
     batch = jax.device_put(
-        {"x": tokens, "y": tokens, "weight": np.ones(row["batch"], np.float32)},
+        {"x": tokens.astype(np.int32), "y": tokens.astype(np.int32)}
+        | {"weight": np.ones(row["batch"], np.float32)},
         jax.tree.map(lambda a: a.sharding, batch_tree),
     )
-    acc0 = jax.device_put(task.init_metrics(), jax.tree.map(lambda a: a.sharding, acc))
-    state, acc1 = jitted(state, acc0, batch)
+    state, _ = jitted(state, batch)
     jax.block_until_ready(state)
     t0 = time.perf_counter()
-    state, acc1 = jitted(state, acc1, batch)
+    state, _ = jitted(state, batch)
     jax.block_until_ready(state)
     return 1e3 * (time.perf_counter() - t0)
 

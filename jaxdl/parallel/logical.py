@@ -78,6 +78,16 @@ RESIDUAL = (BATCH, NORM_LENGTH, ACT_EMBED)
 Rules = Sequence[tuple[str, Any]]
 
 
+def conv_axes(ndim: int = 2, *, depthwise: bool = False) -> dict:
+    """Metadata for a convolution kernel [*window, cin / groups, cout] (window never split)."""
+    return axes(*([None] * ndim), None if depthwise else CONV_IN, CONV_OUT)
+
+
+def dense_axes(out: str | None = DENSE_OUT) -> dict:
+    """`kernel_metadata` and `bias_metadata` of a CNN / MLP Linear layer [in, out]."""
+    return {"kernel_metadata": axes(DENSE_IN, out), "bias_metadata": axes(out)}
+
+
 def axes(*names: str | None) -> dict[str, tuple[str | None, ...]]:
     """Metadata for a parameter with these logical axis names, one per dimension: pass as
     `nnx.Param(value, **axes(...))` or a Flax layer's `kernel_metadata=axes(...)`."""
@@ -89,8 +99,9 @@ def tp_rules(*, fsdp: bool = False, sequence_parallel: bool = False) -> tuple:
 
     Column-parallel QKV and MLP-up (heads, mlp -> model), row-parallel attention-out and
     MLP-down (the same names on their input side), vocab-parallel embedding and logits, conv
-    output channels and dense outputs of CNNs on model. `fsdp`: embed (and conv_in / dense_in)
-    also over data. `sequence_parallel`: the residual stream's length over model."""
+    output channels and dense outputs of CNNs on model. `fsdp`: embed and dense_in also over
+    data (not conv_in: a first convolution's 3 input channels would rarely divide).
+    `sequence_parallel`: the residual stream's length over model."""
     data = "data" if fsdp else None
     return (
         (HEADS, "model"),
@@ -99,8 +110,8 @@ def tp_rules(*, fsdp: bool = False, sequence_parallel: bool = False) -> tuple:
         (CONV_OUT, "model"),
         (DENSE_OUT, "model"),
         (EMBED, data),
-        (CONV_IN, data),
         (DENSE_IN, data),
+        (CONV_IN, None),
         (HEAD_DIM, None),
         (NORM, None),
         (LAYERS, None),
@@ -120,7 +131,7 @@ def tp_rules(*, fsdp: bool = False, sequence_parallel: bool = False) -> tuple:
 def dp_rules(*, fsdp: bool = False) -> tuple:
     """Data parallel (every weight replicated) or, with `fsdp`, weights split on embed over data."""
     data = "data" if fsdp else None
-    return ((EMBED, data), (CONV_IN, data), (DENSE_IN, data), (BATCH, "data"))
+    return ((EMBED, data), (DENSE_IN, data), (BATCH, "data"))
 
 
 def _targets(rules: Rules, name: str):
@@ -285,6 +296,8 @@ __all__ = [
     "RESIDUAL",
     "axes",
     "constrain",
+    "conv_axes",
+    "dense_axes",
     "dp_rules",
     "logical_shardings",
     "logical_specs",
