@@ -223,6 +223,34 @@ def test_sequence_parallel_and_fsdp_tp_equal_one_device():
             np.testing.assert_allclose(got[k], v, atol=1e-5, rtol=0, err_msg=k)
 
 
+@pytest.mark.slow
+def test_cnn_tensor_parallel_equals_one_device(digits):
+    """A BatchNorm MLP (dense outputs and their BN on model) and a small ResNet (conv output
+    channels and BN on model) on a 2x4 mesh end at the one-device weights and statistics."""
+    rng = np.random.default_rng(0)
+    images = ArrayDataset(
+        rng.normal(size=(32, 32, 32, 3)).astype(np.float32), rng.integers(0, 8, 32).astype(np.int32)
+    )
+    small = dict(layers=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8, num_classes=8)
+    for name, kw, data in (
+        ("mlp", dict(input_shape=(8, 8, 1), hidden=(64, 32), batch_norm=True), digits.train),
+        ("resnet18", dict(input_shape=(32, 32, 3), **small), images),
+    ):
+        runs = []
+        for mesh, sharding in ((make_mesh(num_devices=1), None), (make_mesh(axes="2x4"), "tp")):
+            model = create_model(name, **kw, rngs=nnx.Rngs(0))
+            t = Trainer(model, optimizer="sgd", learning_rate=0.1, mesh=mesh, sharding=sharding)
+            sub = data.subset(slice(0, 32))
+            t.fit(sub, epochs=1, batch_size=16, verbose=0, shuffle=False)
+            runs.append(named_leaves(jax.device_get((t.state.params, t.state.model_state))))
+        split_on_model = [
+            k for k, v in named_leaves(t.state.params).items() if "model" in str(v.sharding.spec)
+        ]
+        assert split_on_model, name
+        for k, v in runs[0].items():
+            np.testing.assert_allclose(runs[1][k], v, atol=1e-5, rtol=1e-5, err_msg=f"{name} {k}")
+
+
 # ---- collectives in the compiled programs ---------------------------------------------------
 OPS = ("all-reduce", "reduce-scatter", "all-gather", "all-to-all", "collective-permute")
 
