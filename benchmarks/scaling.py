@@ -96,6 +96,9 @@ class Config:
     tp_batch: int = 8
     """Global batch (sequences) of the compiled TP step."""
     tp_seq: int = 1024
+    tp_vocab: int = 50304
+    """GPT-2's 50,257 tokens padded to a multiple of 128 (Megatron and nanoGPT do the same): the
+    vocabulary is split over the model axis, and 50,257 = 29 x 1,733 divides by no mesh size."""
     tp_time: bool = False
     """Also run the TP step (sequence `tp_time_seq`) where the state fits `tp_time_max_gb`."""
     tp_time_seq: int = 128
@@ -235,7 +238,7 @@ def tp_step(model_name: str, mesh_spec: str, *, batch: int, seq: int, overrides=
 def measure_tp(cfg: Config) -> list[dict]:
     name = "gpt_mini" if cfg.smoke else "gpt2"
     over = {"vocab_size": 64, "num_heads": 8, "context": 16, "input_shape": (16,)}
-    over = over if cfg.smoke else {}
+    over = over if cfg.smoke else {"vocab_size": cfg.tp_vocab}
     batch, seq = (8, 16) if cfg.smoke else (cfg.tp_batch, cfg.tp_seq)
     meshes = ("1", "2x4") if cfg.smoke else cfg.tp_meshes
     rows = []
