@@ -376,6 +376,14 @@ class Train:
     """Mesh axes, e.g. data=8, data=2,model=4 or 2x4 (default: one data axis of all devices)."""
     fsdp: bool = False
     """Shard parameters and optimizer state over the data axis (FSDP) instead of replicating."""
+    sharding: str | None = None
+    """tp: tensor parallel over the mesh's model axis by logical axis names (Megatron layouts,
+    e.g. --mesh data=2,model=4 --sharding tp); auto: the same, but a dimension the model axis
+    does not divide is replicated (a warning lists them) instead of an error. Default: weights
+    replicated over data (or split with --fsdp), split by shape on any other axis."""
+    sequence_parallel: bool = False
+    """With --sharding tp/auto: split the residual stream (norms, dropout) on its length over
+    the model axis (Megatron sequence parallelism)."""
     coordinator: Annotated[str | None, _meta("HOST:PORT")] = None
     """Multi-host: HOST:PORT of process 0 (else JAXDL_COORDINATOR / JAX_COORDINATOR_ADDRESS or
     the cluster, e.g. Slurm, TPU pod)."""
@@ -442,7 +450,7 @@ class Train:
         from jaxdl.data import Pipeline, load_dataset, num_batches, parse_augment
         from jaxdl.errors import check_positive
         from jaxdl.models import create_model
-        from jaxdl.parallel import initialize_distributed, local_rows, make_mesh
+        from jaxdl.parallel import initialize_distributed, local_rows, make_mesh, tp_rules
         from jaxdl.parallel.mesh import check_batch_size
         from jaxdl.train import (
             EXIT_NONFINITE,
@@ -534,6 +542,9 @@ class Train:
             lr = self.lr  # a number, so ReduceLROnPlateau-style callbacks may change it
         mesh = make_mesh(num_devices=self.devices, axes=self.mesh)
         check_batch_size(self.batch_size, mesh)  # before local_rows, which assumes it
+        if self.sequence_parallel and self.sharding is None:
+            raise JaxdlError("--sequence-parallel needs --sharding tp or --sharding auto")
+        rules = tp_rules(fsdp=self.fsdp, sequence_parallel=True) if self.sequence_parallel else None
         augment = parse_augment(self.augment) if self.augment is not None else None
         trainer = Trainer(
             model,
@@ -543,6 +554,8 @@ class Train:
             seed=self.seed,
             mesh=mesh,
             fsdp=self.fsdp,
+            sharding=self.sharding,
+            rules=rules,
             augment=augment,
             task=LanguageModelTask(len(vocab)) if vocab else None,
             mixed_precision=self.mixed_precision,
@@ -600,6 +613,8 @@ class Train:
                 f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
                 f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                 f"{', FSDP' if self.fsdp else ''}"
+                f"{f', sharding {self.sharding}' if self.sharding else ''}"
+                f"{', sequence parallel' if self.sequence_parallel else ''}"
             )
         if workdir is not None and not self.quiet:
             _say_resume(callbacks[-1].checkpoints, console)

@@ -324,7 +324,7 @@ def test_scaling_benchmark_smoke_and_allreduce_cost():
     spec.loader.exec_module(scaling)
     allreduce_cost = scaling.allreduce_cost
 
-    out = scaling.main(scaling.Config(smoke=True, devices=(1, 8)))
+    out = scaling.main(scaling.Config(smoke=True, devices=(1, 8), tp=False))
     assert [(r["devices"], r["mode"]) for r in out["rows"]] == [
         (1, "dp"),
         (8, "dp"),

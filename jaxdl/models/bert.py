@@ -22,7 +22,8 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions, padding_mask
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import LayerConfig, TransformerStack, layer_norm
+from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,22 @@ class BERT(nnx.Module):
         c = config
         self.config = c
         init = nnx.initializers.normal(c.init_std)
-        self.tok_embed = nnx.Embed(c.vocab_size, c.d_model, embedding_init=init, rngs=rngs)
+        self.tok_embed = nnx.Embed(
+            c.vocab_size,
+            c.d_model,
+            embedding_init=init,
+            embedding_metadata=L.axes(L.VOCAB, L.EMBED),
+            rngs=rngs,
+        )
         self.pos_embed = LearnedPositions(c.max_len, c.d_model, init_std=c.init_std, rngs=rngs)
-        self.type_embed = nnx.Embed(c.type_vocab_size, c.d_model, embedding_init=init, rngs=rngs)
-        self.emb_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
+        self.type_embed = nnx.Embed(
+            c.type_vocab_size,
+            c.d_model,
+            embedding_init=init,
+            embedding_metadata=L.axes(None, L.EMBED),
+            rngs=rngs,
+        )
+        self.emb_ln = layer_norm(c.d_model, c.ln_eps, rngs)
         self.dropout = nnx.Dropout(c.dropout)
         layer = LayerConfig(
             c.d_model,
@@ -66,9 +79,16 @@ class BERT(nnx.Module):
             init_std=c.init_std,
         )
         self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
-        self.mlm_dense = nnx.Linear(c.d_model, c.d_model, kernel_init=init, rngs=rngs)
-        self.mlm_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
-        self.mlm_bias = nnx.Param(jnp.zeros((c.vocab_size,)))
+        self.mlm_dense = nnx.Linear(
+            c.d_model,
+            c.d_model,
+            kernel_init=init,
+            kernel_metadata=L.axes(L.EMBED, None),
+            bias_metadata=L.axes(None),
+            rngs=rngs,
+        )
+        self.mlm_ln = layer_norm(c.d_model, c.ln_eps, rngs)
+        self.mlm_bias = nnx.Param(jnp.zeros((c.vocab_size,)), **L.axes(L.VOCAB))
 
     def encode(self, x, segments=None, *, train=False, rngs=None):
         """tokens [B, T] -> hidden states [B, T, d]."""
@@ -87,7 +107,8 @@ class BERT(nnx.Module):
     def __call__(self, x, *, segments=None, train: bool = False, rngs: nnx.Rngs | None = None):
         h = self.encode(x, segments, train=train, rngs=rngs)
         h = self.mlm_ln(jax.nn.gelu(self.mlm_dense(h), approximate=False))
-        return self.tok_embed.attend(h) + self.mlm_bias[...]
+        logits = self.tok_embed.attend(h) + self.mlm_bias[...]
+        return L.constrain(logits, (L.BATCH, L.LENGTH, L.ACT_VOCAB))
 
 
 register(

@@ -20,6 +20,9 @@ from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions
 from jaxdl.nn.shapes import check_input
 from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.parallel import logical as L
+
+LOGITS = (L.BATCH, L.LENGTH, L.ACT_VOCAB)  # vocab-parallel logits [B, T, V]
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,14 @@ class GPT(nnx.Module):
             raise JaxdlError(f"gpt: positions must be 'learned' or 'rotary', got {c.positions!r}")
         self.config = c
         init = nnx.initializers.normal(c.init_std)
-        self.wte = nnx.Embed(c.vocab_size, c.d_model, embedding_init=init, rngs=rngs)
+        # vocab-parallel: rows split over model; the tied logits come out split on vocab
+        self.wte = nnx.Embed(
+            c.vocab_size,
+            c.d_model,
+            embedding_init=init,
+            embedding_metadata=L.axes(L.VOCAB, L.EMBED),
+            rngs=rngs,
+        )
         self.wpe = (
             LearnedPositions(c.context, c.d_model, init_std=c.init_std, rngs=rngs)
             if c.positions == "learned"
@@ -74,7 +84,14 @@ class GPT(nnx.Module):
         self.head = (
             None
             if c.tie_embeddings
-            else nnx.Linear(c.d_model, c.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+            else nnx.Linear(
+                c.d_model,
+                c.vocab_size,
+                use_bias=False,
+                kernel_init=init,
+                kernel_metadata=L.axes(L.EMBED, L.VOCAB),
+                rngs=rngs,
+            )
         )
 
     def _check(self, tokens, pos=0):
@@ -93,7 +110,8 @@ class GPT(nnx.Module):
         return self.dropout(h, deterministic=not train, rngs=rngs)
 
     def _logits(self, h):
-        return self.wte.attend(h) if self.head is None else self.head(h)
+        logits = self.wte.attend(h) if self.head is None else self.head(h)
+        return L.constrain(logits, LOGITS)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         self._check(x)

@@ -23,6 +23,7 @@ from jaxdl.nn.activations import Maxout, get_activation, heaviside
 from jaxdl.nn.init import get_initializer
 from jaxdl.nn.regularization import ActivityRegularization
 from jaxdl.nn.shapes import check_input
+from jaxdl.parallel import logical as L
 
 # --------------------------------------------------------------------------------------------
 # Perceptron
@@ -160,10 +161,24 @@ class MLP(nnx.Module):
                 layers.append(Maxout(n, width, c.maxout_pieces, rngs=rngs))
             else:
                 layers.append(
-                    nnx.Linear(n, width, use_bias=c.use_bias, kernel_init=kinit, rngs=rngs)
+                    nnx.Linear(
+                        n,
+                        width,
+                        use_bias=c.use_bias,
+                        kernel_init=kinit,
+                        **L.dense_axes(),
+                        rngs=rngs,
+                    )
                 )
             norms.append(
-                nnx.BatchNorm(width, momentum=0.99, epsilon=1e-3, rngs=rngs)
+                nnx.BatchNorm(
+                    width,
+                    momentum=0.99,
+                    epsilon=1e-3,
+                    scale_metadata=L.axes(L.DENSE_OUT),
+                    bias_metadata=L.axes(L.DENSE_OUT),
+                    rngs=rngs,
+                )
                 if c.batch_norm
                 else None
             )
@@ -177,7 +192,9 @@ class MLP(nnx.Module):
         self.norms = nnx.List(norms)
         self.regs = nnx.List(regs)
         self.dropout = nnx.Dropout(c.dropout) if c.dropout > 0 else None
-        self.head = nnx.Linear(n, c.num_classes, kernel_init=kinit, rngs=rngs)
+        self.head = nnx.Linear(
+            n, c.num_classes, kernel_init=kinit, **L.dense_axes(L.CLASSES), rngs=rngs
+        )
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(x, self.config.input_shape, model="mlp")

@@ -30,6 +30,7 @@ from jaxdl.models.registry import register
 from jaxdl.nn.attention import padding_mask, sinusoidal_positions
 from jaxdl.nn.shapes import check_input
 from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,27 @@ class Transformer(nnx.Module):
             raise JaxdlError(f"transformer: sequences longer than max_len {c.max_len}")
         self.config = c
         init = nnx.initializers.normal(c.d_model**-0.5)  # unit variance after the sqrt(d) scale
+        meta = L.axes(L.VOCAB, L.EMBED)  # vocab-parallel tables and logits
         if c.share_embeddings:
-            self.embed = nnx.Embed(c.src_vocab, c.d_model, embedding_init=init, rngs=rngs)
+            self.embed = nnx.Embed(
+                c.src_vocab, c.d_model, embedding_init=init, embedding_metadata=meta, rngs=rngs
+            )
             self.src_embed = self.tgt_embed = self.head = None
         else:
             self.embed = None
-            self.src_embed = nnx.Embed(c.src_vocab, c.d_model, embedding_init=init, rngs=rngs)
-            self.tgt_embed = nnx.Embed(c.tgt_vocab, c.d_model, embedding_init=init, rngs=rngs)
-            self.head = nnx.Linear(c.d_model, c.tgt_vocab, rngs=rngs)
+            self.src_embed = nnx.Embed(
+                c.src_vocab, c.d_model, embedding_init=init, embedding_metadata=meta, rngs=rngs
+            )
+            self.tgt_embed = nnx.Embed(
+                c.tgt_vocab, c.d_model, embedding_init=init, embedding_metadata=meta, rngs=rngs
+            )
+            self.head = nnx.Linear(
+                c.d_model,
+                c.tgt_vocab,
+                kernel_metadata=L.axes(L.EMBED, L.VOCAB),
+                bias_metadata=L.axes(L.VOCAB),
+                rngs=rngs,
+            )
         self.dropout = nnx.Dropout(c.dropout)
         self.encoder = TransformerStack(c.layer(), c.enc_layers, scan=c.scan_layers, rngs=rngs)
         self.decoder = TransformerStack(
@@ -129,7 +143,8 @@ class Transformer(nnx.Module):
         return self.encoder(h, mask=mask, train=train, rngs=rngs), mask
 
     def _logits(self, h):
-        return self.embed.attend(h) if self.head is None else self.head(h)
+        logits = self.embed.attend(h) if self.head is None else self.head(h)
+        return L.constrain(logits, (L.BATCH, L.LENGTH, L.ACT_VOCAB))
 
     def decode_full(self, tgt_in, memory, src_mask, *, train=False, rngs=None):
         """Teacher forcing: decoder input [B, T] -> logits [B, T, V] (causal self-attention)."""

@@ -27,6 +27,7 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.shapes import check_input
 from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,14 @@ class ViT(nnx.Module):
             (c.patch_size, c.patch_size),
             strides=c.patch_size,
             padding="VALID",
+            kernel_metadata=L.axes(None, None, None, L.EMBED),
+            bias_metadata=L.axes(L.EMBED),
             rngs=rngs,
         )
-        self.cls_token = nnx.Param(jnp.zeros((1, 1, c.d_model)))
-        self.pos_embed = nnx.Param(init(rngs.params(), (1 + gh * gw, c.d_model)))
+        self.cls_token = nnx.Param(jnp.zeros((1, 1, c.d_model)), **L.axes(None, None, L.EMBED))
+        self.pos_embed = nnx.Param(
+            init(rngs.params(), (1 + gh * gw, c.d_model)), **L.axes(L.POSITIONS, L.EMBED)
+        )
         self.dropout = nnx.Dropout(c.dropout)
         layer = LayerConfig(
             c.d_model,
@@ -89,6 +94,8 @@ class ViT(nnx.Module):
             c.num_classes,
             rngs=rngs,
             kernel_init=nnx.initializers.zeros if c.head_zero_init else init,
+            kernel_metadata=L.axes(L.EMBED, L.CLASSES),
+            bias_metadata=L.axes(L.CLASSES),
         )
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
@@ -128,7 +135,8 @@ def with_image_size(model: ViT, image_hw: tuple[int, int]) -> ViT:
     new = nnx.eval_shape(lambda: ViT(new_cfg, rngs=nnx.Rngs(0)))
     _, params, rest = nnx.split(model, nnx.Param, ...)  # fresh States: model is not changed
     params["pos_embed"] = nnx.Param(
-        resize_positions(model.pos_embed[...], c.grid(), new_cfg.grid())
+        resize_positions(model.pos_embed[...], c.grid(), new_cfg.grid()),
+        **L.axes(L.POSITIONS, L.EMBED),
     )
     graphdef = nnx.graphdef(new)
     return nnx.merge(graphdef, params, rest)

@@ -30,6 +30,7 @@ from flax import nnx
 
 from jaxdl.bench.flops import attention_macs
 from jaxdl.errors import JaxdlError
+from jaxdl.parallel import logical as L
 
 # --------------------------------------------------------------------------------------------
 # masks and the attention product
@@ -114,7 +115,10 @@ class LearnedPositions(nnx.Module):
 
     def __init__(self, max_len: int, dim: int, *, init_std: float = 0.02, rngs: nnx.Rngs):
         self.max_len = max_len
-        self.embedding = nnx.Param(init_std * jax.random.normal(rngs.params(), (max_len, dim)))
+        self.embedding = nnx.Param(
+            init_std * jax.random.normal(rngs.params(), (max_len, dim)),
+            **L.axes(L.POSITIONS, L.EMBED),
+        )
 
     def __call__(self, x, offset=0):
         t = x.shape[1]
@@ -139,6 +143,9 @@ def apply_rotary(x, positions, *, base: float = 10000.0) -> jax.Array:
 
 # --------------------------------------------------------------------------------------------
 # multi-head attention
+
+
+_HEADS = (L.BATCH, L.LENGTH, L.ACT_HEADS, L.ACT_HEAD_DIM)  # q, k, v [B, T, H, Dh]
 
 
 class MultiHeadAttention(nnx.Module):
@@ -181,6 +188,9 @@ class MultiHeadAttention(nnx.Module):
                 (n_in, num_heads, head_dim),
                 (num_heads, head_dim) if use_bias else None,
                 kernel_init=kernel_init,
+                # column-parallel (Megatron): heads split over the model axis
+                kernel_metadata=L.axes(L.EMBED, L.HEADS, L.HEAD_DIM),
+                bias_metadata=L.axes(L.HEADS, L.HEAD_DIM),
                 rngs=rngs,
             )
 
@@ -192,6 +202,9 @@ class MultiHeadAttention(nnx.Module):
             (num_heads, head_dim, out_features),
             (out_features,) if use_bias else None,
             kernel_init=kernel_init,
+            # row-parallel: each device's heads give a partial sum, all-reduced over model
+            kernel_metadata=L.axes(L.HEADS, L.HEAD_DIM, L.EMBED),
+            bias_metadata=L.axes(L.EMBED),
             rngs=rngs,
         )
 
@@ -209,6 +222,7 @@ class MultiHeadAttention(nnx.Module):
         own, and (y, new_cache) is returned. `pos` may be a traced integer."""
         c = x if context is None else context
         q, k, v = self.query(x), self.key(c), self.value(c)
+        q, k, v = (L.constrain(a, _HEADS) for a in (q, k, v))  # heads split over model
         t = x.shape[1]
         if self.rotary:
             q_pos = pos + jnp.arange(t)
@@ -229,7 +243,8 @@ class MultiHeadAttention(nnx.Module):
             # causal over absolute positions; slots beyond pos + T are still empty and masked
             mask = combine_masks(mask, causal_mask(t, max_len, offset=pos))
             is_causal = False
-        y = self.out(dot_product_attention(q, k, v, mask=mask, is_causal=is_causal))
+        o = L.constrain(dot_product_attention(q, k, v, mask=mask, is_causal=is_causal), _HEADS)
+        y = self.out(o)
         return y if cache is None else (y, cache)
 
     def macs(self, args, out) -> int:

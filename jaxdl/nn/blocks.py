@@ -20,6 +20,7 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.conv import BN, ConvBN, avg_pool, batch_norm, conv_init, global_pool
+from jaxdl.parallel import logical as L
 
 
 class DropPath(nnx.Module):
@@ -55,8 +56,23 @@ class SqueezeExcite(nnx.Module):
         gate: str = "sigmoid",
         rngs: nnx.Rngs,
     ):
-        self.fc1 = nnx.Conv(channels, reduced, (1, 1), rngs=rngs)
-        self.fc2 = nnx.Conv(reduced, channels, (1, 1), rngs=rngs)
+        # the squeezed width is small: never split
+        self.fc1 = nnx.Conv(
+            channels,
+            reduced,
+            (1, 1),
+            kernel_metadata=L.axes(None, None, L.CONV_IN, None),
+            bias_metadata=L.axes(None),
+            rngs=rngs,
+        )
+        self.fc2 = nnx.Conv(
+            reduced,
+            channels,
+            (1, 1),
+            kernel_metadata=L.axes(None, None, None, L.CONV_OUT),
+            bias_metadata=L.axes(L.CONV_OUT),
+            rngs=rngs,
+        )
         self.act, self.gate = get_activation(activation), get_activation(gate)
 
     def __call__(self, x):
@@ -153,7 +169,7 @@ class BNActConv(nnx.Module):
     """Pre-activation unit BN -> ReLU -> conv (DenseNet's order). Parameters `bn`, `conv`."""
 
     def __init__(self, cin: int, cout: int, kernel: int, *, bn: BN, rngs: nnx.Rngs):
-        self.bn = batch_norm(cin, bn, rngs)
+        self.bn = batch_norm(cin, bn, rngs, axis=L.CONV_IN)
         self.conv = nnx.Conv(
             cin,
             cout,
@@ -161,6 +177,7 @@ class BNActConv(nnx.Module):
             padding=((kernel // 2,) * 2,) * 2,
             use_bias=False,
             kernel_init=conv_init,
+            kernel_metadata=L.conv_axes(),
             rngs=rngs,
         )
 
@@ -313,7 +330,15 @@ class UpBlock(nnx.Module):
         self, cin: int, cout: int, *, padding="valid", bn: BN | None = None, rngs: nnx.Rngs
     ):
         self.up = nnx.ConvTranspose(
-            cin, cin // 2, (2, 2), (2, 2), padding="VALID", kernel_init=conv_init, rngs=rngs
+            cin,
+            cin // 2,
+            (2, 2),
+            (2, 2),
+            padding="VALID",
+            kernel_init=conv_init,
+            kernel_metadata=L.conv_axes(),
+            bias_metadata=L.axes(L.CONV_OUT),
+            rngs=rngs,
         )
         self.conv = DoubleConv(cin // 2 + cin // 2, cout, padding=padding, bn=bn, rngs=rngs)
 
@@ -345,11 +370,14 @@ class Head(nnx.Module):
         self.pool = pool
         widths = [in_features, *hidden]
         self.hidden = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+            [
+                nnx.Linear(a, b, **L.dense_axes(), rngs=rngs)
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+            ]
         )
         self.hidden_act = get_activation(hidden_activation)
         self.dropout = nnx.Dropout(dropout) if dropout else None
-        self.fc = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+        self.fc = nnx.Linear(widths[-1], num_classes, **L.dense_axes(L.CLASSES), rngs=rngs)
         self.act = get_activation(activation)
 
     def __call__(self, x, *, train: bool = False, rngs=None):

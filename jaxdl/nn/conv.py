@@ -26,6 +26,7 @@ from flax import nnx
 
 from jaxdl.errors import JaxdlError
 from jaxdl.nn.activations import get_activation
+from jaxdl.parallel import logical as L
 
 # He-normal on fan_out, torchvision's init for convolutions (kaiming_normal_, mode='fan_out').
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -104,8 +105,17 @@ class BN:
 TORCH_BN = BN(momentum=0.9, epsilon=1e-5)
 
 
-def batch_norm(c: int, bn: BN, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(c, momentum=bn.momentum, epsilon=bn.epsilon, use_scale=bn.scale, rngs=rngs)
+def batch_norm(c: int, bn: BN, rngs: nnx.Rngs, *, axis: str = L.CONV_OUT) -> nnx.BatchNorm:
+    meta = L.axes(axis)  # the channels of the convolution it follows
+    return nnx.BatchNorm(
+        c,
+        momentum=bn.momentum,
+        epsilon=bn.epsilon,
+        use_scale=bn.scale,
+        scale_metadata=meta,
+        bias_metadata=meta,
+        rngs=rngs,
+    )
 
 
 class ConvBN(nnx.Module):
@@ -143,6 +153,8 @@ class ConvBN(nnx.Module):
             feature_group_count=groups,
             use_bias=bn is None if use_bias is None else use_bias,
             kernel_init=conv_init,
+            kernel_metadata=L.conv_axes(ndim, depthwise=groups > 1),
+            bias_metadata=L.axes(L.CONV_OUT),
             rngs=rngs,
         )
         self.bn = batch_norm(cout, bn, rngs) if bn is not None else None
@@ -180,10 +192,18 @@ class SeparableConv(nnx.Module):
             feature_group_count=cin,
             use_bias=False,
             kernel_init=conv_init,
+            kernel_metadata=L.conv_axes(depthwise=True),
             rngs=rngs,
         )
         self.pointwise = nnx.Conv(
-            cin, cout, (1, 1), use_bias=use_bias, kernel_init=conv_init, rngs=rngs
+            cin,
+            cout,
+            (1, 1),
+            use_bias=use_bias,
+            kernel_init=conv_init,
+            kernel_metadata=L.conv_axes(),
+            bias_metadata=L.axes(L.CONV_OUT),
+            rngs=rngs,
         )
 
     def __call__(self, x):

@@ -23,6 +23,7 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.attention import MultiHeadAttention
+from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,43 @@ class LayerConfig:
         return nnx.initializers.normal(self.init_std)
 
 
+_HIDDEN = (L.BATCH, L.LENGTH, L.ACT_MLP)  # the MLP hidden [B, T, d_ff]
+
+
+def layer_norm(d: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm over the model width whose scale and bias are never split (logical `norm`)."""
+    meta = L.axes(L.NORM)
+    return nnx.LayerNorm(d, epsilon=eps, scale_metadata=meta, bias_metadata=meta, rngs=rngs)
+
+
 class FeedForward(nnx.Module):
     """x [..., d] -> fc2(Dropout(act(fc1(x)))) [..., d]; fc1: d -> d_ff, fc2: d_ff -> d."""
 
     def __init__(self, cfg: LayerConfig, *, rngs: nnx.Rngs):
         init = cfg.kernel_init()
-        self.fc1 = nnx.Linear(cfg.d_model, cfg.ff, kernel_init=init, rngs=rngs)
-        self.fc2 = nnx.Linear(cfg.ff, cfg.d_model, kernel_init=init, rngs=rngs)
+        # Megatron: fc1 column-parallel (d_ff split over model), fc2 row-parallel
+        self.fc1 = nnx.Linear(
+            cfg.d_model,
+            cfg.ff,
+            kernel_init=init,
+            kernel_metadata=L.axes(L.EMBED, L.MLP),
+            bias_metadata=L.axes(L.MLP),
+            rngs=rngs,
+        )
+        self.fc2 = nnx.Linear(
+            cfg.ff,
+            cfg.d_model,
+            kernel_init=init,
+            kernel_metadata=L.axes(L.MLP, L.EMBED),
+            bias_metadata=L.axes(L.EMBED),
+            rngs=rngs,
+        )
         self.act = get_activation(cfg.activation)
         self.dropout = nnx.Dropout(cfg.dropout)
 
     def __call__(self, x, *, train=False, rngs=None):
-        h = self.dropout(self.act(self.fc1(x)), deterministic=not train, rngs=rngs)
+        h = L.constrain(self.act(self.fc1(x)), _HIDDEN)
+        h = self.dropout(h, deterministic=not train, rngs=rngs)
         return self.fc2(h)
 
 
@@ -82,7 +108,7 @@ class TransformerLayer(nnx.Module):
             )
 
         def ln():
-            return nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs)
+            return layer_norm(cfg.d_model, cfg.ln_eps, rngs)
 
         self.attn, self.ln1 = mha(), ln()
         self.cross_attn, self.ln2 = (mha(), ln()) if cross else (None, None)
@@ -90,7 +116,13 @@ class TransformerLayer(nnx.Module):
         self.dropout = nnx.Dropout(cfg.dropout)
 
     def _residual(self, x, norm, f, train, rngs):
-        drop = lambda y: self.dropout(y, deterministic=not train, rngs=rngs)  # noqa: E731
+        # a sub-layer's output joins the residual stream laid out as it is: batch on data,
+        # replicated over model (or its length split over model: sequence parallel), so the
+        # row-parallel partial sums are all-reduced (reduce-scattered) here and nowhere else
+        def drop(y):
+            y = L.constrain(y, L.RESIDUAL)
+            return self.dropout(y, deterministic=not train, rngs=rngs)
+
         if self.cfg.pre_ln:
             y, aux = f(norm(x))
             return x + drop(y), aux
@@ -118,6 +150,7 @@ class TransformerLayer(nnx.Module):
                 return self.attn(h, mask=mask, is_causal=is_causal), None
             return self.attn(h, mask=mask, cache=cache, pos=pos)
 
+        x = L.constrain(x, L.RESIDUAL)
         x, new_cache = self._residual(x, self.ln1, self_attn, train, rngs)
         if self.cross_attn is not None:
             if memory is None:
@@ -158,15 +191,17 @@ class TransformerStack(nnx.Module):
         self.num_layers, self.scan = num_layers, scan
         if scan:
             keys = jax.random.split(rngs.params(), num_layers)
-            make = nnx.vmap(lambda k: TransformerLayer(cfg, cross=cross, rngs=nnx.Rngs(params=k)))
+            make = nnx.vmap(
+                lambda k: TransformerLayer(cfg, cross=cross, rngs=nnx.Rngs(params=k)),
+                # the stacked axis is logical axis `layers` of every parameter
+                transform_metadata={nnx.PARTITION_NAME: L.LAYERS, L.KEY: L.LAYERS},
+            )
             self.layers = make(keys)
         else:
             self.layers = nnx.List(
                 [TransformerLayer(cfg, cross=cross, rngs=rngs) for _ in range(num_layers)]
             )
-        self.ln_f = (
-            nnx.LayerNorm(cfg.d_model, epsilon=cfg.ln_eps, rngs=rngs) if cfg.pre_ln else None
-        )
+        self.ln_f = layer_norm(cfg.d_model, cfg.ln_eps, rngs) if cfg.pre_ln else None
 
     def init_cache(self, batch: int, max_len: int, dtype=jnp.float32):
         """Per-layer self-attention caches: a list (loop) or one dict stacked on axis 0 (scan)."""

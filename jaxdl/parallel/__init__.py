@@ -1,4 +1,13 @@
 from jaxdl.parallel.distributed import initialize as initialize_distributed
+from jaxdl.parallel.logical import (
+    constrain,
+    dp_rules,
+    logical_shardings,
+    logical_specs,
+    tp_rules,
+    use_rules,
+    with_rules,
+)
 from jaxdl.parallel.mesh import (
     DATA,
     MODEL,
@@ -13,9 +22,11 @@ from jaxdl.parallel.mesh import (
     shard_batch,
 )
 from jaxdl.parallel.sharding import (
+    SHARDING_MODES,
     abstract_state,
     array_spec,
     bytes_per_device,
+    layout_rules,
     place_state,
     state_shardings,
 )
@@ -23,14 +34,20 @@ from jaxdl.parallel.sharding import (
 __all__ = [
     "DATA",
     "MODEL",
+    "SHARDING_MODES",
     "abstract_state",
     "array_spec",
     "bytes_per_device",
     "check_batch_size",
+    "constrain",
     "data_axis_size",
     "data_sharding",
+    "dp_rules",
     "initialize_distributed",
+    "layout_rules",
     "local_rows",
+    "logical_shardings",
+    "logical_specs",
     "make_mesh",
     "parse_mesh_spec",
     "place_state",
@@ -38,4 +55,7 @@ __all__ = [
     "replicated",
     "shard_batch",
     "state_shardings",
+    "tp_rules",
+    "use_rules",
+    "with_rules",
 ]

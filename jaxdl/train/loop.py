@@ -54,7 +54,7 @@ from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, output_shape, split
 from jaxdl.nn.freeze import freeze_batchnorm_of_params
-from jaxdl.parallel import local_rows, state_shardings
+from jaxdl.parallel import layout_rules, local_rows, state_shardings, with_rules
 from jaxdl.parallel.mesh import check_batch_size, data_sharding, make_mesh, replicated, shard_batch
 from jaxdl.train.callbacks import (
     BackupAndRestore,
@@ -240,6 +240,8 @@ class Trainer:
         fsdp: bool = False,
         augment=None,
         steps_per_execution: int = 1,
+        sharding: str | None = None,
+        rules=None,
     ):
         self.policy = get_policy(mixed_precision)
         self.mixed_precision = self.policy.name if self.policy.mixed else None
@@ -251,6 +253,9 @@ class Trainer:
         self.steps_per_execution = steps_per_execution
         self._lr_is_schedule = tx is not None or callable(learning_rate)
         self.fsdp = fsdp  # data parallel (False) or FSDP: see state_shardings
+        # tensor parallel: 'tp' / 'auto' or a logical rules table (jaxdl.parallel.logical);
+        # the rules also constrain the activations while the steps are traced
+        self.sharding, self.rules = sharding, layout_rules(sharding, rules, fsdp=fsdp)
         self.augment = augment  # (batch, key) -> batch, inside the jitted train step
         if freeze:  # frozen layers' BatchNorm run in inference mode (Keras's trainable=False)
             freeze_batchnorm_of_params(model, freeze)
@@ -321,7 +326,13 @@ class Trainer:
         """The sharding of every leaf of the train state: the one place they are decided (jit
         outputs, initial placement and checkpoint restore all use it). Data parallel: replicated;
         FSDP: params and optimizer state sharded over the data axis (jaxdl.parallel)."""
-        return state_shardings(self.state if state is None else state, self.mesh, fsdp=self.fsdp)
+        return state_shardings(
+            self.state if state is None else state,
+            self.mesh,
+            fsdp=self.fsdp,
+            sharding=self.sharding,
+            rules=self.rules,
+        )
 
     def _compile(self):
         rep = replicated(self.mesh)
@@ -335,6 +346,7 @@ class Trainer:
             ema_decay=self.ema_decay,
             augment=self.augment,
         )
+        self.step = with_rules(self.step, self.mesh, self.rules)
         self._programs: dict = {}
         out = (self.state_shardings(), rep)
         self._out = out
@@ -342,7 +354,9 @@ class Trainer:
         # program fit runs on host batches (jaxdl bench times it). The state is donated; the
         # metric sums are not (the host may read an earlier step's while later ones run).
         self.train_step = self._program(1, resident=False)
-        self._predict_step = jax.jit(make_predict_step(self.apply))
+        self._predict_step = jax.jit(
+            with_rules(make_predict_step(self.apply), self.mesh, self.rules)
+        )
 
     def _program(self, steps: int, *, resident: bool, x_scale=None):
         """The jitted program for `steps` steps per call, on host batches or resident data."""
@@ -839,7 +853,7 @@ class Trainer:
         key = ("eval", num_batches, x_scale)
         if key in self._programs:
             return self._programs[key]
-        eval_step = self.task.make_eval_step(self.apply)
+        eval_step = with_rules(self.task.make_eval_step(self.apply), self.mesh, self.rules)
         sharding = data_sharding(self.mesh)
         if num_batches is None:
 
