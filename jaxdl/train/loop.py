@@ -302,6 +302,7 @@ class Trainer:
             ema=ema_decay is not None,
             loss_scale=initial_loss_scale if self.policy.loss_scaling else None,
         )
+        self._flat = None
         self.state = jax.device_put(state, self.state_shardings(state))
         self.state_sharding = self.state_shardings()
         self.step_count = 0
@@ -320,6 +321,27 @@ class Trainer:
         self.samples_seen_epoch = 0
         self.compile_seconds = 0.0
         self._compile()
+
+    # ---- the train state ------------------------------------------------------------------
+    # During fit the state travels as its flat list of arrays (a list crosses jax.jit's C++
+    # dispatch much faster than the nested nnx.State / Variable pytrees); `state` rebuilds the
+    # TrainState when someone asks for it, and setting it hands the steps a new one.
+    @property
+    def state(self):
+        if self._flat is not None:
+            self._state, self._flat = jax.tree.unflatten(self._treedef, self._flat), None
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        self._state, self._flat = value, None
+        self._treedef = jax.tree.structure(value)
+
+    def _leaves(self) -> list:
+        """The state's arrays, in the order of `self._treedef` (the flat programs' argument)."""
+        if self._flat is None:
+            self._flat = jax.tree.leaves(self._state)
+        return self._flat
 
     # ---- jitted steps ---------------------------------------------------------------------
     def state_shardings(self, state=None):
@@ -362,18 +384,35 @@ class Trainer:
         """The jitted program for `steps` steps per call, on host batches or resident data."""
         key = (steps, resident, x_scale)
         if key not in self._programs:
-            # a sweep's batches are [K, B, ...]: one per run, on the device of its runs
-            sharding = None if getattr(self.task, "stacked", False) else data_sharding(self.mesh)
-            prog = make_program(
-                self.step,
-                steps=steps,
-                resident=resident,
-                batch_sharding=sharding,
-                x_scale=x_scale,
-            )
+            prog = self._raw_program(steps, resident=resident, x_scale=x_scale)
             rep = replicated(self.mesh)
             outs = (*self._out, rep) if resident else self._out
             self._programs[key] = jax.jit(prog, donate_argnums=(0,), out_shardings=outs)
+        return self._programs[key]
+
+    def _raw_program(self, steps: int, *, resident: bool, x_scale=None):
+        # a sweep's batches are [K, B, ...]: one per run, on the device of its runs
+        sharding = None if getattr(self.task, "stacked", False) else data_sharding(self.mesh)
+        return make_program(
+            self.step, steps=steps, resident=resident, batch_sharding=sharding, x_scale=x_scale
+        )
+
+    def _flat_program(self, steps: int, *, resident: bool, x_scale=None):
+        """`_program` over the state's flat list of arrays: (leaves, acc, ...) -> (leaves, acc,
+        ...), the leaves donated. The same computation; only the argument's pytree differs."""
+        key = ("flat", steps, resident, x_scale)
+        if key not in self._programs:
+            prog = self._raw_program(steps, resident=resident, x_scale=x_scale)
+            treedef = self._treedef
+
+            def flat(leaves, *args):
+                state, *rest = prog(jax.tree.unflatten(treedef, leaves), *args)
+                return (jax.tree.leaves(state), *rest)
+
+            rep = replicated(self.mesh)
+            state_out = jax.tree.leaves(self.state_shardings())
+            outs = (state_out, rep, rep) if resident else (state_out, rep)
+            self._programs[key] = jax.jit(flat, donate_argnums=(0,), out_shardings=outs)
         return self._programs[key]
 
     def init_metrics(self):
@@ -713,11 +752,13 @@ class Trainer:
             counts = w.reshape(len(w), -1).sum(axis=1)
             for i in range(first, nb, k):
                 n = min(k, nb - i)
-                prog = self._program(n, resident=True, x_scale=x_scale_of(pipe.source))
+                prog = self._flat_program(n, resident=True, x_scale=x_scale_of(pipe.source))
 
-                def run(state, acc, prog=prog):
-                    state, acc, cursor[0] = prog(state, acc, resident.arrays, idx_d, w_d, cursor[0])
-                    return state, acc
+                def run(leaves, acc, prog=prog):
+                    leaves, acc, cursor[0] = prog(
+                        leaves, acc, resident.arrays, idx_d, w_d, cursor[0]
+                    )
+                    return leaves, acc
 
                 yield i + n, int(counts[i : i + n].sum()), run
             return
@@ -740,12 +781,7 @@ class Trainer:
 
         i = first
         for n_ex, steps, batch in prefetch(host, place, ahead=2):
-            scale = x_scale_of(pipe.source)
-            prog = (
-                self.train_step
-                if steps == 1 and scale is None
-                else self._program(steps, resident=False, x_scale=scale)
-            )
+            prog = self._flat_program(steps, resident=False, x_scale=x_scale_of(pipe.source))
             i += steps
 
             def run(state, acc, prog=prog, batch=batch):
@@ -772,10 +808,10 @@ class Trainer:
                     cb.on_train_batch_begin(i)
                 compiling = self.step_count == 0 and self.compile_seconds == 0.0
                 t0 = time.perf_counter() if compiling else 0.0
-                self.state, acc = run(self.state, acc)
-                inflight.append(acc)
+                self._flat, acc = run(self._leaves(), acc)
+                inflight.append(acc["nonfinite"])  # ready when its whole step is
                 if len(inflight) > MAX_IN_FLIGHT:  # wait for an old step, not the new ones
-                    jax.block_until_ready(inflight.popleft())
+                    inflight.popleft().block_until_ready()
                 if compiling:  # the first call compiles: time it apart from the steps
                     jax.block_until_ready(acc)
                     self.compile_seconds = time.perf_counter() - t0
