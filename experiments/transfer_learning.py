@@ -27,6 +27,7 @@ from jaxdl import create_model
 from jaxdl.data import load_dataset
 from jaxdl.errors import JaxdlError
 from jaxdl.models.compose import Chain, feature_dim
+from jaxdl.nn import Linear
 from jaxdl.train import Trainer
 from jaxdl.train.optim import fine_tune_patterns
 from jaxdl.weights import load
@@ -142,7 +143,7 @@ def main(cfg: Config) -> dict:
     model = Chain(
         preprocess=PreprocessingLayer(prep),
         backbone=backbone,
-        head=nnx.Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)),
+        head=Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)),
     )
     t0 = time.perf_counter()
     # phase 1: the new head on the frozen backbone

@@ -62,6 +62,19 @@ def pure(model: nnx.Module):
     return make_apply(graphdef), params, state
 
 
+def output_spec(model, x, *, train: bool = False):
+    """The output's ShapeDtypeStructs (a pytree of them for dict or tuple outputs) of `model` on
+    `x` (an array or a ShapeDtypeStruct, e.g. `jaxdl.models.inputs.example_input(config, 2)`),
+    traced abstractly: nothing is computed or allocated. `model` is an nnx.Module (abstract ones
+    from `nnx.eval_shape` too) or an `(apply, params, state)` triple from `pure`."""
+    apply, params, state = pure(model) if isinstance(model, nnx.Module) else model
+    spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    key = jax.random.key(0) if train else None
+    return jax.eval_shape(
+        lambda p, s, x: apply(p, s, x, train=train, key=key)[0], params, state, spec
+    )
+
+
 def activity_loss(state: ModelState) -> jax.Array:
     """Sum of the activity-regularisation penalties recorded in `state` (0.0 if none)."""
     if state is None:

@@ -67,5 +67,7 @@ register(
     AlexNet,
     AlexNetConfig(),
     family="alexnet",
+    task="classify",
+    test_overrides={"input_shape": (67, 67, 3), "widths": (8, 8, 8, 8, 8), "fc": (16, 16)},
     description="AlexNet (Krizhevsky et al. 2012), single tower, 227x227",
 )

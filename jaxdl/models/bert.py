@@ -90,11 +90,23 @@ class BERT(nnx.Module):
         return self.tok_embed.attend(h) + self.mlm_bias[...]
 
 
+_TINY = {
+    "input_shape": (12,),
+    "vocab_size": 50,
+    "max_len": 16,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "d_ff": 64,
+    "dropout": 0.1,
+}
 register(
     "bert_base",
     BERT,
     BERTConfig(),
     family="bert",
+    task="lm",
+    test_overrides=_TINY,
     description="BERT-base encoder + MLM head (no pooler), 12 layers, d 768",
 )
 register(
@@ -102,6 +114,8 @@ register(
     BERT,
     BERTConfig(d_model=256, num_heads=4, num_layers=4, d_ff=1024),
     family="bert",
+    task="lm",
+    test_overrides=_TINY,
     description="BERT-Mini encoder + MLM head, 4 layers, d 256",
 )
 

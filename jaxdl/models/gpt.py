@@ -117,11 +117,22 @@ class GPT(nnx.Module):
         return self._logits(h), cache
 
 
+_TINY = {
+    "input_shape": (16,),
+    "vocab_size": 50,
+    "context": 16,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "dropout": 0.1,
+}
 register(
     "gpt2",
     GPT,
     GPTConfig(),
     family="gpt",
+    task="lm",
+    test_overrides=_TINY,
     description="GPT-2 small: 12 layers, d 768, 12 heads, ctx 1024, tied embedding",
 )
 register(
@@ -137,6 +148,8 @@ register(
         dropout=0.0,
     ),
     family="gpt",
+    task="lm",
+    test_overrides=_TINY,
     description="tiny character GPT for tests and experiments",
 )
 

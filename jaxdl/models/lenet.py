@@ -104,5 +104,7 @@ register(
     LeNet5,
     LeNetConfig(),
     family="lenet",
+    task="classify",
+    test_overrides={"input_shape": (28, 28, 1), "dropout": 0.3},
     description="LeNet-5 (LeCun et al. 1998), 32x32x1, full C3, 61,706 params",
 )

@@ -8,7 +8,8 @@ the family's config is an error that lists the fields.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -24,18 +25,45 @@ class ModelEntry:
     config: Any  # a frozen dataclass instance
     family: str
     description: str = ""
+    task: str | None = None  # one of TASKS: what the output is (docs/design.md, model contract)
+    test_overrides: Mapping[str, Any] | None = None  # config overrides for a tiny test instance
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
+# The model contract's task kinds; `jaxdl.models.inputs.task_output_spec` gives each one's output.
+TASKS = ("classify", "tag", "lm", "seq2seq", "reconstruct", "vae", "gan", "segment", "perceptron")
 
-def register(name: str, builder, config, *, family: str, description: str = "") -> None:
-    """Register a variant. `config` must be a frozen dataclass instance."""
+
+def register(
+    name: str,
+    builder,
+    config,
+    *,
+    family: str,
+    description: str = "",
+    task: str | None = None,
+    test_overrides: Mapping[str, Any] | None = None,
+) -> None:
+    """Register a variant. `config` must be a frozen dataclass instance; `task` (one of TASKS)
+    says what the model outputs and `test_overrides` make a tiny instance of it for the registry
+    test battery (tests/test_registry_battery.py fails for an entry without them)."""
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config for {name!r} must be a dataclass instance, got {type(config)}")
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, builder, config, family, description)
+    if task is not None and task not in TASKS:
+        raise unknown_name("task", task, TASKS)
+    overrides = None if test_overrides is None else MappingProxyType(dict(test_overrides))
+    _REGISTRY[name] = ModelEntry(name, builder, config, family, description, task, overrides)
+
+
+def unregister(name: str) -> None:
+    """Remove a registration (tests that register a throw-away model clean up with it)."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise unknown_name("model", name, _REGISTRY)
+    del _REGISTRY[name]
 
 
 def _ensure_loaded() -> None:

@@ -189,11 +189,15 @@ def generate_text(
 
 
 _LM = dict(input_shape=(100,), vocab_size=65, num_classes=65, embed_dim=64, units=(256,))
+_TINY_LM = {"input_shape": (12,), "units": (8,), "embed_dim": 6}
+_TINY_TEXT = {"input_shape": (12,), "vocab_size": 30, "units": (8,), "embed_dim": 6}
 register(
     "rnn_lm",
     RecurrentNet,
     RecurrentConfig(cell="rnn", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, SimpleRNN (Elman)",
 )
 register(
@@ -201,6 +205,8 @@ register(
     RecurrentNet,
     RecurrentConfig(cell="lstm", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, LSTM",
 )
 register(
@@ -208,6 +214,8 @@ register(
     RecurrentNet,
     RecurrentConfig(cell="gru", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, GRU (reset_after, Keras default)",
 )
 register(
@@ -223,6 +231,8 @@ register(
         mask_zero=True,
     ),
     family="rnn",
+    task="classify",
+    test_overrides=_TINY_TEXT,
     description="many-to-one LSTM sequence classifier (e.g. sentiment), padding id 0 masked",
 )
 register(
@@ -238,6 +248,8 @@ register(
         mask_zero=True,
     ),
     family="rnn",
+    task="tag",
+    test_overrides=_TINY_TEXT,
     description="many-to-many bidirectional LSTM tagger (one tag per token)",
 )
 

@@ -114,6 +114,8 @@ register(
     Seq2Seq,
     Seq2SeqConfig(),
     family="seq2seq",
+    task="seq2seq",
+    test_overrides={"units": (8,), "embed_dim": 6},
     description="LSTM encoder-decoder, teacher forcing, greedy decoding (e.g. '123+456' -> '579')",
 )
 

@@ -134,6 +134,19 @@ def with_image_size(model: ViT, image_hw: tuple[int, int]) -> ViT:
     return nnx.merge(graphdef, params, rest)
 
 
+_TINY = {
+    "input_shape": (16, 16, 3),
+    "patch_size": 4,
+    "num_classes": 5,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "d_ff": 64,
+    "dropout": 0.1,
+    "head_zero_init": False,  # a zero head gives the body zero gradients
+}
+
+
 def _row(d, layers, heads, ff):
     return ViTConfig(d_model=d, num_layers=layers, num_heads=heads, d_ff=ff)
 
@@ -144,6 +157,8 @@ for _name, _cfg, _desc in [
     ("vit_b16", _row(768, 12, 12, 3072), "ViT-B/16, 224x224, 1000 classes"),
     ("vit_l16", _row(1024, 24, 16, 4096), "ViT-L/16, 224x224"),
 ]:
-    register(_name, ViT, _cfg, family="vit", description=_desc)
+    register(
+        _name, ViT, _cfg, family="vit", description=_desc, task="classify", test_overrides=_TINY
+    )
 
 __all__ = ["ViT", "ViTConfig", "resize_positions", "with_image_size"]

@@ -40,6 +40,7 @@ from jaxdl.nn.conv import (
 )
 from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
 from jaxdl.nn.init import INITIALIZERS, get_initializer
+from jaxdl.nn.linear import Linear
 from jaxdl.nn.regularization import ActivityRegularization
 from jaxdl.nn.sampling import sample_logits
 from jaxdl.nn.shapes import check_input
@@ -52,6 +53,7 @@ __all__ = [
     "hard_swish",
     "heaviside",
     "INITIALIZERS",
+    "Linear",
     "get_initializer",
     "ActivityRegularization",
     "check_input",

@@ -116,7 +116,7 @@ class LearnedPositions(nnx.Module):
         self.max_len = max_len
         self.embedding = nnx.Param(init_std * jax.random.normal(rngs.params(), (max_len, dim)))
 
-    def __call__(self, x, offset=0):
+    def __call__(self, x, offset=0, *, train: bool = False, rngs=None):
         t = x.shape[1]
         return x + jax.lax.dynamic_slice_in_dim(self.embedding[...], offset, t, axis=0)[None]
 
@@ -200,7 +200,18 @@ class MultiHeadAttention(nnx.Module):
         shape = (batch, max_len, self.num_heads, self.head_dim)
         return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
-    def __call__(self, x, context=None, *, mask=None, is_causal: bool = False, cache=None, pos=0):
+    def __call__(
+        self,
+        x,
+        context=None,
+        *,
+        mask=None,
+        is_causal: bool = False,
+        cache=None,
+        pos=0,
+        train: bool = False,
+        rngs=None,
+    ):
         """x [B, T, D]; context [B, S, Dkv] (None: self-attention).
 
         mask: bool, True = attend, broadcastable to [B, H, T, S] (or [B, T, S]).

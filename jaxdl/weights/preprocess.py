@@ -78,5 +78,5 @@ class PreprocessingLayer(nnx.Module):
     def __init__(self, prep: Preprocessing):
         self.prep = prep
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return self.prep.apply(x * 255.0, resize=False)
