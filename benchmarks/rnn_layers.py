@@ -52,18 +52,13 @@ class Config:
 
 
 def jax_layer(cell: str, hidden: int, unroll: int):
-    try:
-        from jaxdl.nn.recurrent import get_layer
-    except ImportError:
-        return None
+    from jaxdl.nn.recurrent import get_layer
+
     return get_layer(cell)(hidden, hidden, return_sequences=True, unroll=unroll, rngs=nnx.Rngs(0))
 
 
 def bench_jax(cfg: Config, cell: str, dtype: str, row: dict, peaks: runner.Peaks) -> None:
     layer = jax_layer(cell, cfg.hidden, cfg.unroll)
-    if layer is None:
-        row["status"] = "error: jaxdl.nn.recurrent is not in this checkout"
-        return
     if dtype == "bf16":
         set_compute_dtype(layer, DTYPES["bf16"])
     apply, params, state = pure(layer)
