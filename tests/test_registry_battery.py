@@ -17,6 +17,8 @@ whose tiny configs coincide (vgg11..vgg19 at tiny widths, ...) share one numeric
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -272,3 +274,26 @@ def test_tiny_configs_really_are_tiny():
         m = nnx.eval_shape(lambda name=name: tiny(name))
         n = count_params(nnx.state(m, nnx.Param))
         assert n < 200_000, (name, n)
+
+
+def test_abstract_build_falls_back_only_for_kept_streams():
+    """abstract builds use counting streams; a model that keeps its streams (nnx.Dropout(rngs=))
+    is rebuilt with a real nnx.Rngs, and every other build error surfaces as it is."""
+    from jaxdl.models.registry import abstract_from_config
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        n: int = 3
+
+    class Keeps(nnx.Module):
+        def __init__(self, c, *, rngs):
+            self.fc = nnx.Linear(c.n, 2, rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    class Broken(nnx.Module):
+        def __init__(self, c, *, rngs):
+            self.fc = nnx.Linear(c.n, 2, rngs=rngs, no_such_option=1)
+
+    assert abstract_from_config(Keeps, Cfg()).fc.kernel.shape == (3, 2)
+    with pytest.raises(TypeError, match="no_such_option"):
+        abstract_from_config(Broken, Cfg())

@@ -107,6 +107,11 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides) -> nnx
     return entry.builder(config, rngs=rngs if rngs is not None else nnx.Rngs(0))
 
 
+class _KeepsRngs(Exception):
+    """Raised by the abstract streams when a module keeps or forks them (nnx.Dropout(rngs=...)
+    does): such a model is built abstractly with a real nnx.Rngs instead."""
+
+
 class _CountingStream:
     """An rng stream whose counter is a Python int (see `abstract_model`)."""
 
@@ -117,6 +122,9 @@ class _CountingStream:
         self.count += 1
         return jax.random.fold_in(self.key, self.count)
 
+    def fork(self, *args, **kwargs):
+        raise _KeepsRngs
+
 
 class _AbstractRngs:
     """Stands in for nnx.Rngs while building under `nnx.eval_shape`: every stream (`params`,
@@ -126,7 +134,15 @@ class _AbstractRngs:
         self._stream = _CountingStream(jax.random.key(seed))
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # copy/pickle/graph probes: not a stream
+            raise AttributeError(name)
         return self._stream
+
+    def __getitem__(self, name):
+        return self._stream
+
+    def fork(self, *args, **kwargs):
+        raise _KeepsRngs
 
     def __call__(self):
         return self._stream()
@@ -148,6 +164,9 @@ def abstract_from_config(builder, config) -> nnx.Module:
     holds a config rather than a registered name (the weight converters)."""
     try:
         return nnx.eval_shape(lambda: builder(config, rngs=_AbstractRngs(0)))
-    except (AttributeError, TypeError):
-        # a model that keeps or forks its Rngs (e.g. nnx.Dropout(rngs=...)) needs the real one
+    except (_KeepsRngs, TypeError) as e:
+        # a model that keeps or forks its streams (nnx.Dropout(rngs=...) checks for an nnx.Rngs)
+        # needs a real one; any other error is the build's own and is raised as it is
+        if isinstance(e, TypeError) and "must be a Rngs" not in str(e):
+            raise
         return nnx.eval_shape(lambda: builder(config, rngs=nnx.Rngs(0)))
