@@ -10,10 +10,9 @@ from flax import nnx
 
 from jaxdl import create_model, list_models
 from jaxdl.data import ArrayDataset
-from jaxdl.data.text import CharVocab
+from jaxdl.data.text import CharVocab, generate_text
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import get_entry
-from jaxdl.models.rnn import generate_text
 from jaxdl.train import LanguageModelTask, Trainer
 
 RECURRENT = [n for n in list_models() if get_entry(n).family in ("rnn", "seq2seq")]

@@ -18,9 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.data.text import CharVocab
 from jaxdl.errors import JaxdlError, check_positive
-from jaxdl.functional import split
 from jaxdl.models.registry import register
 from jaxdl.nn.recurrent import Embedding, RecurrentStack, TimeDistributed, get_layer
 from jaxdl.nn.sampling import sample_logits
@@ -161,33 +159,6 @@ class RecurrentNet(nnx.Module):
         return jnp.swapaxes(toks, 0, 1)
 
 
-def generate_text(
-    model: RecurrentNet,
-    vocab: CharVocab,
-    prompt: str,
-    length: int,
-    *,
-    seed: int | None = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-) -> str:
-    """The prompt followed by `length` sampled characters (seed None: greedy). The prompt must
-    use only the vocabulary's characters (otherwise a JaxdlError names the unknown ones)."""
-    if not prompt:
-        raise JaxdlError("generate_text: the prompt must have at least one character")
-    ids = jnp.asarray(vocab.encode(prompt))[None]
-    graphdef, params, state = split(model)
-
-    @jax.jit
-    def run(params, state, ids, key):
-        m = nnx.merge(graphdef, params, state, copy=True)
-        return m.generate(ids, length, key=key, temperature=temperature, top_k=top_k, top_p=top_p)
-
-    key = None if seed is None else jax.random.key(seed)
-    return prompt + vocab.decode(run(params, state, ids, key)[0])
-
-
 _LM = dict(input_shape=(100,), vocab_size=65, num_classes=65, embed_dim=64, units=(256,))
 _TINY_LM = {"input_shape": (12,), "units": (8,), "embed_dim": 6}
 _TINY_TEXT = {"input_shape": (12,), "vocab_size": 30, "units": (8,), "embed_dim": 6}
@@ -253,4 +224,4 @@ register(
     description="many-to-many bidirectional LSTM tagger (one tag per token)",
 )
 
-__all__ = ["RecurrentConfig", "RecurrentNet", "generate_text"]
+__all__ = ["RecurrentConfig", "RecurrentNet"]

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxdl.bench.flops import attention_macs
 from jaxdl.errors import JaxdlError
+from jaxdl.nn.macs import attention_macs
 
 # --------------------------------------------------------------------------------------------
 # masks and the attention product
