@@ -189,5 +189,6 @@ def render(summary: Summary, *, max_depth: int | None = None, console=None) -> N
     )
     console.print(
         f"Total MACs: {summary.macs:,} ({summary.macs / 1e9:.3f} GMACs; "
-        f"FLOPs = 2 x MACs = {2 * summary.macs / 1e9:.3f} GFLOPs) for batch {summary.input_shape[0]}"
+        f"FLOPs = 2 x MACs = {2 * summary.macs / 1e9:.3f} GFLOPs) "
+        f"for batch {summary.input_shape[0]}"
     )
