@@ -22,25 +22,19 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions, padding_mask
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import StackDims, TransformerStack
 
 
 @dataclass(frozen=True)
-class BERTConfig:
+class BERTConfig(StackDims):
     input_shape: tuple[int, ...] = (128,)  # [T] token ids, T <= max_len
     input_dtype: str = "int32"
     vocab_size: int = 30522
     max_len: int = 512
     type_vocab_size: int = 2
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
     d_ff: int | None = 3072
-    dropout: float = 0.1
     ln_eps: float = 1e-12
-    init_std: float = 0.02
     pad_id: int | None = 0  # [PAD] in BERT's WordPiece vocabulary; None: no padding mask
-    scan_layers: bool = False
 
 
 class BERT(nnx.Module):
@@ -55,17 +49,9 @@ class BERT(nnx.Module):
         self.type_embed = nnx.Embed(c.type_vocab_size, c.d_model, embedding_init=init, rngs=rngs)
         self.emb_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(
-            c.d_model,
-            c.num_heads,
-            c.d_ff,
-            c.dropout,
-            "gelu",
-            pre_ln=False,
-            ln_eps=c.ln_eps,
-            init_std=c.init_std,
+        self.encoder = TransformerStack(
+            c.layer(pre_ln=False), c.num_layers, scan=c.scan_layers, rngs=rngs
         )
-        self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
         self.mlm_dense = nnx.Linear(c.d_model, c.d_model, kernel_init=init, rngs=rngs)
         self.mlm_ln = nnx.LayerNorm(c.d_model, epsilon=c.ln_eps, rngs=rngs)
         self.mlm_bias = nnx.Param(jnp.zeros((c.vocab_size,)))

@@ -19,39 +19,21 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import LayerConfig, StackDims, TransformerStack
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(StackDims):
     input_shape: tuple[int, ...] = (1024,)  # [T] token ids, any T <= context
     input_dtype: str = "int32"
     vocab_size: int = 50257
     context: int = 1024
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
-    d_ff: int | None = None  # 4 d_model
-    dropout: float = 0.1
     activation: str = "gelu"
     positions: str = "learned"  # or 'rotary'
     tie_embeddings: bool = True
-    ln_eps: float = 1e-5
-    init_std: float = 0.02
-    scan_layers: bool = False  # lax.scan over stacked layers: compile time independent of depth
 
     def layer(self) -> LayerConfig:
-        return LayerConfig(
-            self.d_model,
-            self.num_heads,
-            self.d_ff,
-            self.dropout,
-            self.activation,
-            pre_ln=True,
-            ln_eps=self.ln_eps,
-            rotary=self.positions == "rotary",
-            init_std=self.init_std,
-        )
+        return super().layer(activation=self.activation, rotary=self.positions == "rotary")
 
 
 class GPT(nnx.Module):

@@ -26,23 +26,18 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import StackDims, TransformerStack
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(StackDims):
     input_shape: tuple[int, ...] = (224, 224, 3)
     num_classes: int = 1000
     patch_size: int = 16
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
     d_ff: int | None = 3072
     dropout: float = 0.0
     ln_eps: float = 1e-6
-    init_std: float = 0.02
     head_zero_init: bool = True  # the paper zero-initialises the classifier (appendix B.1.1)
-    scan_layers: bool = False
 
     def grid(self) -> tuple[int, int]:
         h, w = self.input_shape[:2]
@@ -73,17 +68,9 @@ class ViT(nnx.Module):
         self.cls_token = nnx.Param(jnp.zeros((1, 1, c.d_model)))
         self.pos_embed = nnx.Param(init(rngs.params(), (1 + gh * gw, c.d_model)))
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(
-            c.d_model,
-            c.num_heads,
-            c.d_ff,
-            c.dropout,
-            "gelu",
-            pre_ln=True,
-            ln_eps=c.ln_eps,
-            init_std=c.init_std,
+        self.encoder = TransformerStack(
+            c.layer(pre_ln=True), c.num_layers, scan=c.scan_layers, rngs=rngs
         )
-        self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
         self.head = nnx.Linear(
             c.d_model,
             c.num_classes,
