@@ -13,6 +13,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.data.text import CharVocab, generate_text
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import get_entry
+from jaxdl.nn.decoding import generate
 from jaxdl.train import LanguageModelTask, Trainer
 
 RECURRENT = [n for n in list_models() if get_entry(n).family in ("rnn", "seq2seq")]
@@ -49,6 +50,28 @@ def test_greedy_generation_equals_full_forward(name):
     assert toks.tolist() == seq[:, 3:].tolist()
     a = m.generate(prompt, 6, key=jax.random.key(0), top_k=3)
     assert a.tolist() == m.generate(prompt, 6, key=jax.random.key(0), top_k=3).tolist()
+
+
+@pytest.mark.parametrize("name", ["lstm_lm", "gru_lm"])
+def test_cached_decoding_equals_full_forward(name):
+    """The generation API: init_cache is the zero state, decode carries it; prefill 4 tokens,
+    then one at a time, equals one full forward pass; nn.decoding.generate runs the model."""
+    m = create_model(
+        name, vocab_size=11, num_classes=11, units=(8, 8), embed_dim=6, rngs=nnx.Rngs(0)
+    )
+    x = jax.random.randint(jax.random.key(1), (2, 9), 1, 11)
+    full = m(x)
+    cache = m.init_cache(2)
+    logits, cache = m.decode(x[:, :4], cache, 0)
+    steps = [logits]
+    for i in range(4, 9):
+        logits, cache = m.decode(x[:, i : i + 1], cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    out = generate(m, x[:, :3], 4)  # prompt + new tokens, as for GPT
+    assert out.shape == (2, 7) and out[:, 3:].tolist() == m.generate(x[:, :3], 4, key=None).tolist()
+    with pytest.raises(JaxdlError, match="unidirectional many-to-many language model"):
+        small("lstm_tagger", vocab_size=11, num_classes=5).init_cache(2)
 
 
 def test_classifier_ignores_padding_and_tagger_shape():

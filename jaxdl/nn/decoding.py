@@ -1,9 +1,9 @@
 """Autoregressive decoding with a key/value cache.
 
-- `generate(model, prompt, n)`: a decoder-only model (`init_cache`, `decode`, e.g. GPT) reads the
-  prompt in one pass (prefill), then emits one token per step, each step attending to the cached
-  keys and values of every earlier position; the next token comes from `sample_logits` (greedy,
-  temperature, top-k, top-p).
+- `generate(model, prompt, n)`: a decoder-only model (`init_cache`, `decode`: GPT, whose cache
+  holds the keys and values of every earlier position, or a recurrent language model, whose
+  cache is its carried state) reads the prompt in one pass (prefill), then emits one token per
+  step; the next token comes from `sample_logits` (greedy, temperature, top-k, top-p).
 - `greedy_decode(model, src, n, bos_id)` and `beam_search(model, src, n, bos_id, beam_size)`: an
   encoder-decoder (`encode`, `init_cache`, `decode`, e.g. Transformer) encodes the source once.
   Beam search keeps the `beam_size` best prefixes by total log-probability; finished beams (after
@@ -41,8 +41,8 @@ def generate(
         raise JaxdlError(f"prompt must be [batch, length >= 1] token ids, got {prompt.shape}")
     check_positive("max_new_tokens", max_new_tokens, integer=True)
     total = prompt.shape[1] + max_new_tokens
-    context = model.config.context
-    if total > context:
+    context = getattr(model.config, "context", None)  # None: no limit (a recurrent net's state)
+    if context is not None and total > context:
         raise JaxdlError(
             f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = "
             f"{total} tokens is longer than the context of {context}"
