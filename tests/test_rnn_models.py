@@ -13,7 +13,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.data.text import CharVocab, generate_text
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import get_entry
-from jaxdl.nn.decoding import generate
+from jaxdl.nn.decoding import beam_search, generate
 from jaxdl.train import LanguageModelTask, Trainer
 
 RECURRENT = [n for n in list_models() if get_entry(n).family in ("rnn", "seq2seq")]
@@ -72,6 +72,30 @@ def test_cached_decoding_equals_full_forward(name):
     assert out.shape == (2, 7) and out[:, 3:].tolist() == m.generate(x[:, :3], 4, key=None).tolist()
     with pytest.raises(JaxdlError, match="unidirectional many-to-many language model"):
         small("lstm_tagger", vocab_size=11, num_classes=5).init_cache(2)
+
+
+def test_seq2seq_cached_decoding_equals_teacher_forcing():
+    """The LSTM encoder-decoder under the generation API: encode once, decode token by token
+    from the encoder's states = the teacher-forced forward; greedy_decode is the step-by-step
+    argmax and beam search runs on it."""
+    m = small("seq2seq_lstm")
+    S = m.config.source_len
+    x = jax.random.randint(jax.random.key(3), (3, 11), 1, m.config.vocab_size)
+    full = m(x)
+    memory, mask = m.encode(x[:, :S])
+    cache = m.init_cache(3)
+    steps = []
+    for i in range(11 - S):
+        logits, cache = m.decode(x[:, S + i : S + i + 1], memory, mask, cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    out = m.greedy_decode(x[:, :S], 4, start_id=1)
+    seq = jnp.ones((3, 1), jnp.int32)
+    for _ in range(4):  # reference without a cache: rerun the whole target prefix
+        nxt = jnp.argmax(m(jnp.concatenate([x[:, :S], seq], axis=1))[:, -1], axis=-1)
+        seq = jnp.concatenate([seq, nxt[:, None].astype(jnp.int32)], axis=1)
+    np.testing.assert_array_equal(out, seq[:, 1:])
+    assert beam_search(m, x[:, :S], 4, bos_id=1, beam_size=3).shape == (3, 4)
 
 
 def test_classifier_ignores_padding_and_tagger_shape():
