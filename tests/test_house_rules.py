@@ -17,7 +17,7 @@ ALLOWED = {
     "models": {"errors", "functional", "nn"},
     "parallel": {"errors"},
     "data": {"errors", "functional", "parallel"},
-    "train": {"errors", "functional", "nn", "models", "data", "parallel"},
+    "train": {"errors", "functional", "nn", "models", "data", "parallel", "viz"},
     "weights": {"errors", "functional", "nn", "models"},
     "viz": {"errors", "functional"},
     "bench": {"errors", "functional", "nn", "models", "data", "parallel", "train"},

@@ -130,10 +130,10 @@ class TensorBoard(Callback):
         self._profiling = False
 
     def _writer(self, name: str):
-        from tensorboardX import SummaryWriter
+        from jaxdl.viz import event_writer
 
         if name not in self._writers:
-            self._writers[name] = SummaryWriter(str(self.log_dir / name))
+            self._writers[name] = event_writer(self.log_dir / name)
         return self._writers[name]
 
     def on_train_begin(self, logs=None):
