@@ -245,7 +245,7 @@ def test_tiny_instance_behaviour(names, tmp_path):
 
     # one gradient step lowers the loss on the same batch (same key: same dropout masks); the
     # step has a fixed length; short ones for BN over tiny batches and 1x1 maps (high curvature)
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     losses = []
     for lr in (1e-2, 1e-3, 1e-4, 1e-5):
         stepped = jax.tree.map(lambda p, g, lr=lr: p - lr * g / norm, params, grads)
