@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: which models this checkout has, and a resumable run that
-writes benchmarks/results/TAG.{csv,json} after every row.
+"""What the benchmark scripts share: checking model names, and a resumable run that writes
+benchmarks/results/TAG.{csv,json} after every row.
 
 A script killed part-way (a time limit on the GPU machine) keeps the rows it measured; run it
 again and it measures only the rows still missing (`--no-resume` measures everything again).
@@ -14,19 +14,18 @@ from pathlib import Path
 from rich.console import Console
 
 from jaxdl.bench import runner
-from jaxdl.models import list_models
+from jaxdl.models import get_entry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 console = Console(highlight=False)
 
 
 def registered(names) -> list[str]:
-    """The names registered in this checkout, in order; says which are skipped and why."""
-    known = set(list_models())
-    missing = [n for n in names if n not in known]
-    if missing:
-        console.print(f"[yellow]skip (not registered in this checkout): {', '.join(missing)}[/]")
-    return [n for n in names if n in known]
+    """`names`, in order, after checking each is a registered model (an unknown name is a
+    JaxdlError that lists the close matches)."""
+    for n in names:
+        get_entry(n)
+    return list(names)
 
 
 def _key(row: dict) -> tuple:

@@ -19,6 +19,7 @@ from pathlib import Path
 import tyro
 from _common import RESULTS, bench, console, registered, smoke_options
 
+from jaxdl.bench.flops import transformer_training_flops
 from jaxdl.bench.runner import BenchOptions, fmt
 from jaxdl.models import get_config
 
@@ -28,13 +29,6 @@ TARGET_MFU_SPEC = 0.45
 def palm_columns(name: str, overrides: dict):
     """extra(row) for _common.bench: the PaLM-convention FLOPs and MFU of a measured row (MFU is
     proportional to the FLOPs counted, so each PaLM MFU is the row's MFU scaled by PaLM / XLA)."""
-    try:
-        from jaxdl.bench.flops import transformer_training_flops
-    except ImportError:  # the transformer issue's helper is not in this checkout
-        console.print(
-            "[yellow]no jaxdl.bench.flops.transformer_training_flops: PaLM MFU skipped[/]"
-        )
-        return None
     c = get_config(name, **overrides)
 
     def extra(row):

@@ -42,13 +42,9 @@ class Config:
 
 def main(cfg: Config) -> dict:
     splits = load_mnist(cfg.data, seed=cfg.seed)
-    train, val, test = splits.train, splits.val, splits.test
     if cfg.smoke:
-        train, val, test = (
-            train.subset(slice(0, 256)),
-            val.subset(slice(0, 64)),
-            test.subset(slice(0, 128)),
-        )
+        splits = splits.head(256, 64, 128)
+    train, val, test = splits.train, splits.val, splits.test
     name = {"conv": "conv_autoencoder", "dense": "autoencoder"}.get(cfg.kind)
     if name is None:
         raise JaxdlError(f"--kind must be 'conv' or 'dense', got {cfg.kind!r}")

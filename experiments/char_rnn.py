@@ -22,10 +22,9 @@ from rich.console import Console
 
 from jaxdl import create_model
 from jaxdl.data import shared_data_dir
-from jaxdl.data.text import CharVocab, lm_windows, read_text
+from jaxdl.data.text import CharVocab, generate_text, lm_windows, read_text
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import param_counts
-from jaxdl.models.rnn import generate_text
 from jaxdl.train import Callback, LanguageModelTask, Trainer, make_schedule
 
 CELL_PARAMS = {  # REFERENCE.md: parameters of one layer of u units on d inputs

@@ -22,7 +22,7 @@ import numpy as np
 import tyro
 
 from jaxdl.data import load_dataset, parse_augment, shared_data_dir
-from jaxdl.models import create_model, list_models
+from jaxdl.models import create_model
 from jaxdl.models.registry import get_entry
 from jaxdl.train import Trainer
 from jaxdl.train.callbacks import Callback
@@ -55,9 +55,6 @@ class CleanAccuracy(Callback):
 
 
 def pick_model(name: str, splits) -> tuple[str, object]:
-    if name not in list_models():
-        print(f"note: model {name!r} is not registered (yet); using 'mlp' instead")
-        name = "mlp"
     fields = {f.name for f in dataclasses.fields(get_entry(name).config)}
     over = {
         k: v

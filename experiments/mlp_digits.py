@@ -52,7 +52,8 @@ def main(cfg: Config) -> dict:
     ev = t.evaluate(splits.test, detailed=True)
     c = Console(highlight=False)
     c.print(
-        f"test accuracy {ev['accuracy']:.4f}  loss {ev['loss']:.4f}  F1 (macro) {ev['f1_macro']:.4f}  "
+        f"test accuracy {ev['accuracy']:.4f}  loss {ev['loss']:.4f}  "
+        f"F1 (macro) {ev['f1_macro']:.4f}  "
         f"train time {dt:.1f}s"
     )
     c.print("confusion matrix (rows: true, columns: predicted):")

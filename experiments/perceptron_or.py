@@ -54,7 +54,8 @@ def main(cfg: Config) -> dict:
     console.print("corrections per epoch:", res.corrections)
     verdict = "converged" if res.converged else "did NOT converge"
     console.print(
-        f"{verdict} after {res.epochs} epoch(s): w = {[round(float(v), 3) for v in res.w[:, 0]]}, b = {round(float(res.b[0]), 3)}"
+        f"{verdict} after {res.epochs} epoch(s): "
+        f"w = {[round(float(v), 3) for v in res.w[:, 0]]}, b = {round(float(res.b[0]), 3)}"
     )
     return {"gate": cfg.gate, "converged": res.converged, "epochs": res.epochs}
 

@@ -3,7 +3,8 @@ e.g. cats vs dogs): a pretrained backbone with its preprocessing, a new head tra
 backbone frozen (its BatchNorm in inference mode), then the top blocks unfrozen and fine-tuned
 with a lower learning rate.
 
-    python experiments/transfer_learning.py --data PATH/TO/FOLDER [--backbone resnet50] [--source keras]
+    python experiments/transfer_learning.py --data PATH/TO/FOLDER \
+        [--backbone resnet50] [--source keras]
 
 Pretrained weights come from `jaxdl.weights.load` (downloaded where there is network, or from
 the cache / a local file); without them the backbone is random and the script says so loudly.
@@ -30,6 +31,7 @@ from jaxdl import create_model
 from jaxdl.data import load_dataset
 from jaxdl.errors import JaxdlError
 from jaxdl.models.compose import Chain, feature_dim
+from jaxdl.nn import Linear
 from jaxdl.train import Trainer
 from jaxdl.train.optim import fine_tune_patterns
 from jaxdl.weights import load
@@ -159,7 +161,7 @@ def main(cfg: Config) -> dict:
     model = Chain(
         preprocess=PreprocessingLayer(prep),
         backbone=backbone,
-        head=nnx.Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)),
+        head=Linear(width, splits.num_classes, rngs=nnx.Rngs(cfg.seed + 1)),
     )
     t0 = time.perf_counter()
     # phase 1: the new head on the frozen backbone
@@ -186,7 +188,8 @@ def main(cfg: Config) -> dict:
     dt = time.perf_counter() - t0
     print(f"head only (backbone frozen): test accuracy {phase1['accuracy']:.4f}")
     print(
-        f"fine-tuned (top {cfg.top_blocks} blocks): test accuracy {phase2['accuracy']:.4f}  ({dt:.1f}s)"
+        f"fine-tuned (top {cfg.top_blocks} blocks): "
+        f"test accuracy {phase2['accuracy']:.4f}  ({dt:.1f}s)"
     )
     if tmp is not None:
         tmp.cleanup()

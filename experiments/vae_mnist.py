@@ -46,13 +46,9 @@ class Config:
 
 def main(cfg: Config) -> dict:
     splits = load_mnist(cfg.data, seed=cfg.seed)
-    train, val, test = splits.train, splits.val, splits.test
     if cfg.smoke:
-        train, val, test = (
-            train.subset(slice(0, 256)),
-            val.subset(slice(0, 64)),
-            test.subset(slice(0, 128)),
-        )
+        splits = splits.head(256, 64, 128)
+    train, val, test = splits.train, splits.val, splits.test
     name = {"dense": "vae", "conv": "conv_vae"}.get(cfg.kind)
     if name is None:
         raise JaxdlError(f"--kind must be 'dense' or 'conv', got {cfg.kind!r}")

@@ -166,7 +166,8 @@ def parse_overrides(items) -> dict:
 
 
 def model_overrides_for(name: str, available: dict, explicit: dict) -> dict:
-    """Fill config fields a dataset determines (input_shape, num_classes) where the model has them."""
+    """Fill the config fields a dataset determines (input_shape, num_classes) where the model
+    has them."""
     from jaxdl.models.registry import get_entry
 
     fields = {f.name for f in dataclasses.fields(get_entry(name).config)}

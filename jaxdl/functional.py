@@ -68,12 +68,23 @@ def pure(model: nnx.Module):
     return make_apply(graphdef), params, state
 
 
+def output_spec(model, x, *, train: bool = False):
+    """The output's ShapeDtypeStructs (a pytree of them for dict or tuple outputs) of `model` on
+    `x` (an array or a ShapeDtypeStruct, e.g. `jaxdl.models.inputs.example_input(config, 2)`),
+    traced abstractly: nothing is computed or allocated. `model` is an nnx.Module (abstract ones
+    from `nnx.eval_shape` too) or an `(apply, params, state)` triple from `pure`."""
+    apply, params, state = pure(model) if isinstance(model, nnx.Module) else model
+    spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    key = jax.random.key(0) if train else None
+    return jax.eval_shape(
+        lambda p, s, x: apply(p, s, x, train=train, key=key)[0], params, state, spec
+    )
+
+
 def output_shape(model: nnx.Module, x_example) -> tuple[int, ...]:
-    """The model's output shape (inference mode) for an input like `x_example` (an array or a
-    ShapeDtypeStruct), traced abstractly: nothing is computed."""
-    apply, params, state = pure(model)
-    out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, state, x_example)
-    return tuple(out.shape)
+    """The model's output shape (inference mode) for an input like `x_example`, traced
+    abstractly (`output_spec`)."""
+    return tuple(output_spec(model, x_example).shape)
 
 
 def activity_loss(state: ModelState) -> jax.Array:

@@ -90,11 +90,18 @@ def save_image_grid(
     return Path(path)
 
 
-def log_image_grid(logdir, tag: str, images, step: int, *, value_range=(0.0, 1.0)) -> None:
-    """Add an image grid to the TensorBoard event file in `logdir` (its Images tab)."""
+def event_writer(logdir, *, purge_step: int | None = None):
+    """The TensorBoard event-file writer (tensorboardX, no TensorFlow) for `logdir`: the one
+    place jaxdl opens one (the TensorBoard callback and `log_image_grid` use it). Close it, or use
+    it as a context manager. purge_step: events from this step on are dropped (a resumed run)."""
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(str(logdir)) as w:
+    return SummaryWriter(str(logdir), purge_step=purge_step)
+
+
+def log_image_grid(logdir, tag: str, images, step: int, *, value_range=(0.0, 1.0)) -> None:
+    """Add an image grid to the TensorBoard event file in `logdir` (its Images tab)."""
+    with event_writer(logdir) as w:
         w.add_image(tag, image_grid(images, value_range=value_range), step, dataformats="HWC")
 
 
@@ -165,6 +172,7 @@ def save_confusion_matrix(
 __all__ = [
     "image_grid",
     "save_image_grid",
+    "event_writer",
     "log_image_grid",
     "save_history",
     "save_confusion_matrix",

@@ -32,7 +32,7 @@ def _tree(k=0.0):
         "w": jnp.arange(32.0).reshape(4, 8) + k,
         "b": jnp.ones(8, jnp.bfloat16) * (1 + k),
         "step": jnp.int32(7),
-        "key": jax.random.PRNGKey(3),
+        "key": jax.random.key_data(jax.random.key(3)),
     }
 
 

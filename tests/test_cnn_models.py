@@ -9,57 +9,15 @@ from contextlib import redirect_stdout
 import jax
 import jax.numpy as jnp
 import pytest
+from _pinned import PINNED
 from flax import nnx
 
 from jaxdl.bench.summary import summarize
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import count_params, pure
-from jaxdl.models import abstract_model, create_model, list_models
+from jaxdl.models import abstract_model, create_model
 from jaxdl.models.inputs import example_input
 from jaxdl.models.unet import unet_output_size
-
-# REFERENCE.md, trainable parameters with 1000 classes (unet: 2 classes, lenet5: 10).
-PINNED = {
-    "lenet5": 61_706,
-    "alexnet": 62_378_344,
-    "vgg11": 132_863_336,
-    "vgg13": 133_047_848,
-    "vgg16": 138_357_544,
-    "vgg19": 143_667_240,
-    "vgg11_bn": 132_868_840,
-    "vgg13_bn": 133_053_736,
-    "vgg16_bn": 138_365_992,
-    "vgg19_bn": 143_678_248,  # torchvision's *_bn counts
-    "googlenet": 6_624_904,
-    "inception_v3": 23_834_568,
-    "inception_resnet_v2": 55_843_464,
-    "xception": 22_855_952,
-    "resnet18": 11_689_512,
-    "resnet34": 21_797_672,
-    "resnet50": 25_557_032,
-    "resnet101": 44_549_160,
-    "resnet152": 60_192_808,
-    "resnext50_32x4d": 25_028_904,
-    "resnext101_32x8d": 88_791_336,
-    "seresnet50": 28_088_024,
-    "densenet121": 7_978_856,
-    "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
-    "densenet264": 33_337_704,
-    "mobilenet_v1": 4_231_976,
-    "mobilenet_v2": 3_504_872,
-    "mobilenet_v3_small": 2_542_856,
-    "mobilenet_v3_large": 5_483_032,
-    "efficientnet_b0": 5_288_548,
-    "efficientnet_b1": 7_794_184,
-    "efficientnet_b2": 9_109_994,
-    "efficientnet_b3": 12_233_232,
-    "efficientnet_b4": 19_341_616,
-    "efficientnet_b5": 30_389_784,
-    "efficientnet_b6": 43_040_704,
-    "efficientnet_b7": 66_347_960,
-    "unet": 31_030_658,
-}
 
 # Where a convention changes the count, both settings are pinned.
 CONVENTIONS = [
@@ -78,15 +36,6 @@ CONVENTIONS = [
 def n_params(name, **overrides):
     model = abstract_model(name, **overrides)
     return count_params(nnx.state(model, nnx.Param))
-
-
-def test_every_issue_name_is_registered():
-    assert set(PINNED) <= set(list_models())
-
-
-@pytest.mark.parametrize("name", sorted(PINNED))
-def test_parameter_count(name):
-    assert n_params(name) == PINNED[name]
 
 
 @pytest.mark.parametrize("name,overrides,expected", CONVENTIONS)

@@ -12,6 +12,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import count_params, named_leaves
 from jaxdl.models.compose import Chain, feature_dim
+from jaxdl.nn import Linear
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer
 from jaxdl.train.bottleneck import extract_features
@@ -33,7 +34,7 @@ def backbone(seed=0):
 
 
 def test_frozen_params_bit_identical_no_optimizer_state_bn_fixed(images):
-    model = Chain(backbone=backbone(), head=nnx.Linear(512, 2, rngs=nnx.Rngs(1)))
+    model = Chain(backbone=backbone(), head=Linear(512, 2, rngs=nnx.Rngs(1)))
     t = Trainer(
         model,
         optimizer="adam",
@@ -68,7 +69,7 @@ def test_per_group_learning_rates_scale_sgd_updates():
 
 
 def test_unfreeze_top_blocks_of_resnet18():
-    model = Chain(backbone=backbone(), head=nnx.Linear(512, 2, rngs=nnx.Rngs(1)))
+    model = Chain(backbone=backbone(), head=Linear(512, 2, rngs=nnx.Rngs(1)))
     params = nnx.state(model, nnx.Param)
     pats = fine_tune_patterns(params, r"^stages/\d+/\d+", 1, prefix="backbone/")
     t = Trainer(

@@ -8,7 +8,7 @@ from flax import nnx
 
 from jaxdl import create_model
 from jaxdl.errors import JaxdlError
-from jaxdl.functional import param_counts, pure
+from jaxdl.functional import pure
 from jaxdl.models.vae import kl_divergence
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_optimizer, make_train_step
@@ -20,32 +20,15 @@ from jaxdl.train.generative import (
 )
 from jaxdl.train.state import TrainState
 
-GENERATIVE = ["autoencoder", "conv_autoencoder", "vae", "conv_vae", "dcgan"]
 SMALL = dict(input_shape=(8, 8, 1))  # digits-sized, so the tests stay fast
 
 
-@pytest.mark.parametrize("name", GENERATIVE)
-def test_output_shapes_and_finite(name):
-    model = create_model(name, rngs=nnx.Rngs(0))
-    x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
-    out = model(x, train=True, rngs=nnx.Rngs(2))
-    if name.endswith("vae"):
-        assert out["logits"].shape == (3, 28, 28, 1)
-        assert out["mean"].shape == out["logvar"].shape == (3, 16)
-    elif name == "dcgan":
-        assert out.shape == (3, 1)
-        imgs = model.generate(jax.random.key(0), 4)
-        assert imgs.shape == (4, 28, 28, 1) and float(jnp.max(jnp.abs(imgs))) <= 1.0
-    else:
-        assert out.shape == (3, 28, 28, 1)
-    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(out))
-
-
-def test_dense_autoencoder_parameter_count():
-    # encoder 784-256-128-32 and the mirrored decoder: sum of (n_in + 1) * n_out
-    widths = [784, 256, 128, 32, 128, 256, 784]
-    expected = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=False))
-    assert param_counts(create_model("autoencoder"))["trainable"] == expected == 476_720
+def test_dcgan_generates_images_in_range():
+    """The registered dcgan's call is its discriminator (the battery checks it); its generator
+    draws images in [-1, 1]."""
+    model = create_model("dcgan", rngs=nnx.Rngs(0))
+    imgs = model.generate(jax.random.key(0), 4)
+    assert imgs.shape == (4, 28, 28, 1) and float(jnp.max(jnp.abs(imgs))) <= 1.0
 
 
 def test_conv_autoencoder_halves_then_doubles():

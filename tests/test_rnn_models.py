@@ -10,11 +10,10 @@ from flax import nnx
 
 from jaxdl import create_model, list_models
 from jaxdl.data import ArrayDataset
-from jaxdl.data.text import CharVocab
+from jaxdl.data.text import CharVocab, generate_text
 from jaxdl.errors import JaxdlError
-from jaxdl.functional import pure
 from jaxdl.models.registry import get_entry
-from jaxdl.models.rnn import generate_text
+from jaxdl.nn.decoding import beam_search, generate
 from jaxdl.train import LanguageModelTask, Trainer
 
 RECURRENT = [n for n in list_models() if get_entry(n).family in ("rnn", "seq2seq")]
@@ -38,34 +37,6 @@ def test_registry_has_the_recurrent_models():
     }
 
 
-@pytest.mark.parametrize("name", RECURRENT)
-def test_shapes_at_registered_size(name):
-    m = nnx.eval_shape(lambda: create_model(name))
-    c = m.config
-    x = jax.ShapeDtypeStruct((2, *c.input_shape), jnp.int32)
-    apply, params, state = pure(m)
-    out = jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, state, x)
-    if name == "seq2seq_lstm":
-        expected = (2, c.input_shape[0] - c.source_len, c.vocab_size)
-    elif name == "lstm_classifier":
-        expected = (2, c.num_classes)
-    else:
-        expected = (2, c.input_shape[0], c.num_classes)
-    assert out.shape == expected and out.dtype == jnp.float32
-
-
-@pytest.mark.parametrize("name", RECURRENT)
-def test_finite_gradients_for_every_param_and_jit_equals_eager(name):
-    m = small(name)
-    x = jax.random.randint(jax.random.key(1), (2, *m.config.input_shape), 1, 10)
-    apply, params, state = pure(m)
-    eager = apply(params, state, x)[0]
-    np.testing.assert_allclose(jax.jit(apply)(params, state, x)[0], eager, atol=1e-5)
-    g = jax.grad(lambda p: jnp.sum(apply(p, state, x)[0] ** 2))(params)
-    for path, v in jax.tree_util.tree_flatten_with_path(g)[0]:
-        assert bool(jnp.isfinite(v).all()) and float(jnp.abs(v).max()) > 0, path
-
-
 @pytest.mark.parametrize("name", ["rnn_lm", "lstm_lm", "gru_lm"])
 def test_greedy_generation_equals_full_forward(name):
     """Generation carries the state step by step; it must match re-reading the whole text."""
@@ -79,6 +50,52 @@ def test_greedy_generation_equals_full_forward(name):
     assert toks.tolist() == seq[:, 3:].tolist()
     a = m.generate(prompt, 6, key=jax.random.key(0), top_k=3)
     assert a.tolist() == m.generate(prompt, 6, key=jax.random.key(0), top_k=3).tolist()
+
+
+@pytest.mark.parametrize("name", ["lstm_lm", "gru_lm"])
+def test_cached_decoding_equals_full_forward(name):
+    """The generation API: init_cache is the zero state, decode carries it; prefill 4 tokens,
+    then one at a time, equals one full forward pass; nn.decoding.generate runs the model."""
+    m = create_model(
+        name, vocab_size=11, num_classes=11, units=(8, 8), embed_dim=6, rngs=nnx.Rngs(0)
+    )
+    x = jax.random.randint(jax.random.key(1), (2, 9), 1, 11)
+    full = m(x)
+    cache = m.init_cache(2)
+    logits, cache = m.decode(x[:, :4], cache, 0)
+    steps = [logits]
+    for i in range(4, 9):
+        logits, cache = m.decode(x[:, i : i + 1], cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    out = generate(m, x[:, :3], 4)  # prompt + new tokens, as for GPT
+    assert out.shape == (2, 7) and out[:, 3:].tolist() == m.generate(x[:, :3], 4, key=None).tolist()
+    with pytest.raises(JaxdlError, match="unidirectional many-to-many language model"):
+        small("lstm_tagger", vocab_size=11, num_classes=5).init_cache(2)
+
+
+def test_seq2seq_cached_decoding_equals_teacher_forcing():
+    """The LSTM encoder-decoder under the generation API: encode once, decode token by token
+    from the encoder's states = the teacher-forced forward; greedy_decode is the step-by-step
+    argmax and beam search runs on it."""
+    m = small("seq2seq_lstm")
+    S = m.config.source_len
+    x = jax.random.randint(jax.random.key(3), (3, 11), 1, m.config.vocab_size)
+    full = m(x)
+    memory, mask = m.encode(x[:, :S])
+    cache = m.init_cache(3)
+    steps = []
+    for i in range(11 - S):
+        logits, cache = m.decode(x[:, S + i : S + i + 1], memory, mask, cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    out = m.greedy_decode(x[:, :S], 4, start_id=1)
+    seq = jnp.ones((3, 1), jnp.int32)
+    for _ in range(4):  # reference without a cache: rerun the whole target prefix
+        nxt = jnp.argmax(m(jnp.concatenate([x[:, :S], seq], axis=1))[:, -1], axis=-1)
+        seq = jnp.concatenate([seq, nxt[:, None].astype(jnp.int32)], axis=1)
+    np.testing.assert_array_equal(out, seq[:, 1:])
+    assert beam_search(m, x[:, :S], 4, bos_id=1, beam_size=3).shape == (3, 4)
 
 
 def test_classifier_ignores_padding_and_tagger_shape():

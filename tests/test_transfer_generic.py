@@ -12,6 +12,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import named_leaves, pure
 from jaxdl.models.compose import Chain, feature_dim
+from jaxdl.nn import Linear
 from jaxdl.nn.freeze import FrozenBatchNorm, block_pattern, freeze_batchnorm
 from jaxdl.train.bottleneck import extract_features
 from jaxdl.weights.convert import assign, fold_bias_into_bn, model_tensors
@@ -107,7 +108,7 @@ def test_chain_addresses_params_by_path_and_passes_train():
     backbone = create_model(
         "mlp", input_shape=(4,), hidden=(8,), num_classes=5, dropout=0.5, rngs=nnx.Rngs(0)
     )
-    head = nnx.Linear(5, 2, rngs=nnx.Rngs(1))
+    head = Linear(5, 2, rngs=nnx.Rngs(1))
     model = Chain(backbone=backbone, head=head)
     assert feature_dim(backbone, (4,)) == 5
     apply, params, state = pure(model)

@@ -74,9 +74,9 @@ def _torch_names_resnet18(model):
         if kind == "kernel":
             out[f"{prefix}.weight"] = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr.T
         else:
-            out[
-                f"{prefix}.{ {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}[kind] }"
-            ] = arr
+            torch_name = {"scale": "weight", "bias": "bias", "mean": "running_mean"}
+            torch_name["var"] = "running_var"
+            out[f"{prefix}.{torch_name[kind]}"] = arr
     return out
 
 

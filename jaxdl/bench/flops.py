@@ -3,14 +3,24 @@
 Two conventions, always labelled: MACs count one multiply-add as 1 (torchvision "GFLOPS", timm
 "GMACs", fvcore); FLOPs count it as 2 (XLA's `cost_analysis()['flops']`, MFU). Analytic MACs come
 from the layers that do the multiply-adds (dense, conv, attention); XLA's count also includes
-element-wise work, so it is slightly above 2 x MACs.
+element-wise work, so it is slightly above 2 x MACs. The per-layer MAC formulas live in
+`jaxdl.nn.macs` (a leaf module the layers import) and are re-exported here.
 """
 
 from __future__ import annotations
 
-from math import prod
-
 import jax
+
+from jaxdl.nn.macs import attention_macs, conv_macs, dense_macs
+
+__all__ = [
+    "attention_macs",
+    "conv_macs",
+    "dense_macs",
+    "lowered_flops",
+    "transformer_training_flops",
+    "xla_flops",
+]
 
 
 def xla_flops(fn, *args, **kwargs) -> float:
@@ -28,22 +38,6 @@ def lowered_flops(lowered) -> float:
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
     return float((cost or {}).get("flops", 0.0))
-
-
-def dense_macs(batch_shape, in_features: int, out_features: int) -> int:
-    """x [..., in] @ W [in, out]: prod(batch) * in * out."""
-    return prod(batch_shape) * in_features * out_features
-
-
-def conv_macs(out_shape, kernel_shape, groups: int = 1) -> int:
-    """Output [B, *spatial, Cout], kernel [*k, Cin/groups, Cout]: each output element costs
-    prod(k) * Cin/groups multiply-adds."""
-    return prod(out_shape) * prod(kernel_shape[:-1])
-
-
-def attention_macs(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int) -> int:
-    """softmax(QK^T)V: QK^T and (weights)V each cost B * H * Lq * Lk * Dh multiply-adds."""
-    return 2 * batch * heads * q_len * kv_len * head_dim
 
 
 def transformer_training_flops(

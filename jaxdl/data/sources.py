@@ -20,6 +20,7 @@ the same splits everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import struct
@@ -87,6 +88,14 @@ class Splits:
     input_shape: tuple[int, ...]
     class_names: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+
+    def head(self, train: int, val: int, test: int) -> Splits:
+        """The first `train` / `val` / `test` examples of each split (the experiments' --smoke
+        runs)."""
+        cut = lambda d, n: None if d is None else d.subset(slice(0, n))  # noqa: E731
+        return dataclasses.replace(
+            self, train=cut(self.train, train), val=cut(self.val, val), test=cut(self.test, test)
+        )
 
 
 def split_indices(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:

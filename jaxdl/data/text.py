@@ -82,6 +82,41 @@ class CharVocab:
         return (" " if self.level == "word" else "").join(self.chars[i] for i in ids)
 
 
+def generate_text(
+    model,
+    vocab: CharVocab,
+    prompt: str,
+    length: int,
+    *,
+    seed: int | None = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> str:
+    """The prompt followed by `length` characters sampled from a character language model
+    (`model.generate(ids, length, key=...)`, e.g. a `jaxdl.models.rnn.RecurrentNet`); seed None:
+    greedy. The prompt must use only the vocabulary's characters (otherwise a JaxdlError names
+    the unknown ones)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxdl.functional import split
+
+    if not prompt:
+        raise JaxdlError("generate_text: the prompt must have at least one character")
+    ids = jnp.asarray(vocab.encode(prompt))[None]
+    graphdef, params, state = split(model)
+
+    @jax.jit
+    def run(params, state, ids, key):
+        m = nnx.merge(graphdef, params, state, copy=True)
+        return m.generate(ids, length, key=key, temperature=temperature, top_k=top_k, top_p=top_p)
+
+    key = None if seed is None else jax.random.key(seed)
+    return prompt + vocab.decode(run(params, state, ids, key)[0])
+
+
 def read_text(path: str | Path) -> str:
     p = Path(path)
     if not p.is_file():

@@ -83,6 +83,8 @@ register(
     AlexNet,
     AlexNetConfig(),
     family="alexnet",
+    task="classify",
+    test_overrides={"input_shape": (67, 67, 3), "widths": (8, 8, 8, 8, 8), "fc": (16, 16)},
     description="AlexNet (Krizhevsky et al. 2012), single tower, 227x227",
 )
 register(
@@ -90,6 +92,8 @@ register(
     AlexNet,
     AlexNetConfig(lrn=True, towers=2),
     family="alexnet",
+    task="classify",
+    test_overrides={"input_shape": (67, 67, 3), "widths": (8, 8, 8, 8, 8), "fc": (16, 16)},
     description="AlexNet as in the paper: two towers (grouped conv2/4/5) and local response "
     "normalisation, 60,965,224 params",
 )

@@ -98,7 +98,7 @@ class Encoder(nnx.Module):
         self.norms = nnx.List(norms)
         self.out = nnx.Linear(n, out_dim, rngs=rngs)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         h = x.reshape(x.shape[0], -1) if self.kind == "dense" else x
         for layer, norm in zip(self.layers, self.norms, strict=False):
             h = layer(h)
@@ -170,7 +170,7 @@ class Decoder(nnx.Module):
         self.layers = nnx.List(layers)
         self.norms = nnx.List(norms)
 
-    def __call__(self, z, *, train: bool = False):
+    def __call__(self, z, *, train: bool = False, rngs=None):
         h = z
         if self.project is not None:
             h = self.project(z).reshape(z.shape[0], *self.start)
@@ -243,6 +243,8 @@ register(
     Autoencoder,
     AutoencoderConfig(),
     family="autoencoder",
+    task="reconstruct",
+    test_overrides={"input_shape": (8, 8, 1), "hidden": (16,), "latent_dim": 4},
     description="dense autoencoder 784-256-128-32 (mirrored decoder)",
 )
 register(
@@ -250,6 +252,13 @@ register(
     Autoencoder,
     AutoencoderConfig(kind="conv", latent_dim=16),
     family="autoencoder",
+    task="reconstruct",
+    test_overrides={
+        "input_shape": (8, 8, 1),
+        "features": (4, 8),
+        "latent_dim": 4,
+        "batch_norm": True,
+    },
     description="convolutional autoencoder: 2 stride-2 3x3 convs, stride-2 transposed decoder",
 )
 

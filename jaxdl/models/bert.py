@@ -22,26 +22,20 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions, padding_mask
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack, layer_norm
+from jaxdl.nn.transformer import StackDims, TransformerStack, layer_norm
 from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
-class BERTConfig:
+class BERTConfig(StackDims):
     input_shape: tuple[int, ...] = (128,)  # [T] token ids, T <= max_len
     input_dtype: str = "int32"
     vocab_size: int = 30522
     max_len: int = 512
     type_vocab_size: int = 2
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
     d_ff: int | None = 3072
-    dropout: float = 0.1
     ln_eps: float = 1e-12
-    init_std: float = 0.02
     pad_id: int | None = 0  # [PAD] in BERT's WordPiece vocabulary; None: no padding mask
-    scan_layers: bool = False
 
 
 class BERT(nnx.Module):
@@ -68,17 +62,9 @@ class BERT(nnx.Module):
         )
         self.emb_ln = layer_norm(c.d_model, c.ln_eps, rngs)
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(
-            c.d_model,
-            c.num_heads,
-            c.d_ff,
-            c.dropout,
-            "gelu",
-            pre_ln=False,
-            ln_eps=c.ln_eps,
-            init_std=c.init_std,
+        self.encoder = TransformerStack(
+            c.layer(pre_ln=False), c.num_layers, scan=c.scan_layers, rngs=rngs
         )
-        self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
         self.mlm_dense = nnx.Linear(
             c.d_model,
             c.d_model,
@@ -111,11 +97,23 @@ class BERT(nnx.Module):
         return L.constrain(logits, (L.BATCH, L.LENGTH, L.ACT_VOCAB))
 
 
+_TINY = {
+    "input_shape": (12,),
+    "vocab_size": 50,
+    "max_len": 16,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "d_ff": 64,
+    "dropout": 0.1,
+}
 register(
     "bert_base",
     BERT,
     BERTConfig(),
     family="bert",
+    task="lm",
+    test_overrides=_TINY,
     description="BERT-base encoder + MLM head (no pooler), 12 layers, d 768",
 )
 register(
@@ -123,6 +121,8 @@ register(
     BERT,
     BERTConfig(d_model=256, num_heads=4, num_layers=4, d_ff=1024),
     family="bert",
+    task="lm",
+    test_overrides=_TINY,
     description="BERT-Mini encoder + MLM head, 4 layers, d 256",
 )
 

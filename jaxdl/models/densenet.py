@@ -81,6 +81,14 @@ for _depth, _blocks in {
         DenseNet,
         DenseNetConfig(blocks=_blocks),
         family="densenet",
+        task="classify",
+        test_overrides={
+            "input_shape": (32, 32, 3),
+            "growth": 4,
+            "blocks": (2, 2),
+            "stem_width": 8,
+            "dropout": 0.2,
+        },
         description=f"DenseNet-{_depth}, k=32, blocks {'-'.join(map(str, _blocks))} "
         "(Huang et al. 2017, Table 1)",
     )

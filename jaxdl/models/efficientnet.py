@@ -136,5 +136,12 @@ for _b, (_w, _d, _r, _p) in VARIANTS.items():
             bn_epsilon=1e-5 if _b < 5 else 1e-3,
         ),
         family="efficientnet",
+        task="classify",
+        test_overrides={
+            "input_shape": (32, 32, 3),
+            "width_mult": 0.25,
+            "depth_mult": 0.3,
+            "drop_path": 0.5,
+        },
         description=f"EfficientNet-B{_b} (Tan & Le 2019), {_r}x{_r}",
     )

@@ -279,6 +279,15 @@ for _s in (32, 16, 8):
         FCN,
         FCNConfig(stride=_s),
         family="fcn",
+        task="segment",
+        # he-initialised scores: the paper's zero scores leave every other gradient zero
+        test_overrides={
+            "stages": ((4,), (4,), (6,), (6,), (8,)),
+            "fc": 8,
+            "num_classes": 3,
+            "input_shape": (24, 24, 3),
+            "score_init": "he",
+        },
         description=f"FCN-{_s}s ({_PAPER}), 21 classes, per-pixel logits",
     )
 for _name, _layers in (("fcn_resnet50", (3, 4, 6, 3)), ("fcn_resnet101", (3, 4, 23, 3))):
@@ -287,6 +296,14 @@ for _name, _layers in (("fcn_resnet50", (3, 4, 6, 3)), ("fcn_resnet101", (3, 4, 
         FCNResNet,
         FCNResNetConfig(layers=_layers),
         family="fcn",
+        task="segment",
+        test_overrides={
+            "layers": (1, 1, 1, 1),
+            "widths": (4, 4, 8, 8),
+            "stem_width": 4,
+            "num_classes": 3,
+            "input_shape": (32, 32, 3),
+        },
         description=f"torchvision {_name}: dilated ResNet (output stride 8), FCNHead + aux head",
     )
 

@@ -105,6 +105,8 @@ register(
     DCGAN,
     DCGANConfig(),
     family="gan",
+    task="gan",
+    test_overrides={"input_shape": (8, 8, 1), "latent_dim": 8, "features": (4, 8)},
     description="DCGAN for 28x28x1 (G: z100 -> 7x7x128 -> 14x14x64 -> 28x28x1, tanh; D mirrors)",
 )
 

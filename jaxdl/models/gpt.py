@@ -19,42 +19,24 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.attention import LearnedPositions
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import LayerConfig, StackDims, TransformerStack
 from jaxdl.parallel import logical as L
 
 LOGITS = (L.BATCH, L.LENGTH, L.ACT_VOCAB)  # vocab-parallel logits [B, T, V]
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(StackDims):
     input_shape: tuple[int, ...] = (1024,)  # [T] token ids, any T <= context
     input_dtype: str = "int32"
     vocab_size: int = 50257
     context: int = 1024
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
-    d_ff: int | None = None  # 4 d_model
-    dropout: float = 0.1
     activation: str = "gelu"
     positions: str = "learned"  # or 'rotary'
     tie_embeddings: bool = True
-    ln_eps: float = 1e-5
-    init_std: float = 0.02
-    scan_layers: bool = False  # lax.scan over stacked layers: compile time independent of depth
 
     def layer(self) -> LayerConfig:
-        return LayerConfig(
-            self.d_model,
-            self.num_heads,
-            self.d_ff,
-            self.dropout,
-            self.activation,
-            pre_ln=True,
-            ln_eps=self.ln_eps,
-            rotary=self.positions == "rotary",
-            init_std=self.init_std,
-        )
+        return super().layer(activation=self.activation, rotary=self.positions == "rotary")
 
 
 class GPT(nnx.Module):
@@ -135,11 +117,22 @@ class GPT(nnx.Module):
         return self._logits(h), cache
 
 
+_TINY = {
+    "input_shape": (16,),
+    "vocab_size": 50,
+    "context": 16,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "dropout": 0.1,
+}
 register(
     "gpt2",
     GPT,
     GPTConfig(),
     family="gpt",
+    task="lm",
+    test_overrides=_TINY,
     description="GPT-2 small: 12 layers, d 768, 12 heads, ctx 1024, tied embedding",
 )
 register(
@@ -155,6 +148,8 @@ register(
         dropout=0.0,
     ),
     family="gpt",
+    task="lm",
+    test_overrides=_TINY,
     description="tiny character GPT for tests and experiments",
 )
 

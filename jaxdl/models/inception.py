@@ -274,6 +274,8 @@ register(
     Inception,
     InceptionConfig(input_shape=(224, 224, 3), version="v1", dropout=0.2),
     family="inception",
+    task="classify",
+    test_overrides={"input_shape": (80, 80, 3), "width_mult": 0.125, "aux_logits": True},
     description="GoogLeNet / Inception-v1 (Szegedy et al. 2015, Table 1)",
 )
 register(
@@ -281,6 +283,8 @@ register(
     Inception,
     InceptionConfig(version="v3"),
     family="inception",
+    task="classify",
+    test_overrides={"input_shape": (75, 75, 3), "width_mult": 0.0625},
     description="Inception-v3 (Szegedy et al. 2016), 299x299",
 )
 register(
@@ -288,5 +292,7 @@ register(
     Inception,
     InceptionConfig(version="resnet_v2", dropout=0.2),
     family="inception",
+    task="classify",
+    test_overrides={"input_shape": (75, 75, 3), "width_mult": 0.0625, "repeats": (1, 1, 2)},
     description="Inception-ResNet-v2 (Szegedy et al. 2017), 299x299",
 )

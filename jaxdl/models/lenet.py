@@ -244,6 +244,8 @@ register(
     LeNet5,
     LeNetConfig(),
     family="lenet",
+    task="classify",
+    test_overrides={"input_shape": (28, 28, 1), "dropout": 0.3},
     description="LeNet-5 (LeCun et al. 1998), 32x32x1, full C3, 61,706 params",
 )
 register(
@@ -251,6 +253,8 @@ register(
     LeNet5,
     LeNetConfig(activation="scaled_tanh", pool="trainable", c3="table", output="rbf"),
     family="lenet",
+    task="classify",
+    test_overrides={},  # 60,000 parameters at 32x32: tiny already
     description="LeNet-5 as in the paper: trainable subsampling, Table I's sparse C3, RBF "
     "output; 60,000 trainable params",
 )

@@ -217,6 +217,8 @@ register(
     Perceptron,
     PerceptronConfig(),
     family="perceptron",
+    task="perceptron",
+    test_overrides={},
     description="Rosenblatt perceptron, Heaviside output, delta rule",
 )
 register(
@@ -224,6 +226,8 @@ register(
     MLP,
     MLPConfig(),
     family="mlp",
+    task="classify",
+    test_overrides={"hidden": (16,), "dropout": 0.2, "batch_norm": True},
     description="multilayer perceptron, any depth/width/activation",
 )
 register(
@@ -231,6 +235,8 @@ register(
     MLP,
     MLPConfig(input_shape=(2,), num_classes=1, hidden=(4,), activation="tanh"),
     family="mlp",
+    task="classify",
+    test_overrides={},
     description="2-4-1 MLP for XOR (sigmoid head via binary cross-entropy)",
 )
 

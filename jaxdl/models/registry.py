@@ -14,7 +14,8 @@ import dataclasses
 import numbers
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -30,18 +31,45 @@ class ModelEntry:
     config: Any  # a frozen dataclass instance
     family: str
     description: str = ""
+    task: str | None = None  # one of TASKS: what the output is (docs/design.md, model contract)
+    test_overrides: Mapping[str, Any] | None = None  # config overrides for a tiny test instance
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
+# The model contract's task kinds; `jaxdl.models.inputs.task_output_spec` gives each one's output.
+TASKS = ("classify", "tag", "lm", "seq2seq", "reconstruct", "vae", "gan", "segment", "perceptron")
 
-def register(name: str, builder, config, *, family: str, description: str = "") -> None:
-    """Register a variant. `config` must be a frozen dataclass instance."""
+
+def register(
+    name: str,
+    builder,
+    config,
+    *,
+    family: str,
+    description: str = "",
+    task: str | None = None,
+    test_overrides: Mapping[str, Any] | None = None,
+) -> None:
+    """Register a variant. `config` must be a frozen dataclass instance; `task` (one of TASKS)
+    says what the model outputs and `test_overrides` make a tiny instance of it for the registry
+    test battery (tests/test_registry_battery.py fails for an entry without them)."""
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config for {name!r} must be a dataclass instance, got {type(config)}")
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, builder, config, family, description)
+    if task is not None and task not in TASKS:
+        raise unknown_name("task", task, TASKS)
+    overrides = None if test_overrides is None else MappingProxyType(dict(test_overrides))
+    _REGISTRY[name] = ModelEntry(name, builder, config, family, description, task, overrides)
+
+
+def unregister(name: str) -> None:
+    """Remove a registration (tests that register a throw-away model clean up with it)."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise unknown_name("model", name, _REGISTRY)
+    del _REGISTRY[name]
 
 
 def _ensure_loaded() -> None:
@@ -178,6 +206,11 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, **overrides) -> nnx
     return entry.builder(config, rngs=rngs if rngs is not None else nnx.Rngs(0))
 
 
+class _KeepsRngs(Exception):
+    """Raised by the abstract streams when a module keeps or forks them (nnx.Dropout(rngs=...)
+    does): such a model is built abstractly with a real nnx.Rngs instead."""
+
+
 class _CountingStream:
     """An rng stream whose counter is a Python int (see `abstract_model`)."""
 
@@ -188,6 +221,9 @@ class _CountingStream:
         self.count += 1
         return jax.random.fold_in(self.key, self.count)
 
+    def fork(self, *args, **kwargs):
+        raise _KeepsRngs
+
 
 class _AbstractRngs:
     """Stands in for nnx.Rngs while building under `nnx.eval_shape`: every stream (`params`,
@@ -197,7 +233,15 @@ class _AbstractRngs:
         self._stream = _CountingStream(jax.random.key(seed))
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # copy/pickle/graph probes: not a stream
+            raise AttributeError(name)
         return self._stream
+
+    def __getitem__(self, name):
+        return self._stream
+
+    def fork(self, *args, **kwargs):
+        raise _KeepsRngs
 
     def __call__(self):
         return self._stream()
@@ -219,6 +263,9 @@ def abstract_from_config(builder, config) -> nnx.Module:
     holds a config rather than a registered name (the weight converters)."""
     try:
         return nnx.eval_shape(lambda: builder(config, rngs=_AbstractRngs(0)))
-    except (AttributeError, TypeError):
-        # a model that keeps or forks its Rngs (e.g. nnx.Dropout(rngs=...)) needs the real one
+    except (_KeepsRngs, TypeError) as e:
+        # a model that keeps or forks its streams (nnx.Dropout(rngs=...) checks for an nnx.Rngs)
+        # needs a real one; any other error is the build's own and is raised as it is
+        if isinstance(e, TypeError) and "must be a Rngs" not in str(e):
+            raise
         return nnx.eval_shape(lambda: builder(config, rngs=nnx.Rngs(0)))

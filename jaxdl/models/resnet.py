@@ -126,5 +126,16 @@ VARIANTS = {
     ),
     "seresnet50": (ResNetConfig(layers=(3, 4, 6, 3), se_reduction=16), "Hu et al. 2018, Table 1"),
 }
+_TINY = {"input_shape": (32, 32, 3), "layers": (1, 1), "widths": (8, 16), "stem_width": 8}
+_TINY_GROUPS = {"groups": 2, "width_per_group": 32, "se_reduction": 4}
 for _name, (_cfg, _cite) in VARIANTS.items():
-    register(_name, ResNet, _cfg, family="resnet", description=f"{_name} ({_cite})")
+    _tiny = _TINY | (_TINY_GROUPS if _cfg.groups > 1 else {})
+    register(
+        _name,
+        ResNet,
+        _cfg,
+        family="resnet",
+        description=f"{_name} ({_cite})",
+        task="classify",
+        test_overrides=_tiny,
+    )

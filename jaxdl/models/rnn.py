@@ -15,15 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.data.text import CharVocab
 from jaxdl.errors import JaxdlError, check_positive
-from jaxdl.functional import split
 from jaxdl.models.registry import register
 from jaxdl.nn.recurrent import Embedding, RecurrentStack, TimeDistributed, get_layer
-from jaxdl.nn.sampling import sample_logits
 from jaxdl.nn.shapes import check_input
 
 
@@ -121,6 +117,28 @@ class RecurrentNet(nnx.Module):
         y = self.head(h)
         return (y, states) if return_state else y
 
+    def _check_lm(self, what: str) -> None:
+        c = self.config
+        if not (c.many_to_many and not c.bidirectional and c.num_classes == c.vocab_size):
+            raise JaxdlError(
+                f"{what} needs a unidirectional many-to-many language model "
+                "(num_classes == vocab_size)"
+            )
+
+    def init_cache(self, batch: int, max_len: int | None = None):
+        """The decoding cache of the generation API (`jaxdl.nn.decoding.generate`): the carried
+        state, one zero state per layer. A recurrent net has no context limit (max_len unused)."""
+        self._check_lm("init_cache")
+        check_positive("batch", batch, integer=True)
+        return [tuple(layer.cell.zero_state(batch)) for layer in self.rnn.layers]
+
+    def decode(self, tokens, cache, pos=0):
+        """tokens [B, t] continuing the sequence whose carried state is `cache` ->
+        (logits [B, t, V], cache). `pos` is unused: the state is the position. Inference only."""
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise JaxdlError(f"decode: tokens must be [B, t] ids with t >= 1, got {tokens.shape}")
+        return self(tokens, initial_state=cache, return_state=True)
+
     def generate(
         self,
         prompt: jax.Array,
@@ -131,69 +149,34 @@ class RecurrentNet(nnx.Module):
         top_k: int | None = None,
         top_p: float | None = None,
     ) -> jax.Array:
-        """Sample `num_steps` tokens after prompt [B, P] -> [B, num_steps] (one-to-many).
+        """Sample `num_steps` tokens after prompt [B, P] -> [B, num_steps] (key None: greedy).
 
-        The prompt runs through the network once; then each sampled token is fed back with the
-        carried state (a lax.scan), so a step costs one cell step. key None: greedy."""
-        c = self.config
-        if not (c.many_to_many and not c.bidirectional and c.num_classes == c.vocab_size):
-            raise JaxdlError(
-                "generate needs a unidirectional many-to-many language model "
-                "(num_classes == vocab_size)"
-            )
-        check_positive("num_steps", num_steps, integer=True)
+        `jaxdl.nn.decoding.generate` over `init_cache` / `decode`: the prompt runs through the
+        network once, then each sampled token is fed back with the carried state (a lax.scan),
+        so a step costs one cell step."""
+        from jaxdl.nn.decoding import generate
+
+        self._check_lm("generate")
         if prompt.ndim != 2 or prompt.shape[1] == 0:
             raise JaxdlError(
                 f"generate: prompt must be [B, P] token ids with P >= 1, got {prompt.shape}"
             )
-        logits, state = self(prompt, return_state=True)
-        # greedy decoding is sampling at temperature 0 (argmax); the keys are then unused
-        temp = 0.0 if key is None else temperature
-        keys = jax.random.split(jax.random.key(0) if key is None else key, num_steps)
-
-        def step(carry, k):
-            logits, state = carry
-            tok = sample_logits(k, logits, temperature=temp, top_k=top_k, top_p=top_p)
-            logits, state = self(tok[:, None], initial_state=state, return_state=True)
-            return (logits[:, -1], state), tok
-
-        _, toks = jax.lax.scan(step, (logits[:, -1], state), keys)
-        return jnp.swapaxes(toks, 0, 1)
-
-
-def generate_text(
-    model: RecurrentNet,
-    vocab: CharVocab,
-    prompt: str,
-    length: int,
-    *,
-    seed: int | None = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-) -> str:
-    """The prompt followed by `length` sampled characters (seed None: greedy). The prompt must
-    use only the vocabulary's characters (otherwise a JaxdlError names the unknown ones)."""
-    if not prompt:
-        raise JaxdlError("generate_text: the prompt must have at least one character")
-    ids = jnp.asarray(vocab.encode(prompt))[None]
-    graphdef, params, state = split(model)
-
-    @jax.jit
-    def run(params, state, ids, key):
-        m = nnx.merge(graphdef, params, state, copy=True)
-        return m.generate(ids, length, key=key, temperature=temperature, top_k=top_k, top_p=top_p)
-
-    key = None if seed is None else jax.random.key(seed)
-    return prompt + vocab.decode(run(params, state, ids, key)[0])
+        out = generate(
+            self, prompt, num_steps, key=key, temperature=temperature, top_k=top_k, top_p=top_p
+        )
+        return out[:, prompt.shape[1] :]
 
 
 _LM = dict(input_shape=(100,), vocab_size=65, num_classes=65, embed_dim=64, units=(256,))
+_TINY_LM = {"input_shape": (12,), "units": (8,), "embed_dim": 6}
+_TINY_TEXT = {"input_shape": (12,), "vocab_size": 30, "units": (8,), "embed_dim": 6}
 register(
     "rnn_lm",
     RecurrentNet,
     RecurrentConfig(cell="rnn", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, SimpleRNN (Elman)",
 )
 register(
@@ -201,6 +184,8 @@ register(
     RecurrentNet,
     RecurrentConfig(cell="lstm", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, LSTM",
 )
 register(
@@ -208,6 +193,8 @@ register(
     RecurrentNet,
     RecurrentConfig(cell="gru", **_LM),
     family="rnn",
+    task="lm",
+    test_overrides=_TINY_LM,
     description="character/token language model, GRU (reset_after, Keras default)",
 )
 register(
@@ -223,6 +210,8 @@ register(
         mask_zero=True,
     ),
     family="rnn",
+    task="classify",
+    test_overrides=_TINY_TEXT,
     description="many-to-one LSTM sequence classifier (e.g. sentiment), padding id 0 masked",
 )
 register(
@@ -238,7 +227,9 @@ register(
         mask_zero=True,
     ),
     family="rnn",
+    task="tag",
+    test_overrides=_TINY_TEXT,
     description="many-to-many bidirectional LSTM tagger (one tag per token)",
 )
 
-__all__ = ["RecurrentConfig", "RecurrentNet", "generate_text"]
+__all__ = ["RecurrentConfig", "RecurrentNet"]

@@ -61,7 +61,8 @@ class Seq2Seq(nnx.Module):
         self.head = TimeDistributed(nnx.Linear(c.units[-1], self.target_vocab, rngs=rngs))
 
     def encode(self, source, *, train=False, rngs=None):
-        """source [B, S] -> per-layer final states."""
+        """source [B, S] -> (memory, None): the encoder's per-layer final states, which start the
+        decoder (no attention mask: the generation API's `(memory, src_mask)`)."""
         _, states = self.encoder(
             self.src_embed(source),
             mask=self.src_embed.compute_mask(source),
@@ -69,14 +70,26 @@ class Seq2Seq(nnx.Module):
             train=train,
             rngs=rngs,
         )
-        return states
+        return states, None
 
-    def decode(self, dec_in, states, *, train=False, rngs=None):
-        """dec_in [B, T] (teacher forcing), encoder states -> (logits [B, T, V], final states)."""
+    def decode_full(self, dec_in, states, *, train=False, rngs=None):
+        """dec_in [B, T] (teacher forcing), decoder start states -> (logits [B, T, V], states)."""
         h, states = self.decoder(
             self.tgt_embed(dec_in), initial_state=states, return_state=True, train=train, rngs=rngs
         )
         return self.head(h), states
+
+    def init_cache(self, batch: int, max_len: int | None = None):
+        """The decoding cache of the generation API: the decoder's carried state (zeros; at
+        position 0 `decode` starts from the encoder's states instead)."""
+        check_positive("batch", batch, integer=True)
+        return [tuple(layer.cell.zero_state(batch)) for layer in self.decoder.layers]
+
+    def decode(self, tokens, memory, src_mask, cache, pos):
+        """tokens [B, t] at positions pos.. of the target -> (logits [B, t, V], cache); the
+        state starts from the encoder's (`memory`) at pos 0. Inference only."""
+        start = jax.tree.map(lambda m, c: jnp.where(pos == 0, m, c), memory, cache)
+        return self.decode_full(tokens, start)
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):
         check_input(x, (None,), model="seq2seq")
@@ -86,27 +99,20 @@ class Seq2Seq(nnx.Module):
                 f"seq2seq: input of length {x.shape[1]} must hold the source "
                 f"({S} tokens) and at least one decoder-input token"
             )
-        states = self.encode(x[:, :S], train=train, rngs=rngs)
-        return self.decode(x[:, S:], states, train=train, rngs=rngs)[0]
+        states, _ = self.encode(x[:, :S], train=train, rngs=rngs)
+        return self.decode_full(x[:, S:], states, train=train, rngs=rngs)[0]
 
     def greedy_decode(self, source: jax.Array, length: int, start_id: int) -> jax.Array:
-        """source [B, S] -> target ids [B, length], each step fed the previous argmax."""
+        """source [B, S] -> target ids [B, length], each step fed the previous argmax
+        (`jaxdl.nn.decoding.greedy_decode` over `encode` / `init_cache` / `decode`)."""
+        from jaxdl.nn.decoding import greedy_decode
+
         check_positive("length", length, integer=True)
         if source.ndim != 2 or source.shape[1] != self.config.source_len:
             raise JaxdlError(
                 f"greedy_decode: source must be [B, {self.config.source_len}], got {source.shape}"
             )
-        states = self.encode(source)
-        tok0 = jnp.full((source.shape[0],), start_id, jnp.int32)
-
-        def step(carry, _):
-            tok, states = carry
-            logits, states = self.decode(tok[:, None], states)
-            tok = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
-            return (tok, states), tok
-
-        _, toks = jax.lax.scan(step, (tok0, states), None, length=length)
-        return jnp.swapaxes(toks, 0, 1)
+        return greedy_decode(self, source, length, bos_id=start_id)
 
 
 register(
@@ -114,6 +120,8 @@ register(
     Seq2Seq,
     Seq2SeqConfig(),
     family="seq2seq",
+    task="seq2seq",
+    test_overrides={"units": (8,), "embed_dim": 6},
     description="LSTM encoder-decoder, teacher forcing, greedy decoding (e.g. '123+456' -> '579')",
 )
 

@@ -181,11 +181,25 @@ class Transformer(nnx.Module):
         return self._logits(h), cache
 
 
+_TINY = {
+    "input_shape": (14,),
+    "src_len": 8,
+    "src_vocab": 30,
+    "tgt_vocab": 30,
+    "d_model": 32,
+    "num_heads": 4,
+    "enc_layers": 2,
+    "dec_layers": 2,
+    "d_ff": 64,
+    "max_len": 16,
+}
 register(
     "transformer_base",
     Transformer,
     TransformerConfig(),
     family="transformer",
+    task="seq2seq",
+    test_overrides=_TINY,
     description="Vaswani et al. 2017 base: d 512, 6+6 layers, shared 37k vocabulary",
 )
 register(
@@ -203,6 +217,8 @@ register(
         d_ff=1024,
     ),
     family="transformer",
+    task="seq2seq",
+    test_overrides=_TINY,
     description="small encoder-decoder: d 256, 3+3 layers",
 )
 

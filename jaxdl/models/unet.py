@@ -109,5 +109,14 @@ register(
     UNet,
     UNetConfig(),
     family="unet",
+    task="segment",
+    test_overrides={
+        "input_shape": (16, 16, 2),
+        "width": 4,
+        "depth": 2,
+        "padding": "same",
+        "batch_norm": True,
+        "num_classes": 3,
+    },
     description="U-Net (Ronneberger et al. 2015), 572x572x1 -> 388x388x2, valid convs",
 )

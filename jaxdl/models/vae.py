@@ -104,6 +104,8 @@ register(
     VAE,
     VAEConfig(),
     family="vae",
+    task="vae",
+    test_overrides={"input_shape": (8, 8, 1), "hidden": (16,), "latent_dim": 4},
     description="variational autoencoder, dense 784-512-256, 16-d Gaussian code",
 )
 register(
@@ -111,6 +113,8 @@ register(
     VAE,
     VAEConfig(kind="conv", latent_dim=16),
     family="vae",
+    task="vae",
+    test_overrides={"input_shape": (8, 8, 1), "features": (4, 8), "latent_dim": 4},
     description="variational autoencoder with the convolutional body",
 )
 

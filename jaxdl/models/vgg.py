@@ -77,6 +77,12 @@ for depth, stages in CONFIGS.items():
             VGG,
             VGGConfig(stages=stages, batch_norm=bn),
             family="vgg",
+            task="classify",
+            test_overrides={
+                "input_shape": (32, 32, 3),
+                "stages": ((8,), (8,), (8, 8), (8,), (8,)),
+                "fc": (16, 16),
+            },
             description=f"VGG-{depth}{' with BatchNorm' if bn else ''} "
             "(Simonyan & Zisserman 2015, Table 1)",
         )

@@ -26,24 +26,19 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.shapes import check_input
-from jaxdl.nn.transformer import LayerConfig, TransformerStack
+from jaxdl.nn.transformer import StackDims, TransformerStack
 from jaxdl.parallel import logical as L
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(StackDims):
     input_shape: tuple[int, ...] = (224, 224, 3)
     num_classes: int = 1000
     patch_size: int = 16
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 12
     d_ff: int | None = 3072
     dropout: float = 0.0
     ln_eps: float = 1e-6
-    init_std: float = 0.02
     head_zero_init: bool = True  # the paper zero-initialises the classifier (appendix B.1.1)
-    scan_layers: bool = False
 
     def grid(self) -> tuple[int, int]:
         h, w = self.input_shape[:2]
@@ -78,17 +73,9 @@ class ViT(nnx.Module):
             init(rngs.params(), (1 + gh * gw, c.d_model)), **L.axes(L.POSITIONS, L.EMBED)
         )
         self.dropout = nnx.Dropout(c.dropout)
-        layer = LayerConfig(
-            c.d_model,
-            c.num_heads,
-            c.d_ff,
-            c.dropout,
-            "gelu",
-            pre_ln=True,
-            ln_eps=c.ln_eps,
-            init_std=c.init_std,
+        self.encoder = TransformerStack(
+            c.layer(pre_ln=True), c.num_layers, scan=c.scan_layers, rngs=rngs
         )
-        self.encoder = TransformerStack(layer, c.num_layers, scan=c.scan_layers, rngs=rngs)
         self.head = nnx.Linear(
             c.d_model,
             c.num_classes,
@@ -142,6 +129,19 @@ def with_image_size(model: ViT, image_hw: tuple[int, int]) -> ViT:
     return nnx.merge(graphdef, params, rest)
 
 
+_TINY = {
+    "input_shape": (16, 16, 3),
+    "patch_size": 4,
+    "num_classes": 5,
+    "d_model": 32,
+    "num_heads": 4,
+    "num_layers": 2,
+    "d_ff": 64,
+    "dropout": 0.1,
+    "head_zero_init": False,  # a zero head gives the body zero gradients
+}
+
+
 def _row(d, layers, heads, ff):
     return ViTConfig(d_model=d, num_layers=layers, num_heads=heads, d_ff=ff)
 
@@ -152,6 +152,8 @@ for _name, _cfg, _desc in [
     ("vit_b16", _row(768, 12, 12, 3072), "ViT-B/16, 224x224, 1000 classes"),
     ("vit_l16", _row(1024, 24, 16, 4096), "ViT-L/16, 224x224"),
 ]:
-    register(_name, ViT, _cfg, family="vit", description=_desc)
+    register(
+        _name, ViT, _cfg, family="vit", description=_desc, task="classify", test_overrides=_TINY
+    )
 
 __all__ = ["ViT", "ViTConfig", "resize_positions", "with_image_size"]

@@ -39,7 +39,7 @@ class SepBN(nnx.Module):
         self.bn = batch_norm(cout, bn, rngs)
         self.pre_relu = pre_relu
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         if self.pre_relu:
             x = jax.nn.relu(x)
         return self.bn(self.sep(x), use_running_average=not train)
@@ -70,7 +70,7 @@ class XceptionBlock(nnx.Module):
             ConvBN(cin, c, 1, stride=2, bn=bn, activation=None, rngs=rngs) if reduce else None
         )
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         h = x
         for unit in self.units:
             h = unit(h, train=train)
@@ -152,5 +152,7 @@ register(
     Xception,
     XceptionConfig(),
     family="xception",
+    task="classify",
+    test_overrides={"input_shape": (71, 71, 3), "width_mult": 0.0625, "middle_blocks": 1},
     description="Xception (Chollet 2017), 299x299, Keras layout",
 )

@@ -8,6 +8,16 @@ from jaxdl.nn.activations import (
     hard_swish,
     heaviside,
 )
+from jaxdl.nn.attention import (
+    LearnedPositions,
+    MultiHeadAttention,
+    apply_rotary,
+    causal_mask,
+    combine_masks,
+    dot_product_attention,
+    padding_mask,
+    sinusoidal_positions,
+)
 from jaxdl.nn.blocks import (
     BasicBlock,
     Bottleneck,
@@ -38,11 +48,32 @@ from jaxdl.nn.conv import (
     max_pool,
     receptive_field,
 )
+from jaxdl.nn.decoding import beam_search, generate, greedy_decode
 from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
 from jaxdl.nn.init import INITIALIZERS, get_initializer
+from jaxdl.nn.linear import Linear
+from jaxdl.nn.recurrent import (
+    CELLS,
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Embedding,
+    GRUCell,
+    LSTMCell,
+    RecurrentCell,
+    RecurrentStack,
+    SimpleRNN,
+    SimpleRNNCell,
+    TimeDistributed,
+    get_cell,
+    get_layer,
+    masking,
+)
 from jaxdl.nn.regularization import ActivityRegularization
 from jaxdl.nn.sampling import sample_logits
 from jaxdl.nn.shapes import check_input
+from jaxdl.nn.transformer import FeedForward, LayerConfig, TransformerLayer, TransformerStack
 
 __all__ = [
     "ACTIVATIONS",
@@ -52,6 +83,7 @@ __all__ = [
     "hard_swish",
     "heaviside",
     "INITIALIZERS",
+    "Linear",
     "get_initializer",
     "ActivityRegularization",
     "check_input",
@@ -85,27 +117,6 @@ __all__ = [
     "Branches",
     "InceptionE",
     "ResidualInception",
-]
-from jaxdl.nn.recurrent import (  # noqa: E402
-    CELLS,
-    GRU,
-    LSTM,
-    RNN,
-    Bidirectional,
-    Embedding,
-    GRUCell,
-    LSTMCell,
-    RecurrentCell,
-    RecurrentStack,
-    SimpleRNN,
-    SimpleRNNCell,
-    TimeDistributed,
-    get_cell,
-    get_layer,
-    masking,
-)
-
-__all__ += [
     "CELLS",
     "GRU",
     "LSTM",
@@ -122,21 +133,6 @@ __all__ += [
     "get_cell",
     "get_layer",
     "masking",
-]
-from jaxdl.nn.attention import (
-    LearnedPositions,
-    MultiHeadAttention,
-    apply_rotary,
-    causal_mask,
-    combine_masks,
-    dot_product_attention,
-    padding_mask,
-    sinusoidal_positions,
-)
-from jaxdl.nn.decoding import beam_search, generate, greedy_decode
-from jaxdl.nn.transformer import FeedForward, LayerConfig, TransformerLayer, TransformerStack
-
-__all__ += [
     "LearnedPositions",
     "MultiHeadAttention",
     "apply_rotary",

@@ -76,7 +76,7 @@ class Maxout(nnx.Module):
         self.pieces = pieces
         self.linear = nnx.Linear(in_features, out_features * pieces, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs=None) -> jax.Array:
         z = self.linear(x)
         z = z.reshape(*z.shape[:-1], self.out_features, self.pieces)
         return jnp.max(z, axis=-1)

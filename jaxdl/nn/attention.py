@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxdl.bench.flops import attention_macs
 from jaxdl.errors import JaxdlError
+from jaxdl.nn.macs import attention_macs
 from jaxdl.parallel import logical as L
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class LearnedPositions(nnx.Module):
             **L.axes(L.POSITIONS, L.EMBED),
         )
 
-    def __call__(self, x, offset=0):
+    def __call__(self, x, offset=0, *, train: bool = False, rngs=None):
         t = x.shape[1]
         return x + jax.lax.dynamic_slice_in_dim(self.embedding[...], offset, t, axis=0)[None]
 
@@ -213,7 +213,18 @@ class MultiHeadAttention(nnx.Module):
         shape = (batch, max_len, self.num_heads, self.head_dim)
         return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
 
-    def __call__(self, x, context=None, *, mask=None, is_causal: bool = False, cache=None, pos=0):
+    def __call__(
+        self,
+        x,
+        context=None,
+        *,
+        mask=None,
+        is_causal: bool = False,
+        cache=None,
+        pos=0,
+        train: bool = False,
+        rngs=None,
+    ):
         """x [B, T, D]; context [B, S, Dkv] (None: self-attention).
 
         mask: bool, True = attend, broadcastable to [B, H, T, S] (or [B, T, S]).

@@ -75,7 +75,7 @@ class SqueezeExcite(nnx.Module):
         )
         self.act, self.gate = get_activation(activation), get_activation(gate)
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
         return x * self.gate(self.fc2(self.act(self.fc1(s))))
 
@@ -118,7 +118,7 @@ class BasicBlock(nnx.Module):
     def residual(self, x, train):
         return self.conv2(self.conv1(x, train=train), train=train)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         h = self.residual(x, train)
         if self.se is not None:
             h = self.se(h)
@@ -181,7 +181,7 @@ class BNActConv(nnx.Module):
             rngs=rngs,
         )
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return self.conv(jax.nn.relu(self.bn(x, use_running_average=not train)))
 
 
@@ -237,7 +237,7 @@ class Transition(nnx.Module):
     def __init__(self, cin: int, cout: int, *, bn: BN, rngs: nnx.Rngs):
         self.unit = BNActConv(cin, cout, 1, bn=bn, rngs=rngs)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return avg_pool(self.unit(x, train=train), 2)
 
 
@@ -311,7 +311,7 @@ class DoubleConv(nnx.Module):
         self.conv1 = ConvBN(cin, cout, 3, padding=padding, bn=bn, rngs=rngs)
         self.conv2 = ConvBN(cout, cout, 3, padding=padding, bn=bn, rngs=rngs)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return self.conv2(self.conv1(x, train=train), train=train)
 
 
@@ -342,7 +342,7 @@ class UpBlock(nnx.Module):
         )
         self.conv = DoubleConv(cin // 2 + cin // 2, cout, padding=padding, bn=bn, rngs=rngs)
 
-    def __call__(self, x, skip, *, train: bool = False):
+    def __call__(self, x, skip, *, train: bool = False, rngs=None):
         x = self.up(x)
         skip = center_crop(skip, x.shape[1], x.shape[2])
         return self.conv(jnp.concatenate([skip, x], axis=-1), train=train)

@@ -160,7 +160,7 @@ class ConvBN(nnx.Module):
         self.bn = batch_norm(cout, bn, rngs) if bn is not None else None
         self.act = get_activation(activation)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x, use_running_average=not train)
@@ -206,7 +206,7 @@ class SeparableConv(nnx.Module):
             rngs=rngs,
         )
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return self.pointwise(self.depthwise(x))
 
 
@@ -265,7 +265,7 @@ def global_pool(x, kind: str = "avg"):
 class Flatten(nnx.Module):
     """[B, ...] -> [B, prod(...)] (Keras Flatten; channels-last order)."""
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return x.reshape(x.shape[0], -1)
 
 
@@ -275,7 +275,7 @@ class MaxPool(nnx.Module):
     def __init__(self, window=2, stride=None, padding="valid", *, ceil_mode: bool = False):
         self.window, self.stride, self.padding, self.ceil_mode = window, stride, padding, ceil_mode
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return max_pool(x, self.window, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
 
@@ -294,7 +294,7 @@ class AvgPool(nnx.Module):
         self.window, self.stride, self.padding = window, stride, padding
         self.count_include_pad, self.ceil_mode = count_include_pad, ceil_mode
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return avg_pool(
             x,
             self.window,

@@ -1,11 +1,12 @@
 """Autoregressive decoding with a key/value cache.
 
-- `generate(model, prompt, n)`: a decoder-only model (`init_cache`, `decode`, e.g. GPT) reads the
-  prompt in one pass (prefill), then emits one token per step, each step attending to the cached
-  keys and values of every earlier position; the next token comes from `sample_logits` (greedy,
-  temperature, top-k, top-p).
+- `generate(model, prompt, n)`: a decoder-only model (`init_cache`, `decode`: GPT, whose cache
+  holds the keys and values of every earlier position, or a recurrent language model, whose
+  cache is its carried state) reads the prompt in one pass (prefill), then emits one token per
+  step; the next token comes from `sample_logits` (greedy, temperature, top-k, top-p).
 - `greedy_decode(model, src, n, bos_id)` and `beam_search(model, src, n, bos_id, beam_size)`: an
-  encoder-decoder (`encode`, `init_cache`, `decode`, e.g. Transformer) encodes the source once.
+  encoder-decoder (`encode`, `init_cache`, `decode`: the Transformer, or the LSTM Seq2Seq whose
+  cache is its decoder state) encodes the source once.
   Beam search keeps the `beam_size` best prefixes by total log-probability; finished beams (after
   `eos_id`) are frozen, and the final choice divides by the GNMT length penalty
   ((5 + len) / 6)^alpha (Wu et al., 2016).
@@ -41,8 +42,8 @@ def generate(
         raise JaxdlError(f"prompt must be [batch, length >= 1] token ids, got {prompt.shape}")
     check_positive("max_new_tokens", max_new_tokens, integer=True)
     total = prompt.shape[1] + max_new_tokens
-    context = model.config.context
-    if total > context:
+    context = getattr(model.config, "context", None)  # None: no limit (a recurrent net's state)
+    if context is not None and total > context:
         raise JaxdlError(
             f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = "
             f"{total} tokens is longer than the context of {context}"
@@ -122,7 +123,7 @@ def _beam(graphdef, state, src, n, bos, eos, k, alpha):
     b = src.shape[0]
     memory, src_mask = model.encode(src)
     # beams live on the batch axis: [B * k, ...], beam j of example i at row i * k + j
-    rep = lambda a: None if a is None else jnp.repeat(a, k, axis=0)  # noqa: E731
+    rep = lambda a: jax.tree.map(lambda t: jnp.repeat(t, k, axis=0), a)  # noqa: E731
     memory, src_mask = rep(memory), rep(src_mask)
     cache = model.init_cache(b * k, n)
     neg = jnp.float32(-1e9)
@@ -164,5 +165,6 @@ def _beam(graphdef, state, src, n, bos, eos, k, alpha):
 
 
 def _batch_axis(c) -> int:
-    """Cache leaves are [B, L, H, Dh] (layer loop) or [N, B, L, H, Dh] (scanned layers)."""
-    return 0 if c.ndim == 4 else 1
+    """Cache leaves are [B, L, H, Dh] (attention, layer loop), [N, B, L, H, Dh] (scanned
+    layers) or [B, units] (a recurrent decoder's state)."""
+    return 1 if c.ndim == 5 else 0

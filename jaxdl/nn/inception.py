@@ -34,12 +34,12 @@ class Branches(nnx.Module):
     def __init__(self, branches: Sequence[Sequence[nnx.Module]]):
         self.branches = nnx.List([nnx.List(list(b)) for b in branches])
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         outs = []
         for branch in self.branches:
             h = x
             for layer in branch:
-                h = layer(h, train=train) if isinstance(layer, ConvBN) else layer(h)
+                h = layer(h, train=train, rngs=rngs)
             outs.append(h)
         return jnp.concatenate(outs, axis=-1)
 
@@ -159,7 +159,7 @@ class InceptionE(nnx.Module):
         self.pool = Branches([[pool, conv(cin, ch(192), 1)]])
         self.out_channels = ch(320) + 4 * ch(384) + ch(192)
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         t = dict(train=train)
         b3, dbl = self.b3(x, **t), self.dbl(x, **t)
         return jnp.concatenate(
@@ -194,7 +194,7 @@ class ResidualInception(nnx.Module):
         self.up = nnx.Conv(width, cout, (1, 1), rngs=rngs)
         self.scale, self.activation = scale, activation
 
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         h = x + self.scale * self.up(self.branches(x, train=train))
         return jax.nn.relu(h) if self.activation else h
 

@@ -1,4 +1,5 @@
-"""Initialisers by name: Glorot/Xavier (variance 2/(fan_in+fan_out)), He (2/fan_in), LeCun, orthogonal."""
+"""Initialisers by name: Glorot/Xavier (variance 2/(fan_in+fan_out)), He (2/fan_in), LeCun,
+orthogonal."""
 
 from __future__ import annotations
 

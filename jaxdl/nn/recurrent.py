@@ -652,7 +652,7 @@ class Embedding(nnx.Module):
             init(rngs.params(), (input_dim, output_dim), jnp.float32) - 0.05
         )
 
-    def __call__(self, ids: jax.Array) -> jax.Array:
+    def __call__(self, ids: jax.Array, *, train: bool = False, rngs=None) -> jax.Array:
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise JaxdlError(f"Embedding: expected integer token ids, got dtype {ids.dtype}")
         return jnp.take(self.embeddings[...], ids, axis=0)

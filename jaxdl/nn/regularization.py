@@ -17,7 +17,7 @@ class ActivityRegularization(nnx.Module):
         self.l1, self.l2 = float(l1), float(l2)
         self.penalty = ActivityLoss(jnp.zeros((), jnp.float32))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs=None) -> jax.Array:
         b = x.shape[0] if x.ndim else 1
         p = self.l1 * jnp.sum(jnp.abs(x)) + self.l2 * jnp.sum(jnp.square(x))
         self.penalty[...] = (p / b).astype(jnp.float32)

@@ -59,6 +59,36 @@ def layer_norm(d: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(d, epsilon=eps, scale_metadata=meta, bias_metadata=meta, rngs=rngs)
 
 
+@dataclass(frozen=True)
+class StackDims:
+    """The dimensions every one-stack transformer family shares (GPT, BERT, ViT): width, heads,
+    depth, feed-forward width, dropout, LayerNorm epsilon, init scale and the scan option. A
+    family's config inherits them (redeclaring a field changes its default) and builds the
+    stack's `LayerConfig` with `layer(...)`."""
+
+    d_model: int = 768
+    num_heads: int = 12
+    num_layers: int = 12
+    d_ff: int | None = None  # None: 4 d_model
+    dropout: float = 0.1
+    ln_eps: float = 1e-5
+    init_std: float = 0.02
+    scan_layers: bool = False  # lax.scan over stacked layers: compile time independent of depth
+
+    def layer(self, *, pre_ln: bool = True, activation: str = "gelu", rotary: bool = False):
+        return LayerConfig(
+            self.d_model,
+            self.num_heads,
+            self.d_ff,
+            self.dropout,
+            activation,
+            pre_ln=pre_ln,
+            ln_eps=self.ln_eps,
+            rotary=rotary,
+            init_std=self.init_std,
+        )
+
+
 class FeedForward(nnx.Module):
     """x [..., d] -> fc2(Dropout(act(fc1(x)))) [..., d]; fc1: d -> d_ff, fc2: d_ff -> d."""
 

@@ -1,4 +1,5 @@
-"""The training engine: losses, metrics, optimizers, train state, pure steps, fit/evaluate/predict."""
+"""The training engine: losses, metrics, optimizers, train state, pure steps,
+fit/evaluate/predict."""
 
 from jaxdl.train.callbacks import (
     BackupAndRestore,

@@ -132,16 +132,13 @@ class TensorBoard(Callback):
         self._purge_step: int | None = None
 
     def _writer(self, name: str):
-        from tensorboardX import SummaryWriter
-
         from jaxdl.train.checkpoint import check_not_link
+        from jaxdl.viz import event_writer
 
         if name not in self._writers:
             check_not_link(self.log_dir, what="TensorBoard log_dir")
             check_not_link(self.log_dir / name, what="TensorBoard log directory")
-            self._writers[name] = SummaryWriter(
-                str(self.log_dir / name), purge_step=self._purge_step
-            )
+            self._writers[name] = event_writer(self.log_dir / name, purge_step=self._purge_step)
         return self._writers[name]
 
     def set_state(self, state):

@@ -78,7 +78,8 @@ def make_schedule(
 
     constant; cosine / warmup_cosine (linear warm-up, cosine decay to `end_value` at `total_steps`);
     exponential (lr * decay_rate ** (step / decay_steps), Keras's ExponentialDecay);
-    step (piecewise constant: `boundaries` maps step -> multiplicative factor); linear (to end_value)."""
+    step (piecewise constant: `boundaries` maps step -> multiplicative factor); linear (to
+    end_value)."""
     check_positive("learning_rate", learning_rate)
     check_int("warmup_steps", warmup_steps, low=0)
     if total_steps is not None:
@@ -142,7 +143,8 @@ def make_optimizer(
     bad = set(options) - set(defaults) - {"nesterov"}
     if bad:
         raise JaxdlError(
-            f"optimizer {name!r}: unknown option(s) {sorted(bad)}; expected some of {sorted(defaults)}"
+            f"optimizer {name!r}: unknown option(s) {sorted(bad)}; "
+            f"expected some of {sorted(defaults)}"
         )
     opts = {**defaults, **options}
 

@@ -222,8 +222,9 @@ def _load_keras(name, path, rngs):
             km = ctor(weights="imagenet", classifier_activation=None)
         except Exception as e:
             raise JaxdlError(
-                f"could not download Keras {table[name][0]} ImageNet weights ({type(e).__name__}). Offline, put "
-                f"the file keras.applications downloads (its name is in keras/src/applications/) into "
+                f"could not download Keras {table[name][0]} ImageNet weights "
+                f"({type(e).__name__}). Offline, put the file keras.applications downloads "
+                f"(its name is in keras/src/applications/) into "
                 f"~/.keras/models/, or pass path= to a .weights.h5 file"
             ) from e
     model, prep = from_keras(name, km, rngs=rngs)

@@ -39,15 +39,18 @@ def check_tensors(
         parts = []
         if missing:
             parts.append(
-                f"{len(missing)} missing: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+                f"{len(missing)} missing: {', '.join(missing[:20])}"
+                f"{' ...' if len(missing) > 20 else ''}"
             )
         if extra:
             parts.append(
-                f"{len(extra)} unexpected: {', '.join(extra[:20])}{' ...' if len(extra) > 20 else ''}"
+                f"{len(extra)} unexpected: {', '.join(extra[:20])}"
+                f"{' ...' if len(extra) > 20 else ''}"
             )
         if shapes:
             parts.append(
-                f"{len(shapes)} mis-shaped: {'; '.join(shapes[:20])}{' ...' if len(shapes) > 20 else ''}"
+                f"{len(shapes)} mis-shaped: {'; '.join(shapes[:20])}"
+                f"{' ...' if len(shapes) > 20 else ''}"
             )
         raise JaxdlError(f"{source} do not match the model: " + " | ".join(parts))
 

@@ -58,8 +58,9 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise JaxdlError(
-            f"refused to load {path}: it is not a plain tensor file loadable with weights_only=True "
-            f"(it would need unsafe pickle loading, which can run arbitrary code). Save its state_dict "
+            f"refused to load {path}: it is not a plain tensor file loadable with "
+            f"weights_only=True (it would need unsafe pickle loading, which can run arbitrary "
+            f"code). Save its state_dict "
             f"or convert it to safetensors. ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

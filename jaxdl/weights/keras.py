@@ -71,7 +71,8 @@ def rename(
     return out
 
 
-# family -> (table builder(config) -> {keras layer: jaxdl path}, post-processing(tensors) -> tensors)
+# family -> (table builder(config) -> {keras layer: jaxdl path},
+#            post-processing(tensors) -> tensors)
 KERAS_CONVERTERS: dict[str, Callable] = {}
 
 

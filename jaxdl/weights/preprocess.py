@@ -41,7 +41,8 @@ class Preprocessing:
             raise JaxdlError(f"preprocessing expects RGB images [B, H, W, 3], got shape {x.shape}")
         if resize and x.shape[1:3] != (self.resolution, self.resolution):
             warnings.warn(
-                f"{self.source or 'these'} weights were trained at {self.resolution}x{self.resolution}; "
+                f"{self.source or 'these'} weights were trained at "
+                f"{self.resolution}x{self.resolution}; "
                 f"resizing inputs of {x.shape[1]}x{x.shape[2]}",
                 stacklevel=2,
             )
@@ -78,5 +79,5 @@ class PreprocessingLayer(nnx.Module):
     def __init__(self, prep: Preprocessing):
         self.prep = prep
 
-    def __call__(self, x):
+    def __call__(self, x, *, train: bool = False, rngs=None):
         return self.prep.apply(x * 255.0, resize=False)

@@ -1,0 +1,72 @@
+"""The allowed import directions between jaxdl's packages, read from the AST of every module
+(function-level imports included). Layers (nn) know nothing of models, training, data, benchmarks
+or weight files; models know nothing of training, data or benchmarks; training does not depend on
+the benchmarks; only the CLI and the package root see everything."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "jaxdl"
+# package (or top-level module) -> the other jaxdl packages it may import
+ALLOWED = {
+    "errors": set(),
+    "functional": {"errors"},
+    "nn": {"errors", "functional"},
+    "models": {"errors", "functional", "nn"},
+    "parallel": {"errors"},
+    "data": {"errors", "functional", "parallel"},
+    "train": {"errors", "functional", "nn", "models", "data", "parallel", "viz"},
+    "weights": {"errors", "functional", "nn", "models"},
+    "viz": {"errors", "functional"},
+    "bench": {"errors", "functional", "nn", "models", "data", "parallel", "train"},
+}
+UNRESTRICTED = {"cli", "__init__"}
+
+
+def owner(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("").parts
+    return rel[0]
+
+
+def jaxdl_imports(path: Path):
+    """(line, imported jaxdl package) for every absolute import of jaxdl in the module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.ImportFrom):  # relative imports would hide the direction
+            yield node.lineno, "<relative import>"
+            continue
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "jaxdl" and len(parts) > 1:
+                yield node.lineno, parts[1]
+
+
+def test_every_package_has_a_rule():
+    top = {owner(p) for p in PACKAGE.rglob("*.py")}
+    assert top - UNRESTRICTED <= set(ALLOWED), top - UNRESTRICTED - set(ALLOWED)
+
+
+def test_import_directions():
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        src = owner(path)
+        if src in UNRESTRICTED:
+            continue
+        for line, dst in jaxdl_imports(path):
+            if dst != src and dst not in ALLOWED[src]:
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {src} imports jaxdl.{dst}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_rule_catches_a_wrong_way_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from jaxdl.bench.flops import xla_flops\n")
+    assert list(jaxdl_imports(f)) == [(2, "bench")]
