@@ -54,4 +54,12 @@ PINNED = {
     "autoencoder": 476_720,
     # 64-128-64-10: (64 + 1) * 128 + (128 + 1) * 64 + (64 + 1) * 10, torch's nn.Sequential equal
     "mlp": 17_226,
+    # torchvision's weights meta "num_params" (COCO_WITH_VOC_LABELS_V1), aux head included
+    "fcn_resnet50": 35_322_218,
+    "fcn_resnet101": 54_314_346,
+    # Krizhevsky et al. 2012, two towers: computed from the layer shapes with the groups
+    "alexnet_paper": 60_965_224,
+    # LeCun et al. 1998, the sum of the paper's per-layer counts (C1 156, S2 12, C3 1,516,
+    # S4 32, C5 48,120, F6 10,164; the RBF centres are fixed)
+    "lenet5_paper": 60_000,
 }
