@@ -170,9 +170,7 @@ def test_gan_step_updates_both_networks_and_bn_stats():
         changed = [
             not np.allclose(a, b)
             for a, b in zip(
-                jax.tree.leaves(getattr(st0, name)),
-                jax.tree.leaves(getattr(gan.state, name)),
-                strict=False,
+                jax.tree.leaves(getattr(st0, name)), jax.tree.leaves(getattr(gan.state, name)), strict=False
             )
         ]
         assert all(changed) if name.endswith("params") else any(changed), name

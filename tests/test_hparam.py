@@ -145,9 +145,7 @@ def test_vmapped_search_equals_k_separate_trainer_runs(digits):
             mesh=make_mesh(num_devices=1),
         )
         h = t.fit(digits.train, epochs=2, batch_size=128, verbose=0)
-        for a, b in zip(
-            jax.tree.leaves(res.params(k)), jax.tree.leaves(t.state.params), strict=False
-        ):
+        for a, b in zip(jax.tree.leaves(res.params(k)), jax.tree.leaves(t.state.params), strict=False):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
         np.testing.assert_allclose(res.history[k]["loss"], h.history["loss"], rtol=1e-5)
         np.testing.assert_allclose(res.val[k]["accuracy"], t.evaluate(digits.val)["accuracy"])

@@ -118,7 +118,5 @@ def test_autodiff_equals_hand_derived_chain_rule():
     y = sig(h @ W2 + b2)
     delta2 = (y - t) * y * (1 - y)  # dE/dz2
     delta1 = (delta2 @ W2.T) * h * (1 - h)  # dE/dz1
-    for got, want in zip(
-        g, [x.T @ delta1, delta1.sum(0), h.T @ delta2, delta2.sum(0)], strict=False
-    ):
+    for got, want in zip(g, [x.T @ delta1, delta1.sum(0), h.T @ delta2, delta2.sum(0)], strict=False):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)  # float32 autodiff vs float64

@@ -65,9 +65,7 @@ def _leaf_macs(module, args, out) -> int:
         spec = module.einsum_str.replace(" ", "")
         ins, outs = spec.split("->")
         a, b = ins.split(",")
-        sizes = dict(zip(a, args[0].shape, strict=False)) | dict(
-            zip(b, module.kernel.shape, strict=False)
-        )
+        sizes = dict(zip(a, args[0].shape, strict=False)) | dict(zip(b, module.kernel.shape, strict=False))
         return prod(sizes.values())
     return 0
 

@@ -5,7 +5,8 @@ networks", Table 1): growth rate k = 32, bottleneck width 4k, compression 0.5.
     dense block -> BN + ReLU -> global average pool -> fc
 
 Padding is torchvision's (symmetric, 'same_symmetric'; Keras's DenseNets pad the same way with
-ZeroPadding2D). densenet121 (6-12-24-16): 7,978,856 parameters, 2.83 GMACs at 224 (torchvision, Keras trainable).
+ZeroPadding2D). densenet121 (6-12-24-16): 7,978,856 parameters, 2.83 GMACs at 224 (torchvision,
+Keras trainable).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ def check_input(x, expected: Sequence[int | None], *, model: str, what: str = "i
     x: [B, *expected]. Shapes are static under jit, so this check costs nothing at run time."""
     shape = tuple(getattr(x, "shape", ()))
     exp = tuple(expected)
-    ok = len(shape) == len(exp) + 1 and all(
-        e is None or e == s for e, s in zip(exp, shape[1:], strict=False)
-    )
+    ok = len(shape) == len(exp) + 1 and all(e is None or e == s for e, s in zip(exp, shape[1:], strict=False))
     if not ok:
         pretty = "(B, " + ", ".join("*" if e is None else str(e) for e in exp) + ")"
         raise JaxdlError(

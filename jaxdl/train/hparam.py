@@ -125,10 +125,7 @@ def grid(space: Mapping[str, Sequence]) -> list[dict[str, Any]]:
                 f"{values}; use random_search for distributions"
             )
     names = list(space)
-    return [
-        dict(zip(names, combo, strict=False))
-        for combo in itertools.product(*(space[n] for n in names))
-    ]
+    return [dict(zip(names, combo, strict=False)) for combo in itertools.product(*(space[n] for n in names))]
 
 
 def random_points(space: Mapping[str, Any], n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -416,8 +413,7 @@ def train_vmapped(
         *(
             _index_batches(len(train), batch_size, epochs=epochs, seed=s, shuffle=shuffle)
             for s in seeds
-        ),
-        strict=False,
+        ), strict=False
     )
     idx, w = jnp.asarray(np.stack(idx)), jnp.asarray(np.stack(w))
 
