@@ -33,11 +33,13 @@ from jaxdl.nn.conv import (
     SeparableConv,
     avg_pool,
     conv_output_size,
+    conv_transpose_output_size,
     conv_params,
     global_pool,
     max_pool,
     receptive_field,
 )
+from jaxdl.nn.dense import Dense
 from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
 from jaxdl.nn.init import INITIALIZERS, get_initializer
 from jaxdl.nn.regularization import ActivityRegularization
@@ -51,6 +53,7 @@ __all__ = [
     "hard_sigmoid",
     "hard_swish",
     "heaviside",
+    "Dense",
     "INITIALIZERS",
     "get_initializer",
     "ActivityRegularization",
@@ -65,6 +68,7 @@ __all__ = [
     "SeparableConv",
     "avg_pool",
     "conv_output_size",
+    "conv_transpose_output_size",
     "conv_params",
     "global_pool",
     "max_pool",
