@@ -147,7 +147,9 @@ def test_bidirectional_merge_modes_equal_keras(merge_mode):
 
 
 def test_bad_merge_mode_names_the_option_and_the_choices():
-    with pytest.raises(JaxdlError, match=r"merge_mode 'bogus'.*ave, concat, mul, sum, None"):
+    with pytest.raises(
+        JaxdlError, match=r"unknown merge mode 'bogus'.*ave, concat, mul, sum, None"
+    ):
         Bidirectional.of("lstm", 3, 4, merge_mode="bogus", rngs=nnx.Rngs(0))
     with pytest.raises(JaxdlError, match="merge_mode=None"):
         RecurrentStack("lstm", 3, [4, 4], bidirectional=True, merge_mode=None, rngs=nnx.Rngs(0))

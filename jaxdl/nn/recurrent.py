@@ -496,7 +496,7 @@ class Bidirectional(nnx.Module):
 
     def __init__(self, forward: RNN, backward: RNN, merge_mode: str | None = "concat"):
         if merge_mode not in MERGE_MODES:
-            raise unknown_name("Bidirectional merge_mode", merge_mode, MERGE_MODES)
+            raise unknown_name("merge mode", merge_mode, MERGE_MODES)
         if forward.stateful != backward.stateful:
             raise JaxdlError(
                 f"Bidirectional: forward and backward layers differ in stateful: "
