@@ -12,20 +12,22 @@ class JaxdlError(ValueError):
     """Bad input to jaxdl. A ValueError, so callers that catch ValueError keep working."""
 
 
-def unknown_name(kind: str, name, known: Iterable[str]) -> JaxdlError:
+def unknown_name(kind: str, name, known: Iterable) -> JaxdlError:
     """Error for an unknown registry key, listing the closest known names (or all, if few).
-    `name` may be any value (None, a number): only strings are matched against the names."""
-    known = sorted(map(str, known))
-    if not isinstance(name, str):
-        listing = ", ".join(known)
-        return JaxdlError(
-            f"{kind} must be one of the names {listing}; got {name!r} ({type(name).__name__})"
-        )
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-    if not close:
-        close = [k for k in known if name.lower() in k.lower() or k.lower() in name.lower()][:5]
+
+    `name` and the entries of `known` may be any value (e.g. None as an option): non-strings
+    are listed by their repr and get no close-name hint."""
+    known = sorted(known, key=lambda k: (not isinstance(k, str), str(k)))
+    names = [k for k in known if isinstance(k, str)]
+    close = []
+    if isinstance(name, str):
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        if not close:
+            close = [k for k in names if name.lower() in k.lower() or k.lower() in name.lower()]
+            close = close[:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    listing = ", ".join(known) if len(known) <= 40 else f"{len(known)} names; see the listing"
+    shown = [k if isinstance(k, str) else repr(k) for k in known]
+    listing = ", ".join(shown) if len(known) <= 40 else f"{len(known)} names; see the listing"
     return JaxdlError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {listing}.")
 
 

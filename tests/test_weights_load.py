@@ -39,7 +39,7 @@ def test_offline_keras_download_says_where_to_put_the_file(monkeypatch, tmp_path
 @pytest.mark.slow
 def test_keras_file_and_cache_keep_keras_architecture_options(monkeypatch, tmp_path):
     """Xception from a local Keras weight file, then from the cache: both with Keras's
-    'same_keras' max pools (which differ from the default on even sizes) and the [-1, 1]
+    'same' (Keras's rule) max pools (which differ from the default on even sizes) and the [-1, 1]
     preprocessing at 299."""
     keras = pytest.importorskip("keras")
     monkeypatch.setenv("JAXDL_CACHE", str(tmp_path / "cache"))
@@ -47,7 +47,7 @@ def test_keras_file_and_cache_keep_keras_architecture_options(monkeypatch, tmp_p
     keras.applications.Xception(weights=None, classifier_activation=None).save_weights(str(f))
     m1, p1 = W.load("xception", source="keras", path=f)
     m2, p2 = W.load("xception", source="keras")  # the cache: no download
-    assert m1.config.pool_padding == m2.config.pool_padding == "same_keras"
+    assert m1.config.pool_padding == m2.config.pool_padding == "same"
     assert p1 == p2 and p1.resolution == 299 and p1.offset == 1.0
     x = np.random.default_rng(0).normal(size=(1, 86, 86, 3)).astype("float32")
     np.testing.assert_array_equal(np.asarray(m1(x)), np.asarray(m2(x)))

@@ -108,6 +108,8 @@ def _leaf_macs(module, args, out) -> int:
         spec = module.einsum_str.replace(" ", "")
         ins, outs = spec.split("->")
         a, b = ins.split(",")
+        if "..." in a:  # the batch-like leading axes, one fresh letter each
+            a = a.replace("...", "ABCDEFGHIJ"[: args[0].ndim - (len(a) - 3)])
         sizes = dict(zip(a, args[0].shape, strict=False)) | dict(
             zip(b, module.kernel.shape, strict=False)
         )

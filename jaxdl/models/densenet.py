@@ -4,7 +4,9 @@ networks", Table 1): growth rate k = 32, bottleneck width 4k, compression 0.5.
     stem 7x7/2 conv 2k + BN + ReLU + 3x3/2 max pool -> dense block, transition (x3) ->
     dense block -> BN + ReLU -> global average pool -> fc
 
-densenet121 (6-12-24-16): 7,978,856 parameters, 2.83 GMACs at 224 (torchvision, Keras trainable).
+Padding is torchvision's (symmetric, 'same_symmetric'; Keras's DenseNets pad the same way with
+ZeroPadding2D). densenet121 (6-12-24-16): 7,978,856 parameters, 2.83 GMACs at 224 (torchvision,
+Keras trainable).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from flax import nnx
 
 from jaxdl.models.registry import register
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, DenseBlock, Transition, make_head
-from jaxdl.nn.conv import TORCH_BN, ConvBN, MaxPool, batch_norm
+from jaxdl.nn.conv import SAME_SYMMETRIC, TORCH_BN, ConvBN, MaxPool, batch_norm
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,15 @@ class DenseNet(ConvNet):
     def __init__(self, config: DenseNetConfig, *, rngs: nnx.Rngs):
         self.config = c = config
         self.check_config()
-        self.stem = ConvBN(c.input_shape[2], c.stem_width, 7, stride=2, bn=TORCH_BN, rngs=rngs)
+        self.stem = ConvBN(
+            c.input_shape[2],
+            c.stem_width,
+            7,
+            stride=2,
+            padding=SAME_SYMMETRIC,
+            bn=TORCH_BN,
+            rngs=rngs,
+        )
         self.pool = MaxPool(3, 2, padding=1)
         cin, blocks, transitions = c.stem_width, [], []
         for i, n in enumerate(c.blocks):

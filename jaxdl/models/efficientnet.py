@@ -2,7 +2,9 @@
 B0, compound scaling: width, depth and resolution per variant), MBConv blocks with SE (ratio
 1/4 of the block's input channels), SiLU, and stochastic depth rising linearly to 0.2 over the
 blocks. Counts follow torchvision: efficientnet_b0 5,288,548 parameters, 0.386 GMACs at 224.
-Stride-2 convs pad symmetrically (torchvision); padding='same_keras' pads as keras.applications
+Padding: by default ('same_symmetric') stride-2 convs pad symmetrically, as torchvision, the
+reference of the counts; padding='same' (the course's / Keras's rule; 'same_keras' is its older
+name) pads as keras.applications
 (ZeroPadding2D(correct_pad) + 'valid', equal to XLA 'SAME' for any fixed input size), and
 'same_keras_even' as a Keras model built with open H, W (see jaxdl.models.mobilenet.keras_pad).
 """
@@ -40,7 +42,7 @@ class EfficientNetConfig(ClassifierConfig):
     drop_path: float = 0.2  # stochastic depth at the last block, linear from 0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
-    padding: str = "same"  # or "same_keras" / "same_keras_even" (keras.applications' padding)
+    padding: str = "same_symmetric"  # torchvision; "same" / "same_keras_even": keras.applications
 
 
 class EfficientNet(ConvNet):

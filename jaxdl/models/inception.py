@@ -7,6 +7,10 @@ inception_v3 23,834,568 without the auxiliary head (torchvision), 27,161,264 wit
 `bn_scale=False` (Keras: BN without gamma) 23,817,352; inception_resnet_v2 55,843,464 (timm),
 Keras's 55,813,192 trainable with `bn_scale=False`.
 
+Padding: GoogLeNet's strided stem conv pads as torchvision ('same_symmetric'); every other
+'same' conv has stride 1 and an odd kernel, where 'same' and 'same_symmetric' agree; strided
+convs of v3 and Inception-ResNet-v2 are 'valid' (torchvision, timm and Keras alike).
+
 Auxiliary heads (`aux_logits=True`) are active in training only: there `__call__` returns
 (logits, aux_1, ...), in evaluation only the logits; `aux_loss` combines them as the papers do.
 """
@@ -23,7 +27,7 @@ from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn import inception as I
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, Head, make_head
-from jaxdl.nn.conv import BN, AvgPool, ConvBN, MaxPool, conv_output_size
+from jaxdl.nn.conv import BN, SAME_SYMMETRIC, AvgPool, ConvBN, MaxPool, conv_output_size
 from jaxdl.nn.resample import AdaptiveAvgPool
 
 
@@ -98,7 +102,8 @@ def _stem(cin: int, ch, bn: BN, rngs, *, v1: bool):
     )
     if v1:
         pool = lambda: MaxPool(3, 2, ceil_mode=True)
-        return [c(cin, 64, 7, 2), pool(), c(64, 64, 1), c(64, 192, 3), pool()], ch(192)
+        stem = c(cin, 64, 7, 2, SAME_SYMMETRIC)  # torchvision's padding=3
+        return [stem, pool(), c(64, 64, 1), c(64, 192, 3), pool()], ch(192)
     return [
         c(cin, 32, 3, 2, "valid"),
         c(32, 32, 3, 1, "valid"),
@@ -227,7 +232,7 @@ class Inception(ConvNet):
     def _grid_side(n: int, version: str) -> int:
         """Side of the 17x17 / 14x14 grid the auxiliary heads see, for an input side n."""
         if version == "v1":
-            n = conv_output_size(n, 7, 2, "same")
+            n = conv_output_size(n, 7, 2, SAME_SYMMETRIC)
             for _ in range(3):
                 n = -(-(n - 3) // 2) + 1  # ceil-mode 3/2 pools
             return n

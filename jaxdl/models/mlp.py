@@ -134,7 +134,8 @@ class MLPConfig:
     batch_norm: bool = False
     output_activation: str | None = None  # None: logits (losses take logits)
     kernel_init: str = "glorot_uniform"  # Keras's default; 'he_normal' suits ReLU
-    use_bias: bool = True
+    use_bias: bool = True  # the hidden layers'
+    head_bias: bool = True  # the output layer's (False: Dense(use_bias=False) as the head)
     activity_l1: float = 0.0
     activity_l2: float = 0.0
 
@@ -193,7 +194,12 @@ class MLP(nnx.Module):
         self.regs = nnx.List(regs)
         self.dropout = nnx.Dropout(c.dropout) if c.dropout > 0 else None
         self.head = nnx.Linear(
-            n, c.num_classes, kernel_init=kinit, **L.dense_axes(L.CLASSES), rngs=rngs
+            n,
+            c.num_classes,
+            use_bias=c.head_bias,
+            kernel_init=kinit,
+            **L.dense_axes(L.CLASSES),
+            rngs=rngs,
         )
 
     def __call__(self, x, *, train: bool = False, rngs: nnx.Rngs | None = None):

@@ -3,8 +3,10 @@
 (depthwise-separable for v1, inverted residuals for v2/v3), a last 1x1 conv, a head.
 
 Counts: v1 follows Keras (alpha 1.0: 4,231,976 trainable), v2 and v3 torchvision (3,504,872;
-small 2,542,856; large 5,483,032). Stride-2 convs pad symmetrically (torchvision); the option
-padding='same_keras' pads as a keras.applications model built for a fixed input size does:
+small 2,542,856; large 5,483,032). Padding: by default ('same_symmetric') stride-2 convs pad
+symmetrically, as torchvision, the reference of v2/v3; padding='same' (the course's / Keras's
+rule; 'same_keras' is its older name) pads as a keras.applications model built for a fixed input
+size does:
 XLA 'SAME' for v2/v3 (Keras's ZeroPadding2D(correct_pad) + 'valid' is the same for any size),
 and for v1 the stem 'SAME' and the stride-2 depthwise convs (0, 1) rows/columns, whatever the
 size. 'same_keras_even' is a Keras model built with open H, W (input_shape (None, None, 3), as
@@ -24,7 +26,7 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.blocks import ClassifierConfig, ConvNet, InvertedResidual, make_head
-from jaxdl.nn.conv import BN, ConvBN
+from jaxdl.nn.conv import BN, SAME_SYMMETRIC, ConvBN
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -96,22 +98,22 @@ class MobileNetConfig(ClassifierConfig):
     dropout: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    padding: str = "same"  # or "same_keras" / "same_keras_even" (keras.applications' padding)
+    padding: str = "same_symmetric"  # torchvision; "same" / "same_keras_even": keras.applications
     keras_widths: bool = False  # Keras's channel rounding for alpha != 1 (v2, v3)
 
 
 # v1 Keras: ZeroPadding2D(((0, 1), (0, 1))) + 'valid' before every stride-2 depthwise conv.
 V1_KERAS_PAD = ((0, 1), (0, 1))
-PADDINGS = ("same", "same_keras", "same_keras_even")
+PADDINGS = ("same_symmetric", "same", "same_keras", "same_keras_even")
 
 
 def keras_pad(padding: str, kernel: int, stride: int):
     """The padding of a conv that keras.applications precedes with ZeroPadding2D(correct_pad)
     when strided: 'same_keras_even' -> (k//2 - 1, k//2) on both axes at stride 2 (correct_pad of
-    an input of unknown size), 'same_keras' at stride 1; other paddings unchanged."""
+    an input of unknown size), 'same' at stride 1; other paddings unchanged."""
     if padding != "same_keras_even":
         return padding
-    return ((kernel // 2 - 1, kernel // 2),) * 2 if stride == 2 else "same_keras"
+    return ((kernel // 2 - 1, kernel // 2),) * 2 if stride == 2 else "same"
 
 
 class MobileNet(ConvNet):
@@ -134,8 +136,8 @@ class MobileNet(ConvNet):
             raise JaxdlError(f"mobilenet: width_mult must be positive, got {c.width_mult}")
         if c.padding not in PADDINGS:
             raise JaxdlError(f"mobilenet: padding must be one of {PADDINGS}, got {c.padding!r}")
-        keras = c.padding != "same"
-        pad = "same_keras" if keras else "same"  # strided convs without ZeroPadding2D (stems)
+        keras = c.padding != SAME_SYMMETRIC
+        pad = "same" if keras else SAME_SYMMETRIC  # strided convs without ZeroPadding2D (stems)
         bn = BN(c.bn_momentum, c.bn_epsilon)
         ch = lambda n: make_divisible(n * c.width_mult)
         blocks, strides = [], []

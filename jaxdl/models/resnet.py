@@ -8,6 +8,9 @@ bias before BN): resnet50 25,557,032 parameters, 4.09 GMACs at 224. Keras's ResN
 25,583,592 trainable parameters (25,636,712 with the BN statistics). seresnet50 follows timm
 (SE on the block output before the sum, 1x1-conv FCs with bias): 28,088,024.
 
+Padding is torchvision's (symmetric, 'same_symmetric'; Keras's ResNets pad the same way with
+ZeroPadding2D).
+
     stem: 7x7/2 conv 64 + BN + ReLU, 3x3/2 max pool -> 4 stages (first stride 1, then 2)
     -> global average pool -> fc
 """
@@ -21,7 +24,7 @@ from flax import nnx
 from jaxdl.errors import JaxdlError
 from jaxdl.models.registry import register
 from jaxdl.nn.blocks import BasicBlock, Bottleneck, ClassifierConfig, ConvNet, make_head
-from jaxdl.nn.conv import TORCH_BN, ConvBN, MaxPool
+from jaxdl.nn.conv import SAME_SYMMETRIC, TORCH_BN, ConvBN, MaxPool
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class ResNet(ConvNet):
             c.stem_width,
             7,
             stride=2,
+            padding=SAME_SYMMETRIC,
             bn=TORCH_BN,
             use_bias=c.conv_bias,
             rngs=rngs,

@@ -26,9 +26,13 @@ class XceptionConfig(ClassifierConfig):
     input_shape: tuple[int, int, int] = (299, 299, 3)
     middle_blocks: int = 8
     width_mult: float = 1.0  # scales every width (tiny test configs); 1.0 is the paper
-    # the reduction blocks' 3x3/2 max pools: 'same' pads 1 on each side (timm, torch), Keras's
-    # 'same_keras' pads (0, 1) on even sizes (equal on odd sizes)
-    pool_padding: str = "same"
+    # the reduction blocks' 3x3/2 max pools: 'same_symmetric' pads 1 on each side (timm, torch);
+    # 'same' (Keras's rule; 'same_keras' is its older name) pads (0, 1) on even sizes (equal on
+    # odd sizes)
+    pool_padding: str = "same_symmetric"
+
+
+POOL_PADDINGS = ("same_symmetric", "same", "same_keras")
 
 
 class SepBN(nnx.Module):
@@ -56,7 +60,7 @@ class XceptionBlock(nnx.Module):
         *,
         reduce: bool,
         first_relu: bool = True,
-        pool_padding="same",
+        pool_padding="same_symmetric",
         bn: BN,
         rngs: nnx.Rngs,
     ):
@@ -90,9 +94,9 @@ class Xception(ConvNet):
     def __init__(self, config: XceptionConfig, *, rngs: nnx.Rngs):
         self.config = c = config
         self.check_config()
-        if c.pool_padding not in ("same", "same_keras"):
+        if c.pool_padding not in POOL_PADDINGS:
             raise JaxdlError(
-                f"xception: pool_padding must be 'same' or 'same_keras', got {c.pool_padding!r}"
+                f"xception: pool_padding must be one of {POOL_PADDINGS}, got {c.pool_padding!r}"
             )
         bn = BN()
         ch = lambda n: max(1, round(n * c.width_mult))

@@ -44,11 +44,13 @@ from jaxdl.nn.conv import (
     avg_pool,
     conv_output_size,
     conv_params,
+    conv_transpose_output_size,
     global_pool,
     max_pool,
     receptive_field,
 )
 from jaxdl.nn.decoding import beam_search, generate, greedy_decode
+from jaxdl.nn.dense import Dense
 from jaxdl.nn.inception import Branches, InceptionE, ResidualInception
 from jaxdl.nn.init import INITIALIZERS, get_initializer
 from jaxdl.nn.linear import Linear
@@ -82,6 +84,7 @@ __all__ = [
     "hard_sigmoid",
     "hard_swish",
     "heaviside",
+    "Dense",
     "INITIALIZERS",
     "Linear",
     "get_initializer",
@@ -97,6 +100,7 @@ __all__ = [
     "SeparableConv",
     "avg_pool",
     "conv_output_size",
+    "conv_transpose_output_size",
     "conv_params",
     "global_pool",
     "max_pool",

@@ -19,7 +19,7 @@ from flax import nnx
 
 from jaxdl.errors import JaxdlError
 from jaxdl.nn.activations import get_activation
-from jaxdl.nn.conv import BN, ConvBN, avg_pool, batch_norm, conv_init, global_pool
+from jaxdl.nn.conv import BN, SAME_SYMMETRIC, ConvBN, avg_pool, batch_norm, conv_init, global_pool
 from jaxdl.parallel import logical as L
 
 
@@ -99,7 +99,17 @@ class BasicBlock(nnx.Module):
         **_unused_bottleneck_options,
     ):
         cout = planes
-        self.conv1 = ConvBN(cin, planes, 3, stride=stride, bn=bn, use_bias=conv_bias, rngs=rngs)
+        # torchvision's padding=1 (Keras's ResNets pad the same way, with ZeroPadding2D)
+        self.conv1 = ConvBN(
+            cin,
+            planes,
+            3,
+            stride=stride,
+            padding=SAME_SYMMETRIC,
+            bn=bn,
+            use_bias=conv_bias,
+            rngs=rngs,
+        )
         self.conv2 = ConvBN(planes, cout, 3, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
         self._se_and_shortcut(cin, cout, stride, bn, se_reduction, conv_bias, rngs)
 
@@ -156,7 +166,15 @@ class Bottleneck(BasicBlock):
         dil = {"dilation": dilation, "padding": dilation} if dilation != 1 else {}
         self.conv1 = ConvBN(cin, width, 1, stride=s1, bn=bn, use_bias=conv_bias, rngs=rngs)
         self.conv2 = ConvBN(
-            width, width, 3, stride=s3, groups=groups, bn=bn, use_bias=conv_bias, rngs=rngs, **dil
+            width,
+            width,
+            3,
+            stride=s3,
+            groups=groups,
+            bn=bn,
+            use_bias=conv_bias,
+            rngs=rngs,
+            **{"padding": SAME_SYMMETRIC, **dil},  # torchvision's padding=1 (= dilation)
         )
         self.conv3 = ConvBN(width, cout, 1, bn=bn, activation=None, use_bias=conv_bias, rngs=rngs)
         self._se_and_shortcut(cin, cout, stride, bn, se_reduction, conv_bias, rngs)
@@ -246,8 +264,8 @@ class InvertedResidual(nnx.Module):
 
     1x1 expand (skipped when cexp == cin) -> kxk depthwise (stride) -> [SE] -> 1x1 linear
     project; identity shortcut (through stochastic depth) when stride 1 and cin == cout.
-    `padding` is the depthwise conv's (jaxdl.nn.conv: 'same', or 'same_keras' for Keras
-    weights). x: [B, H, W, cin] -> [B, H/stride, W/stride, cout]."""
+    `padding` is the depthwise conv's (jaxdl.nn.conv: 'same_symmetric' as torchvision, or
+    'same' for Keras weights). x: [B, H, W, cin] -> [B, H/stride, W/stride, cout]."""
 
     def __init__(
         self,
@@ -262,7 +280,7 @@ class InvertedResidual(nnx.Module):
         se_activation: str = "relu",
         se_gate: str = "sigmoid",
         drop_path: float = 0.0,
-        padding="same",
+        padding=SAME_SYMMETRIC,
         bn: BN,
         rngs: nnx.Rngs,
     ):

@@ -3,15 +3,19 @@
 Layout is channels-last: 1D inputs are [B, T, C], 2D inputs [B, H, W, C]. Kernels are
 [*kernel, Cin / groups, Cout] (nnx.Conv's layout, the same as Keras's).
 
-Padding, the one convention to choose:
+Padding (the same names for convolutions, transposed convolutions and pooling):
 - 'valid': no padding, out = floor((n - d (k - 1) - 1) / s) + 1.
-- 'same': symmetric padding of d (k - 1) // 2 on each side, as torchvision's `padding=k // 2`.
-  For stride 1 and odd k this is exactly Keras 'same'; for stride 2 on an even input Keras
-  pads (0, 1) and torchvision (1, 1), which moves the sampling grid by one pixel but gives the
-  same output size out = ceil(n / s) for odd k. We follow torchvision (its published MACs and,
-  later, its weights).
-- 'same_keras': XLA/Keras 'SAME' (asymmetric, extra pixel at the end), for Keras weights.
-- an int p: p pixels on each side (torch's padding=p).
+- 'same': the course's and Keras/TensorFlow's rule, out = ceil(n / s) for any kernel, stride and
+  dilation. The total padding max((ceil(n / s) - 1) s + d (k - 1) + 1 - n, 0) is split with the
+  extra pixel at the end (bottom / right), as XLA's 'SAME'.
+- 'same_symmetric': torchvision's `padding=k // 2`: d (k - 1) // 2 on each side. Equal to 'same'
+  for stride 1 and odd k; for stride 2 on an even input torchvision pads (1, 1) where Keras pads
+  (0, 1), which moves the sampling grid by one pixel (same size for odd k), and an even kernel
+  gives n - 1 at stride 1. The families whose reference is torchvision / timm use it.
+- 'same_keras': an older name of 'same' (kept so configs written with it still load).
+- 'causal' (1-D only, Keras's Conv1D): d (k - 1) zeros at the start, so output t sees inputs
+  <= t; out = ceil(n / s).
+- an int p: p pixels on each side (torch's padding=p); or explicit ((lo, hi), ...) per axis.
 """
 
 from __future__ import annotations
@@ -36,22 +40,56 @@ def _tuple(v, n: int) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, Sequence) else (v,) * n
 
 
+PADDINGS = ("valid", "same", "same_symmetric", "same_keras", "causal")
+SAME_SYMMETRIC = "same_symmetric"  # torchvision's k // 2 on each side
+
+
+def same_pads(n: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) padding of 'same' along an axis of length n: the total
+    max((ceil(n / s) - 1) s + d (k - 1) + 1 - n, 0), the extra pixel at the end (Keras / XLA)."""
+    eff = dilation * (kernel - 1) + 1
+    total = max((-(-n // stride) - 1) * stride + eff - n, 0)
+    return total // 2, total - total // 2
+
+
+def _check_padding(padding, ndim: int) -> None:
+    if isinstance(padding, bool) or (isinstance(padding, str) and padding not in PADDINGS):
+        raise JaxdlError(
+            f"padding must be one of {', '.join(map(repr, PADDINGS))}, an int or ((lo, hi), ...) "
+            f"pairs; got {padding!r}"
+        )
+    if padding == "causal" and ndim != 1:
+        raise JaxdlError(
+            f"padding='causal' is for 1-D convolutions (Conv1D); this one has {ndim} spatial dims"
+        )
+
+
 def resolve_padding(padding, kernel, dilation=1, ndim: int = 2):
-    """'valid' | 'same' | 'same_keras' | int -> what nnx.Conv / lax.reduce_window take."""
+    """'valid' | 'same' | 'same_symmetric' | 'causal' | int | pairs -> what nnx.Conv and
+    lax.reduce_window take ('same' stays XLA's 'SAME', which lax resolves per input size)."""
+    _check_padding(padding, ndim)
     k, d = _tuple(kernel, ndim), _tuple(dilation, ndim)
     if isinstance(padding, int):
         return tuple((padding, padding) for _ in k)
     if padding == "valid":
         return "VALID"
-    if padding == "same":
+    if padding in ("same", "same_keras"):
+        return "SAME"
+    if padding == "same_symmetric":
         return tuple(
             ((di * (ki - 1)) // 2, (di * (ki - 1)) // 2) for ki, di in zip(k, d, strict=True)
         )
-    if padding == "same_keras":
-        return "SAME"
-    if not isinstance(padding, str) and all(isinstance(p, Sequence) for p in padding):
-        return tuple(tuple(p) for p in padding)
-    raise JaxdlError(f"padding must be 'valid', 'same', 'same_keras' or an int, got {padding!r}")
+    if padding == "causal":
+        return ((d[0] * (k[0] - 1), 0),)
+    if not isinstance(padding, str) and all(
+        isinstance(p, Sequence) and len(p) == 2 for p in padding
+    ):
+        if len(padding) != ndim:
+            raise JaxdlError(f"padding needs {ndim} (lo, hi) pairs, got {padding!r}")
+        return tuple(tuple(int(v) for v in p) for p in padding)
+    raise JaxdlError(
+        f"padding must be one of {PADDINGS}, an int or (lo, hi) pairs, got {padding!r}"
+    )
 
 
 def conv_output_size(
@@ -59,18 +97,47 @@ def conv_output_size(
 ) -> int:
     """Output length of a convolution or pooling along one axis of length n.
 
-    valid: floor((n - d (k - 1) - 1) / s) + 1; 'same_keras': ceil(n / s); 'same' / int p:
-    floor((n + 2p - d (k - 1) - 1) / s) + 1 with p = d (k - 1) // 2."""
+    'valid': floor((n - d (k - 1) - 1) / s) + 1; 'same' and 'causal': ceil(n / s);
+    'same_symmetric' / int p: floor((n + 2p - d (k - 1) - 1) / s) + 1 with p = d (k - 1) // 2
+    for 'same_symmetric'; a (lo, hi) pair: floor((n + lo + hi - d (k - 1) - 1) / s) + 1."""
     eff = dilation * (kernel - 1) + 1
-    if padding == "same_keras":
+    _check_padding(padding, 1 if padding == "causal" else 2)
+    if padding in ("same", "same_keras", "causal"):
         return -(-n // stride)
-    pad = 0 if padding == "valid" else (eff - 1) // 2 if padding == "same" else int(padding)
-    out = (n + 2 * pad - eff) // stride + 1
+    if padding == "valid":
+        lo = hi = 0
+    elif padding == "same_symmetric":
+        lo = hi = (eff - 1) // 2
+    elif isinstance(padding, int):
+        lo = hi = padding
+    else:
+        lo, hi = padding
+    out = (n + lo + hi - eff) // stride + 1
     if out < 1:
         raise JaxdlError(
             f"a {kernel}x{kernel} window (dilation {dilation}) does not fit an input of {n}"
         )
     return out
+
+
+def conv_transpose_output_size(
+    n: int,
+    kernel: int,
+    stride: int = 1,
+    padding="valid",
+    dilation: int = 1,
+    output_padding: int | None = None,
+) -> int:
+    """Output length of a transposed convolution (Keras's Conv2DTranspose rule): 'same' gives
+    n s, 'valid' n s + max(d (k - 1) + 1 - s, 0); with `output_padding` p,
+    (n - 1) s + d (k - 1) + 1 - 2 pad + p where pad = 0 ('valid') or d (k - 1) // 2 ('same')."""
+    if padding not in ("valid", "same"):
+        raise JaxdlError(f"transposed conv padding must be 'valid' or 'same', got {padding!r}")
+    eff = dilation * (kernel - 1) + 1
+    if output_padding is None:
+        return n * stride if padding == "same" else n * stride + max(eff - stride, 0)
+    pad = 0 if padding == "valid" else (eff - 1) // 2
+    return (n - 1) * stride + eff - 2 * pad + output_padding
 
 
 def receptive_field(layers: Sequence[tuple[int, int]]) -> int:
@@ -143,6 +210,11 @@ class ConvBN(nnx.Module):
     ):
         if cin % groups or cout % groups:
             raise JaxdlError(f"groups={groups} must divide in ({cin}) and out ({cout}) channels")
+        if max(_tuple(stride, ndim)) > 1 and max(_tuple(dilation, ndim)) > 1:
+            raise JaxdlError(
+                f"ConvBN: stride > 1 together with dilation > 1 is not allowed (Keras refuses it "
+                f"too); got stride={stride}, dilation={dilation}. Use stride 1 or dilation 1"
+            )
         self.conv = nnx.Conv(
             cin,
             cout,
@@ -214,6 +286,10 @@ def _pool(x, init, op, window, stride, padding, ceil_mode: bool):
     """reduce_window over the spatial axes; returns (result, window, strides, paddings)."""
     nd = x.ndim - 2
     w, s = _tuple(window, nd), _tuple(stride if stride is not None else window, nd)
+    if padding == "causal":
+        raise JaxdlError(
+            "pooling padding must be 'valid', 'same', 'same_symmetric' or an int, got 'causal'"
+        )
     pad = resolve_padding(padding, w, 1, nd)
     if pad == "SAME":
         pad = tuple(jax.lax.padtype_to_pads(x.shape[1:-1], w, s, "SAME"))

@@ -58,6 +58,15 @@ def _dropout_mask(rngs: nnx.Rngs | None, rate: float, shape, dtype, what: str) -
     return keep.astype(dtype) / (1.0 - rate)
 
 
+def _bias_init(name, rngs: nnx.Rngs):
+    """shape -> initial bias. The default 'zeros' draws no random key, so adding the option
+    leaves every other parameter's initial values as they were."""
+    if name == "zeros":
+        return lambda shape: jnp.zeros(shape, jnp.float32)
+    init = get_initializer(name)
+    return lambda shape: init(rngs.params(), shape, jnp.float32)
+
+
 class RecurrentCell(nnx.Module):
     """Shared parts of the cells: fused kernels [d, G u] and [u, G u], activations, dropout rates.
 
@@ -76,6 +85,7 @@ class RecurrentCell(nnx.Module):
         use_bias: bool = True,
         kernel_init: str = "glorot_uniform",
         recurrent_init: str = "orthogonal",
+        bias_init: str = "zeros",
         bias_shape: tuple[int, ...] | None = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
@@ -99,10 +109,15 @@ class RecurrentCell(nnx.Module):
         self.recurrent_kernel = nnx.Param(
             get_initializer(recurrent_init)(rngs.params(), (units, gu), jnp.float32)
         )
-        self.bias = nnx.Param(self.initial_bias(bias_shape or (gu,))) if use_bias else None
+        self.bias = (
+            nnx.Param(self.initial_bias(_bias_init(bias_init, rngs), bias_shape or (gu,)))
+            if use_bias
+            else None
+        )
 
-    def initial_bias(self, shape) -> jax.Array:
-        return jnp.zeros(shape, jnp.float32)
+    def initial_bias(self, init, shape) -> jax.Array:
+        """The bias from `init(shape)` (Keras's bias_initializer; zeros by default)."""
+        return init(shape)
 
     @property
     def num_states(self) -> int:
@@ -154,10 +169,19 @@ class LSTMCell(RecurrentCell):
         self.unit_forget_bias = unit_forget_bias
         super().__init__(in_features, units, **kw)
 
-    def initial_bias(self, shape):
-        b = jnp.zeros(shape, jnp.float32)
-        # a forget gate open at the start lets gradients flow through c (Jozefowicz et al., 2015)
-        return b.at[self.units : 2 * self.units].set(1.0) if self.unit_forget_bias else b
+    def initial_bias(self, init, shape):
+        if not self.unit_forget_bias:
+            return init(shape)
+        # a forget gate open at the start lets gradients flow through c (Jozefowicz et al.,
+        # 2015); Keras: [bias_init(u), ones(u), bias_init(2u)]
+        u = self.units
+        return jnp.concatenate(
+            [
+                init((u,)),
+                jnp.ones((u,), jnp.float32),
+                init((2 * u,)),
+            ]
+        )
 
     def step(self, xp, state, h_drop):
         h, c = state
@@ -285,6 +309,11 @@ def _chunk_steps(T: int, unroll: bool | int) -> int:
     return max(c for c in range(1, min(T, PROJECTION_CHUNK) + 1) if T % c == 0)
 
 
+class RecurrentState(nnx.Variable):
+    """The state a `stateful` recurrent layer carries from one call to the next: [S, B, u]
+    (S = the cell's states, e.g. h and c). Not trained; kept with the model's other state."""
+
+
 class RNN(nnx.Module):
     """Runs `cell` over a sequence with `jax.lax.scan` (Keras's `keras.layers.RNN`).
 
@@ -292,7 +321,11 @@ class RNN(nnx.Module):
     a tuple (output, *final_state) — (output, h) or (output, h, c) for an LSTM. go_backwards
     reads the sequence from the end and returns the outputs in that (reversed) order, as Keras.
     `unroll`: True (all steps) or a number of steps per scan iteration; it changes speed, not
-    results."""
+    results. `stateful=True` (Keras's option): the final state of a call is the initial state of
+    the next (an explicit `initial_state` still wins), kept in `carried` (a `RecurrentState`,
+    zeros at the start; `reset_states()` zeros it again). Give `batch_size` to create it at
+    construction (needed under jit and in the Trainer); otherwise the first, eager, call
+    creates it for its batch size."""
 
     def __init__(
         self,
@@ -303,9 +336,19 @@ class RNN(nnx.Module):
         go_backwards: bool = False,
         unroll: bool | int = 1,
         zero_output_for_mask: bool = False,
+        stateful: bool = False,
+        batch_size: int | None = None,
     ):
         if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
             raise JaxdlError(f"unroll must be a bool or a positive int, got {unroll!r}")
+        if batch_size is not None:
+            check_positive(f"{type(self).__name__} batch_size", batch_size, integer=True)
+        self.stateful = bool(stateful)
+        self.carried = nnx.data(
+            RecurrentState(jnp.zeros((cell.num_states, batch_size, cell.units), jnp.float32))
+            if stateful and batch_size is not None
+            else None
+        )
         self.cell = cell
         self.return_sequences, self.return_state = return_sequences, return_state
         self.go_backwards, self.unroll = go_backwards, unroll
@@ -314,6 +357,34 @@ class RNN(nnx.Module):
     @property
     def units(self) -> int:
         return self.cell.units
+
+    def reset_states(self, states=None) -> None:
+        """Zero the carried state of a stateful layer (or set it to `states`, one [B, u] array
+        per cell state, as Keras's reset_states / the initial_state structure)."""
+        if not self.stateful:
+            raise JaxdlError(f"{self._name()}: reset_states needs stateful=True")
+        if states is None:
+            if self.carried is not None:
+                self.carried[...] = jnp.zeros_like(self.carried[...])
+            return
+        if not isinstance(states, (tuple, list)):
+            states = (states,)
+        b = states[0].shape[0] if hasattr(states[0], "shape") else 0
+        new = jnp.stack([jnp.asarray(s, jnp.float32) for s in self._state_tuple(states, b)])
+        if self.carried is None:
+            self.carried = nnx.data(RecurrentState(new))
+        else:
+            self.carried[...] = new
+
+    def _state_tuple(self, states, batch: int) -> State:
+        cell, want = self.cell, (batch, self.cell.units)
+        got = [tuple(getattr(s, "shape", ())) for s in states]
+        if len(got) != cell.num_states or any(g != want for g in got):
+            raise JaxdlError(
+                f"{self._name()}: states must be {cell.num_states} array(s) "
+                f"({', '.join(cell.state_names)}) of shape {want}; got shapes {got}"
+            )
+        return tuple(states)
 
     def _name(self) -> str:
         return type(self).__name__
@@ -368,6 +439,16 @@ class RNN(nnx.Module):
             h_drop = _dropout_mask(
                 rngs, cell.recurrent_dropout, (B, cell.units), dtype, "recurrent_dropout"
             )
+        if self.stateful:
+            if self.carried is None:
+                self.carried = nnx.data(RecurrentState(jnp.zeros((cell.num_states, B, cell.units))))
+            if self.carried.shape[1] != B:
+                raise JaxdlError(
+                    f"{self._name()}: a stateful layer keeps the batch size it was built for "
+                    f"({self.carried.shape[1]}); got a batch of {B}"
+                )
+            if state0 is None:
+                state0 = tuple(self.carried[...][i].astype(dtype) for i in range(cell.num_states))
         state = state0 if state0 is not None else cell.zero_state(B, dtype)
         xs = jnp.swapaxes(x, 0, 1)  # [T, B, d], time-major for the scan
         ms = None if mask is None else jnp.swapaxes(mask.astype(bool), 0, 1)[..., None]  # [T, B, 1]
@@ -403,6 +484,8 @@ class RNN(nnx.Module):
 
         final, outs = jax.lax.scan(chunk, state, (xs, ms))
         outs = outs.reshape(T, B, -1)
+        if self.stateful:
+            self.carried[...] = jnp.stack(final).astype(self.carried[...].dtype)
         y = jnp.swapaxes(outs, 0, 1) if self.return_sequences else outs[-1]
         return (y, *final) if self.return_state else y
 
@@ -422,6 +505,8 @@ class _CellRNN(RNN):
         go_backwards: bool = False,
         unroll: bool | int = 1,
         zero_output_for_mask: bool = False,
+        stateful: bool = False,
+        batch_size: int | None = None,
         rngs: nnx.Rngs,
         **cell_options,
     ):
@@ -432,6 +517,8 @@ class _CellRNN(RNN):
             go_backwards=go_backwards,
             unroll=unroll,
             zero_output_for_mask=zero_output_for_mask,
+            stateful=stateful,
+            batch_size=batch_size,
         )
 
 
@@ -468,7 +555,7 @@ def get_layer(name: str) -> type[_CellRNN]:
     return LAYERS[name]
 
 
-MERGE_MODES = ("concat", "sum", "mul", "ave")
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class Bidirectional(nnx.Module):
@@ -477,11 +564,18 @@ class Bidirectional(nnx.Module):
     x [B, T, d] -> [B, T, 2u] (concat) or [B, T, u] (sum / mul / ave); [B, ...] without
     return_sequences. The backward outputs are flipped back to forward time before merging. With
     return_state: (output, *forward_state, *backward_state); initial_state likewise. As in Keras,
-    masked steps output zeros when returning sequences."""
+    masked steps output zeros when returning sequences. merge_mode=None returns both directions
+    unmerged, (y_forward, y_backward) (then (y_forward, y_backward, *states) with return_state),
+    as Keras does."""
 
-    def __init__(self, forward: RNN, backward: RNN, merge_mode: str = "concat"):
+    def __init__(self, forward: RNN, backward: RNN, merge_mode: str | None = "concat"):
         if merge_mode not in MERGE_MODES:
             raise unknown_name("merge mode", merge_mode, MERGE_MODES)
+        if forward.stateful != backward.stateful:
+            raise JaxdlError(
+                f"Bidirectional: forward and backward layers differ in stateful: "
+                f"{forward.stateful} vs {backward.stateful}"
+            )
         if forward.go_backwards or not backward.go_backwards:
             raise JaxdlError(
                 "Bidirectional: the forward layer needs go_backwards=False and the "
@@ -504,7 +598,7 @@ class Bidirectional(nnx.Module):
         in_features: int,
         units: int,
         *,
-        merge_mode: str = "concat",
+        merge_mode: str | None = "concat",
         rngs: nnx.Rngs,
         **options,
     ) -> Bidirectional:
@@ -518,7 +612,14 @@ class Bidirectional(nnx.Module):
 
     @property
     def units(self) -> int:
+        """Width of the output (of each of the two outputs when merge_mode is None)."""
         return 2 * self.forward.units if self.merge_mode == "concat" else self.forward.units
+
+    def reset_states(self, states=None) -> None:
+        """Both directions' `reset_states` (states: forward then backward, or None)."""
+        n = self.forward.cell.num_states
+        self.forward.reset_states(None if states is None else tuple(states[:n]))
+        self.backward.reset_states(None if states is None else tuple(states[n:]))
 
     def __call__(self, x, *, mask=None, initial_state=None, train=False, rngs=None):
         fs = bs = None
@@ -545,8 +646,10 @@ class Bidirectional(nnx.Module):
             y = yf + yb
         elif self.merge_mode == "mul":
             y = yf * yb
-        else:
+        elif self.merge_mode == "ave":
             y = (yf + yb) / 2
+        else:  # None: both, unmerged
+            return (yf, yb, *states) if self.return_state else (yf, yb)
         return (y, *states) if self.return_state else y
 
 
@@ -573,6 +676,11 @@ class RecurrentStack(nnx.Module):
         **cell_options,
     ):
         layer_class = get_layer(cell)
+        if bidirectional and merge_mode is None:
+            raise JaxdlError(
+                "RecurrentStack: merge_mode=None (two unmerged outputs) cannot feed the next "
+                "layer; use 'concat', 'sum', 'mul' or 'ave'"
+            )
         if not units:
             raise JaxdlError("RecurrentStack: units must list at least one layer width")
         if not 0.0 <= dropout < 1.0:

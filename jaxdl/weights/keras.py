@@ -521,7 +521,7 @@ def _keras_models():
         # Inception-v3, Inception-ResNet-v2, Xception (299 x 299, inputs in [-1, 1])
         "inception_v3": ("InceptionV3", {"bn_scale": False, "count_include_pad": False}, tf299),
         "inception_resnet_v2": ("InceptionResNetV2", {"bn_scale": False}, tf299),
-        "xception": ("Xception", {"pool_padding": "same_keras"}, tf299),
+        "xception": ("Xception", {"pool_padding": "same"}, tf299),
         **_keras_mobile_models(),
     }
 
@@ -536,7 +536,7 @@ def _keras_mobile_models():
     from jaxdl.models.efficientnet import VARIANTS
     from jaxdl.weights import preprocess as P
 
-    keras = {"padding": "same_keras", "bn_epsilon": 1e-3}
+    keras = {"padding": "same", "bn_epsilon": 1e-3}
     v23 = {**keras, "bn_momentum": 0.999, "keras_widths": True}
     rows = {
         "mobilenet_v1": ("MobileNet", {**keras, "bn_momentum": 0.99}, P.KERAS_TF),
@@ -582,7 +582,7 @@ def from_keras(name: str, keras_model, *, rngs=None, **overrides):
     spatial = keras_model.input_shape[1:]
     shape = tuple(int(d) if d is not None else default[i] for i, d in enumerate(spatial))
     opts = {"input_shape": shape, "include_top": include_top, **arch}
-    if arch.get("padding") == "same_keras" and None in spatial[:2]:
+    if arch.get("padding") == "same" and None in spatial[:2]:
         opts["padding"] = "same_keras_even"
     if include_top:  # Dense 'predictions', or an Activation after a 1x1 conv (MobileNet v1, v3)
         opts["num_classes"] = int(keras_model.output_shape[-1])
