@@ -47,6 +47,9 @@ NOT_HYPERPARAMETERS = frozenset(
         "devices",  # a checkpoint loads onto any mesh
         "mesh",
         "fsdp",
+        "sharding",  # layouts only: the same values on any of them
+        "sequence_parallel",
+        "steps_per_execution",  # the same results as single steps, bit for bit
     }
 )
 
@@ -58,6 +61,7 @@ def validate_train(cmd: Train) -> None:
     check_positive("--lr", cmd.lr)
     check_positive("--init-timeout", cmd.init_timeout, integer=True)
     check_positive("--grad-accum", cmd.grad_accum, integer=True)
+    check_positive("--steps-per-execution", cmd.steps_per_execution, integer=True)
     check_int("--warmup-steps", cmd.warmup_steps, low=0)
     check_int("--seed", cmd.seed, low=0, high=SEED_MAX)
     check_int("--workers", cmd.workers, low=0)
@@ -411,6 +415,9 @@ class Train:
     """bf16 (bf16 compute, fp32 params), fp16 (with dynamic loss scaling); default fp32."""
     grad_accum: int = 1
     """Accumulate gradients over this many batches per update (optax.MultiSteps)."""
+    steps_per_execution: int = 1
+    """Training steps per device call (a lax.scan over K batches already on the device; the
+    same results as K single steps, fewer dispatches; Keras's option of the same name)."""
     freeze: Annotated[tuple[str, ...], _meta("REGEX ...")] = ()
     """Regexes of parameter names to freeze, e.g. 'layers/0/.*'."""
     weights: Annotated[str | None, _meta("PATH")] = None
@@ -561,6 +568,7 @@ class Train:
             task=LanguageModelTask(len(vocab)) if vocab else None,
             mixed_precision=self.mixed_precision,
             grad_accum=self.grad_accum,
+            steps_per_execution=self.steps_per_execution,
             freeze=self.freeze,
         )
         if self.from_checkpoint is not None:
