@@ -119,7 +119,7 @@ def test_uint8_images_travel_as_integers_and_train_as_their_float_view(small, mo
     h2 = t.fit(scaled, epochs=2, batch_size=32, validation_data=scaled, verbose=0)
     _equal(t.state, ref.state)
     assert h1.history == h2.history
-    data = t._resident[id(scaled)][1].arrays["x"]
+    data = t._resident_data(scaled).arrays["x"]
     assert data.dtype == jnp.uint8  # on the device as it came
     monkeypatch.setattr(loop, "DEVICE_DATA_DEFAULT_BYTES", 0)  # host batches: uint8 too
     t = _trainer()

@@ -312,7 +312,8 @@ class Trainer:
         self._callbacks: list[Callback] = []
         self._data_signature: dict | None = None
         self._checked: set = set()
-        self._resident: dict[int, DeviceData] = {}
+        self._zero_metrics = None
+        self._resident: dict[tuple, tuple] = {}  # (id x, id y) -> (x, y, DeviceData)
         self.stop_training = False
         self.epoch = 0
         self.epochs = 0
@@ -416,8 +417,10 @@ class Trainer:
         return self._programs[key]
 
     def init_metrics(self):
-        """Fresh metric accumulators (zeros) on the mesh."""
-        return jax.device_put(init_metrics(self.task), replicated(self.mesh))
+        """Fresh metric accumulators (zeros) on the mesh (one transfer of host zeros)."""
+        if self._zero_metrics is None:
+            self._zero_metrics = jax.device_get(init_metrics(self.task))
+        return jax.device_put(self._zero_metrics, replicated(self.mesh))
 
     _init_metrics = init_metrics
 
@@ -437,8 +440,7 @@ class Trainer:
         weights = self.task.model_weights(self.state)
         if weights is None:  # a sweep: K runs, no single model holds them
             return
-        params, model_state = weights
-        nnx.update(self._model, *jax.tree.map(jnp.copy, (params, model_state)))
+        nnx.update(self._model, *_copy(weights))
 
     @property
     def learning_rate(self) -> float | None:
@@ -609,10 +611,15 @@ class Trainer:
                     stacklevel=3,
                 )
             return None
-        key = id(ds)
-        if key not in self._resident or self._resident[key][0] is not ds:
-            self._resident[key] = (ds, DeviceData(ds, self.mesh))
-        return self._resident[key][1]
+        # keyed by the arrays (an (x, y) tuple makes a new ArrayDataset on every call); the
+        # entry holds them, so their ids stay theirs
+        key = (id(ds.x), id(ds.y))
+        held = self._resident.get(key)
+        if held is None or held[0] is not ds.x or held[1] is not ds.y:
+            if len(self._resident) >= 4:  # a few datasets (train, validation, test) at most
+                self._resident.pop(next(iter(self._resident)))
+            self._resident[key] = (ds.x, ds.y, DeviceData(ds, self.mesh))
+        return self._resident[key][2]
 
     # ---- verbs --------------------------------------------------------------------------
     def fit(
@@ -946,6 +953,13 @@ class Trainer:
         d = self.mesh.shape["data"]
         bs = min(batch_size, n)
         return max(d, math.ceil(bs / d) * d)
+
+
+@jax.jit
+def _copy(tree):
+    """Fresh buffers for every array of `tree`, in one call (the user's model gets these, so the
+    state the steps donate is never theirs)."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 def _stacked(host, k: int):
