@@ -4,6 +4,7 @@ or weight files; models know nothing of training, data or benchmarks; training d
 the benchmarks; only the CLI and the package root see everything."""
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import ROOT
@@ -70,3 +71,13 @@ def test_the_rule_catches_a_wrong_way_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from jaxdl.bench.flops import xla_flops\n")
     assert list(jaxdl_imports(f)) == [(2, "bench")]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run's last line is README.md's second opening command, which runs ruff first."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", readme, re.M | re.S)
+    test_command = blocks[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
+    assert ci == test_command
+    assert "ruff format --check ." in ci and "ruff check ." in ci and "pytest" in ci

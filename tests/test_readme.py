@@ -74,12 +74,7 @@ def test_readme_python_block(index, tmp_path, monkeypatch):
     _, code = _blocks("python")[index]
     lines = _shrink(code).splitlines()
     namespace: dict = {"__name__": "__readme__"}
-    try:
-        exec(compile("\n".join(lines), f"README.md python block {index}", "exec"), namespace)
-    except RuntimeError as e:  # the engine donating the user's buffers to fit
-        if "deleted" in str(e) and "pure(model)" in code:
-            pytest.xfail(f"fit donates the model's buffers, so pure(model) after fit fails: {e}")
-        raise
+    exec(compile("\n".join(lines), f"README.md python block {index}", "exec"), namespace)
 
 
 @pytest.mark.slow
