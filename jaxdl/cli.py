@@ -381,7 +381,7 @@ class Train:
     """Mesh axes, e.g. data=8, data=2,model=4 or 2x4 (default: one data axis of all devices)."""
     fsdp: bool = False
     """Shard parameters and optimizer state over the data axis (FSDP) instead of replicating."""
-    sharding: str | None = None
+    sharding: Annotated[Literal["tp", "auto"] | None, _meta("{tp,auto}")] = None
     """tp: tensor parallel over the mesh's model axis by logical axis names (Megatron layouts,
     e.g. --mesh data=2,model=4 --sharding tp); auto: the same, but a dimension the model axis
     does not divide is replicated (a warning lists them) instead of an error. Default: weights
@@ -432,7 +432,7 @@ class Train:
     """No progress bar or tables (errors still go to stderr)."""
     set: Annotated[tuple[str, ...], _meta("KEY=VALUE ...")] = ()
     """Model config overrides KEY=VALUE, e.g. --set hidden=(256,128) activation=tanh."""
-    allow_changes: str | None = None
+    allow_changes: Annotated[str | None, _meta("NAME[,NAME...]")] = None
     """With --workdir: settings a resume may change from the checkpointed run, e.g. lr,epochs
     (recorded in metrics.json's allowed_changes); any other difference is refused."""
 

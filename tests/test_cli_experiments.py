@@ -43,7 +43,7 @@ def test_models_and_summary():
     [
         (["train", "mlpx"], "unknown model 'mlpx'. Did you mean: mlp"),
         (["train", "mlp", "--dataset", "digitz"], "unknown dataset 'digitz'"),
-        (["train", "mlp", "--optimizer", "adamx", "--epochs", "1"], "unknown optimizer 'adamx'"),
+        (["train", "mlp", "--optimizer", "adamx", "--epochs", "1"], "invalid choice 'adamx'"),
         (["train", "mlp", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["train", "mlp", "--lr", "0"], "--lr must be a positive number, got 0.0"),
         (["train", "mlp", "--batch-size", "-1"], "--batch-size must be a positive integer, got -1"),
