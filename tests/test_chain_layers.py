@@ -25,6 +25,12 @@ CFG = LayerConfig(8, 2)
 
 # name -> (factory, input shape, input dtype)
 LAYERS = {
+    "Dense": (lambda: jnn.Dense(4, 3, activation="relu", rngs=R()), (2, 4), jnp.float32),
+    "LayerNorm": (lambda: jnn.LayerNorm(4, rngs=R()), IMG, jnp.float32),
+    "GroupNorm": (lambda: jnn.GroupNorm(4, 2, rngs=R()), IMG, jnp.float32),
+    "InstanceNorm": (lambda: jnn.InstanceNorm(4, rngs=R()), IMG, jnp.float32),
+    "LocalResponseNorm": (lambda: jnn.LocalResponseNorm(3), IMG, jnp.float32),
+    "AdaptiveAvgPool": (lambda: jnn.AdaptiveAvgPool(3), IMG, jnp.float32),
     "Maxout": (lambda: jnn.Maxout(4, 3, rngs=R()), (2, 4), jnp.float32),
     "Linear": (lambda: jnn.Linear(4, 3, rngs=R()), (2, 4), jnp.float32),
     "ActivityRegularization": (lambda: jnn.ActivityRegularization(0.1, 0.1), (2, 4), jnp.float32),
