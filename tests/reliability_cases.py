@@ -404,14 +404,14 @@ def fit_epochs_zero(fx):
     _fit(np.zeros((16, 8, 8, 1), np.float32), np.zeros((16,), np.int32), epochs=0)
 
 
-@_api("Bidirectional(merge_mode=None): a non-string option value", "JaxdlError", "None")
-def bidirectional_merge_none(fx):
+@_api("Bidirectional(merge_mode=3): a non-string option value", "JaxdlError", "3")
+def bidirectional_merge_number(fx):
     from flax import nnx
 
     from jaxdl.nn.recurrent import RNN, Bidirectional, LSTMCell
 
     r = nnx.Rngs(0)
-    Bidirectional(RNN(LSTMCell(2, 3, rngs=r)), RNN(LSTMCell(2, 3, rngs=r)), merge_mode=None)
+    Bidirectional(RNN(LSTMCell(2, 3, rngs=r)), RNN(LSTMCell(2, 3, rngs=r)), merge_mode=3)
 
 
 @_api("unknown_name with an int value", "JaxdlError", "12")
