@@ -144,6 +144,7 @@ for _b, (_w, _d, _r, _p) in VARIANTS.items():
             "width_mult": 0.25,
             "depth_mult": 0.3,
             "drop_path": 0.5,
+            "num_classes": 10,
         },
         description=f"EfficientNet-B{_b} (Tan & Le 2019), {_r}x{_r}",
     )

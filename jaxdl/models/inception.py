@@ -280,7 +280,12 @@ register(
     InceptionConfig(input_shape=(224, 224, 3), version="v1", dropout=0.2),
     family="inception",
     task="classify",
-    test_overrides={"input_shape": (80, 80, 3), "width_mult": 0.125, "aux_logits": True},
+    test_overrides={
+        "input_shape": (80, 80, 3),
+        "width_mult": 0.125,
+        "aux_logits": True,
+        "num_classes": 10,
+    },
     description="GoogLeNet / Inception-v1 (Szegedy et al. 2015, Table 1)",
 )
 register(
@@ -289,7 +294,7 @@ register(
     InceptionConfig(version="v3"),
     family="inception",
     task="classify",
-    test_overrides={"input_shape": (75, 75, 3), "width_mult": 0.0625},
+    test_overrides={"input_shape": (75, 75, 3), "width_mult": 0.0625, "num_classes": 10},
     description="Inception-v3 (Szegedy et al. 2016), 299x299",
 )
 register(

@@ -255,7 +255,12 @@ register(
     MobileNetConfig(version=1, dropout=1e-3),
     family="mobilenet",
     task="classify",
-    test_overrides={"input_shape": (32, 32, 3), "width_mult": 0.125, "dropout": 0.2},
+    test_overrides={
+        "input_shape": (32, 32, 3),
+        "width_mult": 0.125,
+        "dropout": 0.2,
+        "num_classes": 10,
+    },
     description="MobileNet v1, alpha 1.0 (Howard et al. 2017, Table 1; Keras layout)",
 )
 register(
@@ -264,7 +269,7 @@ register(
     MobileNetConfig(version=2, bn_momentum=0.9, bn_epsilon=1e-5),
     family="mobilenet",
     task="classify",
-    test_overrides={"input_shape": (32, 32, 3), "width_mult": 0.25},
+    test_overrides={"input_shape": (32, 32, 3), "width_mult": 0.25, "num_classes": 10},
     description="MobileNet v2 (Sandler et al. 2018, Table 2)",
 )
 for _size in ("small", "large"):
@@ -274,7 +279,7 @@ for _size in ("small", "large"):
         MobileNetConfig(version=3, size=_size, bn_momentum=0.99),
         family="mobilenet",
         task="classify",
-        test_overrides={"input_shape": (32, 32, 3), "width_mult": 0.25},
+        test_overrides={"input_shape": (32, 32, 3), "width_mult": 0.25, "num_classes": 10},
         description=f"MobileNet v3 {_size} (Howard et al. 2019, Table "
         f"{1 if _size == 'large' else 2})",
     )
