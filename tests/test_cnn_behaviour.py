@@ -61,5 +61,7 @@ def test_googlenet_aux_heads_only_in_training():
     x = jnp.zeros((2, *model.config.input_shape))
     out_eval = jax.eval_shape(lambda m: m(x, train=False), model)
     out_train = jax.eval_shape(lambda m: m(x, train=True, rngs=nnx.Rngs(0)), model)
-    assert out_eval.shape == (2, 1000)
-    assert isinstance(out_train, tuple) and [o.shape for o in out_train] == [(2, 1000)] * 3
+    classes = model.config.num_classes
+    assert out_eval.shape == (2, classes)
+    assert isinstance(out_train, tuple)
+    assert [o.shape for o in out_train] == [(2, classes)] * 3
