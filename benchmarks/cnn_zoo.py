@@ -1,4 +1,4 @@
-"""The whole CNN zoo, inference and training, bf16 (issue 9, point 3).
+"""The whole CNN zoo, inference and training, bf16.
 
     python benchmarks/cnn_zoo.py                   # both modes, batch 128, every CNN registered
     python benchmarks/cnn_zoo.py --mode train --compare   # with PyTorch beside each model

@@ -1,4 +1,4 @@
-"""Compile time against depth, with and without scanned layers (issue 9, point 3).
+"""Compile time against depth, with and without scanned layers.
 
     python benchmarks/compile_vs_depth.py                  # gpt2-width decoders, 2..48 layers
     python benchmarks/compile_vs_depth.py --smoke --out /tmp/c   # CPU, small

@@ -1,6 +1,6 @@
 """GPT-2 124M training MFU, bf16, jaxdl against a PyTorch GPT-2 written for the benchmark
 (jaxdl.bench.compare.gpt_reference: fused scaled_dot_product_attention, torch.compile), AdamW,
-context 1024, dropout 0 on both sides (as llm.c and nanoGPT benchmark it) (issue 9, points 3-4).
+context 1024, dropout 0 on both sides (as llm.c and nanoGPT benchmark it).
 
     python benchmarks/gpt2_mfu.py
     python benchmarks/gpt2_mfu.py --smoke --out /tmp/g   # CPU, gpt_mini (or mlp) stands in

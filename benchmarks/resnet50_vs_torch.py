@@ -1,5 +1,5 @@
 """ResNet-50 training, bf16, jaxdl against PyTorch (torchvision resnet50, channels-last,
-autocast, torch.compile), SGD with momentum, over batch sizes (issue 9, points 3 and 4).
+autocast, torch.compile), SGD with momentum, over batch sizes.
 
     python benchmarks/resnet50_vs_torch.py
     python benchmarks/resnet50_vs_torch.py --smoke --out /tmp/r   # CPU, mlp stands in

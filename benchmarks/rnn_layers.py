@@ -1,6 +1,5 @@
 """LSTM and GRU layer training throughput: jaxdl's recurrent layer (one lax.scan over a fused
-cell, the input projection hoisted out of the loop) against PyTorch's cuDNN nn.LSTM / nn.GRU
-(issue 9, points 3 and 4).
+cell, the input projection hoisted out of the loop) against PyTorch's cuDNN nn.LSTM / nn.GRU.
 
     python benchmarks/rnn_layers.py                       # hidden 1024, batch 64, 256 steps
     python benchmarks/rnn_layers.py --smoke --out /tmp/r  # seconds on a CPU

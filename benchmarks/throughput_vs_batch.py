@@ -1,4 +1,4 @@
-"""Throughput against batch size, jaxdl beside PyTorch (issue 9, point 3).
+"""Throughput against batch size, jaxdl beside PyTorch.
 
     python benchmarks/throughput_vs_batch.py
     python benchmarks/throughput_vs_batch.py --smoke --out /tmp/t   # CPU, mlp stands in

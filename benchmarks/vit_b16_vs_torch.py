@@ -1,5 +1,5 @@
 """ViT-B/16 training, bf16, jaxdl against PyTorch (torchvision vit_b_16, else timm
-vit_base_patch16_224), AdamW, over batch sizes (issue 9, points 3 and 4).
+vit_base_patch16_224), AdamW, over batch sizes.
 
     python benchmarks/vit_b16_vs_torch.py
     python benchmarks/vit_b16_vs_torch.py --smoke --out /tmp/v   # CPU, mlp stands in

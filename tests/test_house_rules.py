@@ -83,3 +83,34 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1].strip()
     assert ci == test_command
     assert "ruff format --check ." in ci and "ruff check ." in ci and "pytest" in ci
+
+
+# test modules that check the project across packages live at the top of tests/
+CROSS_CUTTING = {
+    "test_cli_experiments.py",
+    "test_cli_help.py",
+    "test_fault_injection.py",
+    "test_functional.py",
+    "test_house_rules.py",
+    "test_readme.py",
+    "test_reliability.py",
+    "test_viz.py",
+}
+
+
+def test_tests_are_laid_out_as_the_package():
+    """Every test module sits in the folder of the jaxdl package it tests (tests/nn for
+    jaxdl/nn, ...; tests/experiments for experiments/), or is one of the cross-cutting checks
+    at the top; no folder names a package that does not exist."""
+    tests = ROOT / "tests"
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    folders = {"experiments", "fixtures"} | packages
+    top = {p.name for p in tests.glob("test_*.py")}
+    assert top == CROSS_CUTTING, f"test modules at the top of tests/: {sorted(top ^ CROSS_CUTTING)}"
+    for p in tests.rglob("test_*.py"):
+        rel = p.relative_to(tests)
+        if len(rel.parts) > 1:
+            assert len(rel.parts) == 2 and rel.parts[0] in folders, rel
+    subfolders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert subfolders <= folders, sorted(subfolders - folders)
+    assert not (folders - {"fixtures"}) - subfolders - {"viz"}, "a package without tests"

@@ -2,8 +2,8 @@
 blocks is run, shrunk to 1 epoch (`epochs=N` / `--epochs N` become 1), in a temporary
 directory. Commands that cannot run here are skipped with the reason: the install and test
 lines (they are what runs this), the GPU / Slurm / TPU section (marked 'not run here' in
-README), multi-process commands (tests/test_parallel_multiprocess.py runs those), `--compare
-torch` without torch, and MNIST without ../shared/data."""
+README), multi-process commands (tests/parallel/test_parallel_multiprocess.py runs those),
+`--compare torch` without torch, and MNIST without ../shared/data."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _commands() -> list:
                 if "not run here" in heading:
                     reason = "README: written for GPU hosts, Slurm and TPU pods, not run here"
                 elif "--coordinator" in part:
-                    reason = "multi-process: run by tests/test_parallel_multiprocess.py"
+                    reason = "multi-process: run by tests/parallel/test_parallel_multiprocess.py"
                 elif "--compare torch" in part and importlib.util.find_spec("torch") is None:
                     reason = "--compare torch needs torch (not installed)"
                 marks = [pytest.mark.skip(reason=reason)] if reason else []

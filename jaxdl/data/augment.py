@@ -230,7 +230,7 @@ class Shear(_Geometric):
 
     `about='corner'` shears about the top-left pixel instead (input col = col + sx * row, input
     row = row + sy * col), which is what keras.layers.RandomShear (Keras 3) computes: with the
-    same factors the two give the same image (tests/test_augment.py). Keras also flips the sign
+    same factors the two give the same image (tests/data/test_augment.py). Keras also flips the sign
     of both factors with probability 1/2, which for the symmetric default range (-f, f) changes
     nothing."""
 

@@ -53,7 +53,7 @@ def register(
 ) -> None:
     """Register a variant. `config` must be a frozen dataclass instance; `task` (one of TASKS)
     says what the model outputs and `test_overrides` make a tiny instance of it for the registry
-    test battery (tests/test_registry_battery.py fails for an entry without them)."""
+    test battery (tests/models/test_registry_battery.py fails for an entry without them)."""
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"config for {name!r} must be a dataclass instance, got {type(config)}")
     if name in _REGISTRY:

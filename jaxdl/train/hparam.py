@@ -15,7 +15,7 @@ and seeds. A `SweepTask` stacks K train states (the learning rate lives in the o
 through `optax.inject_hyperparams`) and the `Trainer` runs `jax.vmap` of the library's own train
 step, so K configurations (or an ensemble of K seeds) cost one compilation and one dispatch per
 step, with the engine's callbacks, checkpoints and resume; each run equals the `Trainer` run with
-that learning rate and seed (tests/test_hparam.py checks this).
+that learning rate and seed (tests/train/test_hparam.py checks this).
 """
 
 from __future__ import annotations

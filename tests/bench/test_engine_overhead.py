@@ -11,7 +11,7 @@ import pytest
 
 from jaxdl.errors import JaxdlError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load():

@@ -152,7 +152,7 @@ def test_lenet_paper_bad_options():
 
 
 def _recorded(key):
-    path = Path(__file__).parent / "data" / "torch_state_dict_shapes.json.gz"
+    path = Path(__file__).parents[1] / "fixtures" / "torch_state_dict_shapes.json.gz"
     return json.load(gzip.open(path, "rt"))[key]
 
 

@@ -1,6 +1,6 @@
 """Checkpoints (jaxdl.train.checkpoint): round trip, restore onto other meshes, and the faults
 R3 (corruption -> fallback), R4 (mismatch -> clear error), R5 (never save non-finite values) and
-R6 (symlinks outside / '..' names refused) of issue 6."""
+R6 (symlinks outside / '..' names refused)."""
 
 import os
 
@@ -259,3 +259,4 @@ def test_workdir_that_is_a_file_or_not_writable(tmp_path):
             check_writable_dir(ro)
     finally:
         ro.chmod(0o700)
+

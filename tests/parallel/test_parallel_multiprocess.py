@@ -21,7 +21,7 @@ from jaxdl.parallel import abstract_state, make_mesh
 from jaxdl.train import Trainer
 from jaxdl.train.checkpoint import Checkpoints
 
-WORKER = ROOT / "tests" / "parallel_worker.py"
+WORKER = ROOT / "tests" / "parallel" / "parallel_worker.py"
 
 
 def _free_port() -> int:

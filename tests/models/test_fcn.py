@@ -187,7 +187,7 @@ def _torchvision_fcn_shapes(aux=True):
     import json
     from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "torch_state_dict_shapes.json.gz"
+    path = Path(__file__).parents[1] / "fixtures" / "torch_state_dict_shapes.json.gz"
     res = json.load(gzip.open(path, "rt"))["timm/resnet50"]
     out = {f"backbone.{k}": v for k, v in res.items() if not k.startswith("fc.")}
     heads = [("classifier", 2048)] + ([("aux_classifier", 1024)] if aux else [])

@@ -1,8 +1,8 @@
-"""What CNN families do beyond the registry battery (tests/test_registry_battery.py, which checks
-every model's outputs, gradients, determinism and one training step): BatchNorm statistics used
-in evaluation and updated in training, dropout / stochastic depth only in training and another
-key giving other bits, and GoogLeNet's auxiliary heads only in training. Tiny instances come
-from each entry's `test_overrides`."""
+"""What CNN families do beyond the registry battery (tests/models/test_registry_battery.py,
+which checks every model's outputs, gradients, determinism and one training step): BatchNorm
+statistics used in evaluation and updated in training, dropout / stochastic depth only in
+training and another key giving other bits, and GoogLeNet's auxiliary heads only in training.
+Tiny instances come from each entry's `test_overrides`."""
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,7 @@ Each test builds the torch model with random weights (every constant-initialised
 statistics included, randomised so no mapping hides behind zeros or ones), converts its state
 dict, and compares logits in float32 in eval mode on NHWC (ours) vs NCHW (torch) inputs.
 Skipped where torch, torchvision or timm are absent (tests/_torch.py); the name tables are also
-checked without torch in tests/test_weights_load.py.
+checked without torch in tests/weights/test_weights_load.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""One process of the multi-process test (tests/test_parallel_multiprocess.py), run as a script:
+"""One process of the multi-process test (tests/parallel/test_parallel_multiprocess.py), run as
+a script:
 
-    python tests/parallel_worker.py OUT.npz --devices 4 [--coordinator H:P --num-processes 2
-        --process-id I]
+    python tests/parallel/parallel_worker.py OUT.npz --devices 4
+        [--coordinator H:P --num-processes 2 --process-id I]
 
 Simulates `--devices` CPU devices in this process, joins the run through
 `jaxdl.parallel.initialize_distributed`, trains a batch-normalised MLP on digits on a mesh over

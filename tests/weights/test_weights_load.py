@@ -82,7 +82,8 @@ def _torch_names_resnet18(model):
 
 def test_torchvision_layout_roundtrip_from_local_file(tmp_path, monkeypatch):
     """A torchvision-layout state dict written to safetensors loads into an equal model (the
-    table is checked against torchvision itself in tests/test_weights_torch.py, where installed)."""
+    table is checked against torchvision itself in tests/weights/test_weights_torch.py, where
+    installed)."""
     src = create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, rngs=nnx.Rngs(3))
     sd = _torch_names_resnet18(src)
     sd["layer1.0.bn1.num_batches_tracked"] = np.array(5)
@@ -99,8 +100,9 @@ def test_torchvision_layout_roundtrip_from_local_file(tmp_path, monkeypatch):
 
 
 # --- the converter tables against the real torchvision / timm state-dict layouts, without torch:
-# tests/data/torch_state_dict_shapes.json.gz holds every state-dict name and shape of those models
-# (written by tests/data/make_torch_state_dict_shapes.py); values are checked by the parity tests.
+# tests/fixtures/torch_state_dict_shapes.json.gz holds every state-dict name and shape of those
+# models (written by tests/fixtures/make_torch_state_dict_shapes.py); values are checked by the
+# parity tests.
 
 
 def _torch_shapes():
@@ -108,7 +110,9 @@ def _torch_shapes():
     import json
     from pathlib import Path
 
-    with gzip.open(Path(__file__).parent / "data" / "torch_state_dict_shapes.json.gz", "rt") as f:
+    with gzip.open(
+        Path(__file__).parents[1] / "fixtures" / "torch_state_dict_shapes.json.gz", "rt"
+    ) as f:
         return json.load(f)
 
 
