@@ -45,6 +45,7 @@ symbolic link in their place is refused (`UnsafePathError`).
 
 from __future__ import annotations
 
+import copy
 import errno
 import fcntl
 import json
@@ -471,7 +472,9 @@ class Checkpoints:
                 f"refusing to save checkpoint {step} in {str(self.directory)!r}: "
                 f"non-finite values in {', '.join(bad[:5])}"
             )
-        meta = {**(meta or {}), "spec": tree_spec(tree), "digests": sums}
+        # a snapshot: the asynchronous write serialises the JSON later, in another thread, and
+        # callbacks keep appending to the lists their states share (History after an epoch)
+        meta = copy.deepcopy({**(meta or {}), "spec": tree_spec(tree), "digests": sums})
         args = ocp.args.Composite(
             **{TREE: ocp.args.StandardSave(tree), META: ocp.args.JsonSave(meta)}
         )

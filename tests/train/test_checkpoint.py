@@ -260,3 +260,28 @@ def test_workdir_that_is_a_file_or_not_writable(tmp_path):
     finally:
         ro.chmod(0o700)
 
+
+def test_async_save_snapshots_the_json_meta(tmp_path, monkeypatch):
+    """The asynchronous write serialises the JSON part later, in its own thread: what it writes
+    is a snapshot taken at `save`, sharing nothing with the caller's dicts and lists (History's
+    lists grow at the next epoch end, and a slow write used to record the later epochs)."""
+    import orbax.checkpoint as ocp
+
+    written = []
+    real = ocp.args.JsonSave
+
+    def recording(item):
+        written.append(item)
+        return real(item)
+
+    monkeypatch.setattr(ocp.args, "JsonSave", recording)
+    history = {"loss": [2.0, 1.5]}
+    c = Checkpoints(tmp_path / "ck", async_save=True)
+    c.save(5, _tree(), {"callbacks": {"History": {"history": history}}})
+    history["loss"].append(1.0)  # the next epoch end, while the write may still run
+    c.wait()
+    (item,) = written
+    assert item["callbacks"]["History"]["history"]["loss"] == [2.0, 1.5]
+    assert item["callbacks"]["History"]["history"] is not history
+    assert c.read_meta(5)["callbacks"]["History"]["history"]["loss"] == [2.0, 1.5]
+    c.close()
