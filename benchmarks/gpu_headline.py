@@ -464,8 +464,9 @@ def stage_lstm(run: Run) -> None:
 def stage_fit(run: Run) -> None:
     from jaxdl.bench import jax_timing, runner
     from jaxdl.bench.loss import BenchLoss
-    from jaxdl.bench.models import build_model, model_io, output_spec, synthetic_batch
+    from jaxdl.bench.models import build_model, model_io, synthetic_batch
     from jaxdl.bench.options import failure_status
+    from jaxdl.functional import output_spec
     from jaxdl.models.inputs import example_input
 
     s = run.sizes

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 
 from jaxdl.bench import timing
 from jaxdl.bench.loss import BenchLoss
-from jaxdl.bench.models import ModelIO, build_model, model_io, output_spec, synthetic_input
+from jaxdl.bench.models import ModelIO, build_model, model_io, synthetic_input
 from jaxdl.bench.options import GIB, BenchOptions, Peaks
+from jaxdl.functional import output_spec
 
 MIXED_PRECISION = {"fp32": None, "bf16": "bf16"}  # --dtype -> Trainer(mixed_precision=...)
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxdl.bench.options import BenchOptions
 from jaxdl.errors import JaxdlError
+from jaxdl.functional import output_spec
 
 
 def resolve_models(patterns) -> list[str]:
@@ -62,14 +63,6 @@ def build_model(name: str, opts: BenchOptions, *, abstract: bool = False):
     if abstract:
         return abstract_model(name, **overrides)
     return create_model(name, rngs=nnx.Rngs(0), **overrides)
-
-
-def output_spec(model, x: jax.ShapeDtypeStruct):
-    """The model's inference output for an input like `x`, traced abstractly."""
-    from jaxdl.functional import pure
-
-    apply, params, mstate = pure(model)
-    return jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], params, mstate, x)
 
 
 @dataclass(frozen=True)

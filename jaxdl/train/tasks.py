@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import JaxdlError
+from jaxdl.functional import output_spec
 from jaxdl.train import losses, metrics
 
 # one compiled call instead of dozens of eager ops at every epoch end
@@ -68,7 +69,7 @@ class Task:
     def check_input(self, apply, state, x) -> None:
         """Trace the model abstractly on an input like `x` (a ShapeDtypeStruct): an input that
         does not fit the model fails here, with the model's own error."""
-        jax.eval_shape(lambda p, s, x: apply(p, s, x)[0], state.params, state.model_state, x)
+        output_spec((apply, state.params, state.model_state), x)
 
     def check_callbacks(self, callbacks) -> None:
         """Refuse callbacks this task cannot serve (nothing to refuse for one model)."""
