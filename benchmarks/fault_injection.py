@@ -371,10 +371,10 @@ def external_trials(
 
 def summarize(results: list[dict]) -> dict:
     """Counts over the trials. Expected exit codes: SIGKILL -9; SIGTERM 75 (fit saved and
-    stopped), -15 (before fit installed its handler or after fit restored the default), or 0
-    (the signal came after the last step: fit finished the epoch end it was in and exited
-    normally, all outputs written)."""
-    expected_rc = {"SIGKILL": {-signal.SIGKILL}, "SIGTERM": {75, -signal.SIGTERM, 0}}
+    stopped) or -15 (before fit installed its handler or after fit restored the default); and
+    for either, 0 where the run completed first (the process exited between the timeout and
+    the signal, or a SIGTERM came after the last step, while fit finished its epoch end)."""
+    expected_rc = {"SIGKILL": {-signal.SIGKILL, 0}, "SIGTERM": {75, -signal.SIGTERM, 0}}
     return {
         "trials": len(results),
         "identical": sum(r["identical"] for r in results),

@@ -106,6 +106,13 @@ PROCESS_ROWS = [
         for i, sig in enumerate(["SIGKILL", "SIGTERM"] * 5)
     ],
     (
+        "a checkpoint written asynchronously while the next epoch end appends to History's "
+        "lists (under load the write ran late and recorded that epoch too)",
+        "the JSON metadata is a snapshot taken at save; 50/50 external-kill trials "
+        "byte-identical in benchmarks/fault_injection.py",
+        "train/test_checkpoint.py::test_async_save_snapshots_the_json_meta",
+    ),
+    (
         "SIGKILL inside orbax's commit of a checkpoint (R2)",
         "the partial checkpoint is removed on restart; the run is bit-identical",
         "test_fault_injection.py::test_r2_sigkill_during_checkpoint_write",
@@ -122,9 +129,16 @@ PROCESS_ROWS = [
 def _short(text: str, n: int = 110, tmp: str = "") -> str:
     if tmp:
         text = text.replace(tmp, "TMP")
-    lines = [ln.strip(" │─") for ln in text.strip().splitlines()]
+    lines = [ln.strip(" │─╭╮╰╯") for ln in text.strip().splitlines()]
     lines = [ln for ln in lines if ln and set(ln) - set("-─━ ")]
     line = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")
+    if "For full helptext" in text and len(lines) > 1:  # tyro's box: its title, then the body
+        body = []
+        for ln in lines[1:]:
+            if ln.startswith("For full helptext"):
+                break
+            body.append(ln)
+        line = f"{lines[0]}: {' '.join(body)}"
     line = line.replace("|", "\\|").replace("`", "'")
     return line if len(line) <= n else line[: n - 1] + "…"
 
