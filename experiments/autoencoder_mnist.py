@@ -3,7 +3,7 @@
 on per-pixel binary cross-entropy. Writes training curves, test reconstructions (originals on
 odd rows, reconstructions under them) and a TensorBoard event file to --out.
 
-    JAXDL_SHARED_DATA=/work/shared/data python experiments/autoencoder_mnist.py \
+    JAXDL_SHARED_DATA=/path/to/data python experiments/autoencoder_mnist.py \
         [--kind conv|dense] [--latent-dim 16] [--epochs 10] [--smoke]
 
 MNIST: any folder of IDX files works (--data PATH); the full 60k set is

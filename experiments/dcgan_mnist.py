@@ -8,7 +8,7 @@ small MLP classifier trained here on the same training images in place of Incept
 best (every image one confident digit, all digits equally often), 1 at worst; the real test
 images give the ceiling this classifier can reach.
 
-    JAXDL_SHARED_DATA=/work/shared/data python experiments/dcgan_mnist.py \
+    JAXDL_SHARED_DATA=/path/to/data python experiments/dcgan_mnist.py \
         [--epochs 5] [--features 32 64] [--latent-dim 64] [--smoke]
 """
 

@@ -3,7 +3,7 @@ a sample drawn with the KV cache.
 
 The text's last 10% is the validation split; windows of `context` characters, y shifted by one.
 
-    JAXDL_SHARED_DATA=/work/shared/data python experiments/gpt_shakespeare.py [--epochs 5] [--smoke]
+    JAXDL_SHARED_DATA=/path/to/data python experiments/gpt_shakespeare.py [--epochs 5] [--smoke]
 """
 
 from __future__ import annotations

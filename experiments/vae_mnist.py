@@ -4,7 +4,7 @@
 z ~ N(0, I), interpolations between test digits (each row: one pair, left to right), test
 reconstructions, and a TensorBoard event file to --out.
 
-    JAXDL_SHARED_DATA=/work/shared/data python experiments/vae_mnist.py \
+    JAXDL_SHARED_DATA=/path/to/data python experiments/vae_mnist.py \
         [--kind dense|conv] [--latent-dim 16] [--epochs 20] [--beta 1.0] [--smoke]
 
 The pixels are MNIST's grey levels in [0, 1] used as Bernoulli targets (not binarised), so the

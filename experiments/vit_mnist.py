@@ -2,7 +2,7 @@
 7,000 train / 1,000 validation / 2,000 test): 7x7 patches (a 4x4 grid), class token, learned
 positions, pre-LN encoder.
 
-    JAXDL_SHARED_DATA=/work/shared/data python experiments/vit_mnist.py [--epochs 15] [--smoke]
+    JAXDL_SHARED_DATA=/path/to/data python experiments/vit_mnist.py [--epochs 15] [--smoke]
 """
 
 from __future__ import annotations
