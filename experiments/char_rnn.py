@@ -26,6 +26,7 @@ from jaxdl.data.text import CharVocab, generate_text, lm_windows, read_text
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import param_counts
 from jaxdl.train import Callback, LanguageModelTask, Trainer, make_schedule
+from jaxdl.viz import save_run_pictures
 
 CELL_PARAMS = {  # REFERENCE.md: parameters of one layer of u units on d inputs
     "rnn": lambda d, u: u * d + u * u + u,
@@ -53,6 +54,8 @@ class Config:
     top_k: int | None = None
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/char_rnn"
+    """Run directory for the pictures."""
 
 
 class StopAfter(Callback):
@@ -129,15 +132,17 @@ def main(cfg: Config) -> dict:
         seed=cfg.seed,
     )
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.fit(
+    h = trainer.fit(
         train,
         epochs=-(-steps // per_epoch),
         batch_size=batch_size,
+        validation_data=val,
         callbacks=[StopAfter(steps)],
         verbose=1,
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ev = trainer.evaluate(val, batch_size=batch_size)
+    save_run_pictures(cfg.out, h, title=f"char {cfg.cell} language model")
     sample = generate_text(
         trainer.model,
         vocab,

@@ -14,8 +14,10 @@ pointed to with --data-dir. This machine is offline, so only `--smoke` was run h
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tyro
@@ -26,6 +28,20 @@ from jaxdl.data import ArrayDataset, num_batches, parse_augment
 from jaxdl.errors import JaxdlError
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_schedule
+from jaxdl.viz import save_run_pictures
+
+CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 # name -> (registered model, config overrides)
 MODELS = {
@@ -49,6 +65,9 @@ class Config:
     """TFDS data folder (default: TFDS's, ~/tensorflow_datasets)."""
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/cnn_cifar10"
+    """Run directory: one folder of pictures per model and augmentation (curves.png with the
+    test set as the validation curve, no selection is made on it; confusion_matrix.png)."""
     """Synthetic 32x32x3 data (class-dependent colour blobs), tiny widths, one epoch."""
 
 
@@ -116,10 +135,24 @@ def main(cfg: Config) -> dict:
             augment=parse_augment(spec) if spec else None,
         )
         t0 = time.perf_counter()
-        trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=0 if cfg.smoke else 1)
+        h = trainer.fit(
+            train,
+            epochs=epochs,
+            batch_size=cfg.batch_size,
+            validation_data=test,
+            verbose=0 if cfg.smoke else 1,
+        )
         dt = time.perf_counter() - t0
-        ev = trainer.evaluate(test)
+        ev = trainer.evaluate(test, detailed=True)
         label = f"{key} + {spec}" if spec else key
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
+        save_run_pictures(
+            Path(cfg.out) / slug,
+            h,
+            confusion=ev["confusion_matrix"],
+            class_names=CLASSES,
+            title=f"{label} on CIFAR-10" + (" (synthetic)" if cfg.smoke else ""),
+        )
         console.print(
             f"{label}: test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, "
             f"train time {dt:.1f}s"

@@ -25,6 +25,7 @@ from jaxdl.errors import JaxdlError
 from jaxdl.functional import count_params
 from jaxdl.nn.decoding import generate
 from jaxdl.train import LanguageModelTask, Trainer
+from jaxdl.viz import save_run_pictures
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Config:
     top_k: int | None = 20
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/gpt_shakespeare"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -79,9 +82,10 @@ def main(cfg: Config) -> dict:
         seed=cfg.seed,
     )
     t0 = time.perf_counter()
-    t.fit(train, epochs=epochs, batch_size=cfg.batch_size, validation_data=val, verbose=1)
+    h = t.fit(train, epochs=epochs, batch_size=cfg.batch_size, validation_data=val, verbose=1)
     train_s = time.perf_counter() - t0
     ev = t.evaluate(val, batch_size=cfg.batch_size)
+    save_run_pictures(cfg.out, h, title="GPT on tiny Shakespeare")
     prompt = jnp.asarray(vocab.encode("ROMEO:"))[None]
     n = min(cfg.sample_len, context - prompt.shape[1])
     out = generate(

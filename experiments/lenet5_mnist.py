@@ -21,6 +21,7 @@ from jaxdl.data import load_dataset, num_batches, shared_data_dir
 from jaxdl.errors import JaxdlError
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer, make_schedule
+from jaxdl.viz import save_run_pictures
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Config:
     dropout: float = 0.25  # before the hidden fc layers' outputs: 8,000 images over-fit
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/lenet5_mnist"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -64,9 +67,13 @@ def main(cfg: Config) -> dict:
         model, optimizer="adam", learning_rate=lr, seed=cfg.seed, mesh=make_mesh(num_devices=1)
     )
     t0 = time.perf_counter()
-    trainer.fit(splits.train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
+    h = trainer.fit(splits.train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
     train_time = time.perf_counter() - t0
-    ev = trainer.evaluate(splits.test)
+    ev = trainer.evaluate(splits.test, detailed=True)
+    # the split has no validation part (the published 8,000 / 2,000 split): training curves only
+    save_run_pictures(
+        cfg.out, h, confusion=ev["confusion_matrix"], title=f"LeNet-5 on {splits.name}"
+    )
     Console(highlight=False).print(
         f"LeNet-5 on {splits.name}: {len(splits.train)} train / {len(splits.test)} test, "
         f"test accuracy {ev['accuracy']:.4f}, loss {ev['loss']:.4f}, train time {train_time:.1f}s"

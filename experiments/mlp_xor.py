@@ -1,5 +1,6 @@
 """XOR, which no perceptron learns, solved by a 2-4-1 MLP with tanh hidden units and a sigmoid
-output trained with binary cross-entropy and full-batch gradient descent.
+output trained with binary cross-entropy and full-batch gradient descent; the loss and
+accuracy curves go to --out (curves.png).
 
     python experiments/mlp_xor.py [--epochs 500] [--lr 0.5]
 """
@@ -16,6 +17,7 @@ from flax import nnx
 from jaxdl import create_model
 from jaxdl.parallel import make_mesh
 from jaxdl.train import Trainer
+from jaxdl.viz import save_run_pictures
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Config:
     optimizer: str = "sgd"
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/mlp_xor"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -48,6 +52,7 @@ def main(cfg: Config) -> dict:
         print(f"x = {xi.astype(int).tolist()}  d = {yi}  p(1) = {pi:.3f}  y = {int(pi > 0.5)}")
     acc = float(((p > 0.5) == y).mean())
     print(f"final loss {h.history['loss'][-1]:.4f}, accuracy {acc:.2f}")
+    save_run_pictures(cfg.out, h, title=f"2-{cfg.hidden}-1 MLP on XOR ({cfg.optimizer})")
     return {"accuracy": acc, "loss": h.history["loss"][-1]}
 
 

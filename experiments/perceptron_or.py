@@ -16,6 +16,7 @@ from rich.table import Table
 
 from jaxdl import create_model
 from jaxdl.models.mlp import train_perceptron
+from jaxdl.viz import save_run_pictures
 
 GATES = {"or": [0, 1, 1, 1], "and": [0, 0, 0, 1], "xor": [0, 1, 1, 0]}
 
@@ -26,6 +27,8 @@ class Config:
     eta: float = 0.1
     max_epochs: int = 20
     smoke: bool = False
+    out: str = "runs/perceptron"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -52,6 +55,11 @@ def main(cfg: Config) -> dict:
             )
     console.print(t)
     console.print("corrections per epoch:", res.corrections)
+    save_run_pictures(
+        cfg.out,
+        {"corrections": res.corrections},
+        title=f"delta rule on {cfg.gate.upper()}, eta={cfg.eta}",
+    )
     verdict = "converged" if res.converged else "did NOT converge"
     console.print(
         f"{verdict} after {res.epochs} epoch(s): "

@@ -24,6 +24,8 @@ class Config:
     data_dir: str | None = None
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/resnet_cifar10"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -37,6 +39,7 @@ def main(cfg: Config) -> dict:
             data_dir=cfg.data_dir,
             seed=cfg.seed,
             smoke=cfg.smoke,
+            out=cfg.out,
         )
     )
 

@@ -31,6 +31,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.data.text import CharVocab
 from jaxdl.functional import split
 from jaxdl.train import LanguageModelTask, Trainer, make_schedule
+from jaxdl.viz import save_run_pictures
 
 VOCAB = CharVocab.from_text(" 0123456789+=")  # ' ' sorts first: padding is id 0
 START = "="
@@ -49,6 +50,8 @@ class Config:
     reverse_target: bool = True
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/seq2seq_addition"
+    """Run directory for the pictures."""
 
 
 def make_pairs(n: int, digits: int, rng: np.random.Generator, exclude: set | None = None):
@@ -114,7 +117,8 @@ def main(cfg: Config) -> dict:
         seed=cfg.seed,
     )
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
+    h = trainer.fit(train, epochs=epochs, batch_size=cfg.batch_size, verbose=1)
+    save_run_pictures(cfg.out, h, title=f"seq2seq LSTM addition, {cfg.digits} digits")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     src_te, _, tgt_te = encode_pairs(a_te, b_te, cfg.digits, cfg.reverse_target)

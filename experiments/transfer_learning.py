@@ -34,6 +34,7 @@ from jaxdl.models.compose import Chain, feature_dim
 from jaxdl.nn import Linear
 from jaxdl.train import Trainer
 from jaxdl.train.optim import fine_tune_patterns
+from jaxdl.viz import save_run_pictures
 from jaxdl.weights import load
 from jaxdl.weights.convert import assign, model_tensors
 from jaxdl.weights.io import read_safetensors
@@ -67,6 +68,8 @@ class Config:
     val_fraction: float = 0.2
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/transfer_learning"
+    """Run directory for the pictures (curves of both phases, one after the other)."""
 
 
 def synthetic_folder(root: Path, n: int = 24, size: int = 40) -> Path:
@@ -144,6 +147,7 @@ def main(cfg: Config) -> dict:
             smoke=True,
             weights=cfg.weights,
             source=cfg.source,
+            out=cfg.out,
         )
     if cfg.data is None:
         raise JaxdlError(
@@ -168,7 +172,7 @@ def main(cfg: Config) -> dict:
     head = Trainer(
         model, optimizer="adam", learning_rate=cfg.lr_head, freeze=[r"^backbone/"], seed=cfg.seed
     )
-    head.fit(
+    h1 = head.fit(
         splits.train, epochs=cfg.epochs_head, batch_size=cfg.batch_size, validation_data=splits.val
     )
     phase1 = head.evaluate(splits.test)
@@ -178,13 +182,21 @@ def main(cfg: Config) -> dict:
     tune = Trainer(
         head.model, optimizer="adam", learning_rate=cfg.lr_finetune, freeze=frozen, seed=cfg.seed
     )
-    tune.fit(
+    h2 = tune.fit(
         splits.train,
         epochs=cfg.epochs_finetune,
         batch_size=cfg.batch_size,
         validation_data=splits.val,
     )
-    phase2 = tune.evaluate(splits.test)
+    phase2 = tune.evaluate(splits.test, detailed=True)
+    both = {k: h1.history[k] + h2.history[k] for k in h1.history if k in h2.history}
+    save_run_pictures(
+        cfg.out,
+        both,
+        confusion=phase2["confusion_matrix"],
+        class_names=splits.class_names,
+        title=f"head ({cfg.epochs_head} epochs), then fine-tuning ({cfg.epochs_finetune})",
+    )
     dt = time.perf_counter() - t0
     print(f"head only (backbone frozen): test accuracy {phase1['accuracy']:.4f}")
     print(

@@ -22,6 +22,7 @@ from jaxdl.data import ArrayDataset
 from jaxdl.functional import count_params
 from jaxdl.nn.decoding import beam_search, greedy_decode
 from jaxdl.train import LanguageModelTask, Trainer
+from jaxdl.viz import save_run_pictures
 
 PAD, BOS = 0, 1  # symbols are 2 .. 2 + num_symbols - 1
 
@@ -40,6 +41,8 @@ class Config:
     lr: float = 1e-3
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/transformer_seq2seq"
+    """Run directory for the pictures."""
 
 
 def reversal_data(n: int, length: int, num_symbols: int, seed: int):
@@ -75,7 +78,8 @@ def main(cfg: Config) -> dict:
         model, task=LanguageModelTask(vocab), optimizer="adam", learning_rate=cfg.lr, seed=cfg.seed
     )
     t0 = time.perf_counter()
-    t.fit(ArrayDataset(x, y), epochs=epochs, batch_size=cfg.batch_size, verbose=1)
+    h = t.fit(ArrayDataset(x, y), epochs=epochs, batch_size=cfg.batch_size, verbose=1)
+    save_run_pictures(cfg.out, h, title="transformer encoder-decoder")
     train_s = time.perf_counter() - t0
     trained = t.model
     pred = np.asarray(greedy_decode(trained, jnp.asarray(test_src), cfg.length, bos_id=BOS))

@@ -19,6 +19,7 @@ from jaxdl.data import load_dataset, shared_data_dir
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import count_params
 from jaxdl.train import Trainer
+from jaxdl.viz import save_run_pictures
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Config:
     lr: float = 1e-3
     seed: int = 0
     smoke: bool = False
+    out: str = "runs/vit_mnist"
+    """Run directory for the pictures."""
 
 
 def main(cfg: Config) -> dict:
@@ -59,9 +62,12 @@ def main(cfg: Config) -> dict:
     )
     t = Trainer(model, optimizer="adamw", learning_rate=cfg.lr, seed=cfg.seed)
     t0 = time.perf_counter()
-    t.fit(train, epochs=epochs, batch_size=cfg.batch_size, validation_data=splits.val, verbose=1)
+    h = t.fit(
+        train, epochs=epochs, batch_size=cfg.batch_size, validation_data=splits.val, verbose=1
+    )
     train_s = time.perf_counter() - t0
-    ev = t.evaluate(splits.test)
+    ev = t.evaluate(splits.test, detailed=True)
+    save_run_pictures(cfg.out, h, confusion=ev["confusion_matrix"], title="ViT on MNIST")
     params = count_params(t.params)
     Console(highlight=False).print(
         f"ViT on MNIST: {params:,} params, test accuracy {ev['accuracy']:.4f}, loss "

@@ -1,10 +1,11 @@
-"""The `jaxdl` command: models, summary, train (and, from the bench module, bench).
+"""The `jaxdl` command: models, summary, train, bench and plot.
 
     jaxdl models
     jaxdl summary resnet50 --input 224
     jaxdl train mlp --dataset digits --epochs 30 --batch-size 32 --optimizer adam --lr 1e-3 --json
     jaxdl bench 'resnet*' --mode train --batch 64 128 --dtype bf16 --compare torch --plot
     jaxdl train mlp --dataset digits --epochs 20 --workdir W   # resumes from W/checkpoints
+    jaxdl plot W                                               # W/log.csv -> W/curves.png
 
 Exit codes of `train`: 0 done, 2 bad input, 3 the loss became NaN or inf (EXIT_NONFINITE),
 75 stopped by SIGTERM after saving a checkpoint (EXIT_PREEMPTED: run it again to resume).
@@ -41,6 +42,7 @@ NOT_HYPERPARAMETERS = frozenset(
         "init_timeout",
         "allow_changes",
         "tensorboard",
+        "log_every",
         "profile_steps",
         "keep_checkpoints",
         "checkpoint_every",
@@ -88,6 +90,8 @@ def validate_train(cmd: Train) -> None:
             raise JaxdlError(
                 f"--profile-steps must be START STOP with 0 <= START <= STOP, got {a} {b}"
             )
+    if cmd.log_every < 0:
+        raise JaxdlError(f"--log-every must be >= 0 (0: per epoch only), got {cmd.log_every}")
     allowed_changes(cmd)
     if cmd.augment is not None:
         from jaxdl.data import parse_augment
@@ -409,6 +413,9 @@ class Train:
     """Stop when val_loss has not improved for this many epochs (restoring the best weights)."""
     tensorboard: bool = False
     """With --workdir: TensorBoard logs in WORKDIR/tensorboard (scalars, histograms, images)."""
+    log_every: Annotated[int, _meta("STEPS")] = 10
+    """With --tensorboard: per-step scalars (batch_loss, batch metrics, learning rate) every
+    STEPS steps, beside the per-epoch ones; 0 for per-epoch scalars only."""
     profile_steps: Annotated[tuple[int, int] | None, _meta("START STOP")] = None
     """With --tensorboard: jax.profiler trace of steps START STOP."""
     mixed_precision: Annotated[Precision | None, _meta("{fp32,bf16,fp16}")] = None
@@ -492,12 +499,17 @@ class Train:
             check_positive("--checkpoint-every", self.checkpoint_every, integer=True)
         if self.allow_changes and self.workdir is None:
             raise JaxdlError("--allow-changes needs --workdir (it concerns resuming a run)")
+        console = Console(highlight=False, stderr=False)
+        if not self.quiet:  # files, folders and TFDS take seconds: say what is happening
+            console.print(f"loading dataset {self.dataset}...", soft_wrap=True)
+        t_load = time.perf_counter()
         splits = load_dataset(
             self.dataset,
             seed=self.seed,
             val_fraction=self.val_fraction,
             test_fraction=self.test_fraction,
         )
+        t_load = time.perf_counter() - t_load
         vocab = splits.info.get("vocab")  # text datasets: next-token prediction
         overrides = model_overrides_for(
             self.name,
@@ -602,6 +614,7 @@ class Train:
                         histogram_freq=1,
                         write_images=True,
                         profile_batch=self.profile_steps or 0,
+                        update_freq=self.log_every or "epoch",
                         sample_data=sample.subset(slice(0, 256)),
                     )
                 )
@@ -615,15 +628,16 @@ class Train:
                     allow_changes=allowed_changes(self),
                 )
             )
-        console = Console(highlight=False, stderr=False)
         if not self.quiet:
             console.print(
-                f"[bold]{self.name}[/] on {splits.name}: {len(splits.train)} train / "
+                f"[bold]{self.name}[/] on {splits.name} (loaded in {t_load:.1f}s): "
+                f"{len(splits.train)} train / "
                 f"{len(splits.val) if splits.val else 0} val / {len(splits.test)} test, "
                 f"{mesh.devices.size} device(s), mesh {dict(mesh.shape)}"
                 f"{', FSDP' if self.fsdp else ''}"
                 f"{f', sharding {self.sharding}' if self.sharding else ''}"
-                f"{', sequence parallel' if self.sequence_parallel else ''}"
+                f"{', sequence parallel' if self.sequence_parallel else ''}",
+                soft_wrap=True,
             )
         if workdir is not None and not self.quiet:
             _say_resume(callbacks[-1].checkpoints, console)
@@ -774,7 +788,61 @@ class Bench:
         return 0
 
 
-COMMANDS = {"models": Models, "summary": SummaryCmd, "train": Train, "bench": Bench}
+@dataclass(frozen=True)
+class Plot:
+    """Redraw a run's training curves (train and validation, one panel per metric) from the
+    log.csv that `jaxdl train --workdir W` writes.
+
+    Usage examples (run these as they are):
+      jaxdl plot runs/mlp                      # runs/mlp/log.csv -> runs/mlp/curves.png
+      jaxdl plot runs/mlp --out mlp_curves.png
+    """
+
+    workdir: Annotated[tyro.conf.Positional[str], _meta("WORKDIR")]
+    """A run directory of `jaxdl train --workdir` (it holds log.csv)."""
+    out: Annotated[str | None, _meta("PATH")] = None
+    """Where to write the PNG (default: WORKDIR/curves.png)."""
+    title: Annotated[str | None, _meta("TEXT")] = None
+    """Title above the panels (default: the workdir's name)."""
+
+    def run(self) -> int:
+        import io
+        from pathlib import Path
+
+        from jaxdl.train.checkpoint import check_not_link, write_file
+        from jaxdl.viz import history_from_csv, save_history
+
+        workdir = check_not_link(self.workdir, what="WORKDIR")
+        if not workdir.is_dir():
+            raise JaxdlError(
+                f"WORKDIR {self.workdir!r} is not a directory: expected the --workdir of a "
+                "`jaxdl train` run"
+            )
+        log = check_not_link(workdir / "log.csv", what="WORKDIR/log.csv")
+        if not log.exists():
+            raise JaxdlError(
+                f"{str(log)!r} not found: no epoch of a `jaxdl train --workdir "
+                f"{self.workdir}` run has finished there yet"
+            )
+        history = history_from_csv(log)
+        out = Path(self.out) if self.out else workdir / "curves.png"
+        if out.suffix.lower() != ".png":
+            raise JaxdlError(f"--out must name a .png file, got {self.out!r}")
+        buf = io.BytesIO()
+        save_history(history, buf, title=self.title or workdir.resolve().name)
+        write_file(out, buf.getvalue(), what="--out")
+        epochs = max(len(v) for v in history.values())
+        print(f"{out}: {', '.join(sorted(history))} over {epochs} epoch(s)")
+        return 0
+
+
+COMMANDS = {
+    "models": Models,
+    "summary": SummaryCmd,
+    "train": Train,
+    "bench": Bench,
+    "plot": Plot,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -788,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS,
         args=args,
         prog="jaxdl",
-        description="jaxdl: models, summary, train, bench (jaxdl --version; jaxdl CMD --help).",
+        description="jaxdl: models, summary, train, bench, plot (--version; CMD --help)",
     )
     try:
         return cmd.run()

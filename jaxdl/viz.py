@@ -5,11 +5,16 @@ and, for image grids, to TensorBoard (tensorboardX).
     save_history(history, run_dir / "curves.png")
     save_confusion_matrix(cm, run_dir / "confusion.png", class_names)
     save_image_grid(images, run_dir / "samples.png", ncols=8)
+    save_run_pictures(run_dir, history, confusion=cm)   # what an experiment writes; never raises
+
+`jaxdl plot WORKDIR` redraws a run's curves from its log.csv (`history_from_csv`).
 """
 
 from __future__ import annotations
 
+import csv
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,7 +32,9 @@ def _pyplot():
     return plt
 
 
-def _target(path) -> Path:
+def _target(path):
+    if hasattr(path, "write"):  # a file object (e.g. io.BytesIO): matplotlib writes into it
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -105,34 +112,67 @@ def log_image_grid(logdir, tag: str, images, step: int, *, value_range=(0.0, 1.0
         w.add_image(tag, image_grid(images, value_range=value_range), step, dataformats="HWC")
 
 
+class PictureWarning(UserWarning):
+    """A picture could not be drawn; the run goes on without it."""
+
+
+MAX_PANELS_PER_ROW = 3
+
+
+def panel_grid(n: int, *, width: float = 4.2, height: float = 3.3):
+    """(figure, flat list of n axes) in rows of at most MAX_PANELS_PER_ROW panels (no strips);
+    unused panels of the last row are hidden."""
+    plt = _pyplot()
+    ncols = min(n, MAX_PANELS_PER_ROW)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _curve(ax, x, y, label):
+    # markers make the points of short runs visible (a line needs two points)
+    ax.plot(x, y, marker="o" if len(y) <= 40 else None, markersize=4, label=label)
+
+
 def save_history(
     history, path, keys: Sequence[str] | None = None, title: str | None = None
 ) -> Path:
-    """Training curves, one panel per metric, the validation curve (val_KEY) beside the
-    training one. `history`: a History or its dict {key: [per-epoch values]}."""
+    """Training curves, one panel per metric (rows of at most three), the validation curve
+    (val_KEY) beside the training one, each point marked for short runs. `history`: a History,
+    its dict {key: [per-epoch values]}, or `history_from_csv(log.csv)`."""
     h: Mapping[str, list] = getattr(history, "history", history)
     keys = list(keys) if keys else [k for k in h if not k.startswith("val_") and k != "lr"]
+    keys += [k for k in h if k.startswith("val_") and k[4:] not in h and k not in keys]
+    keys.sort(key=lambda k: k not in ("loss", "val_loss"))  # the loss first, as Keras shows it
     if not keys:
         raise JaxdlError(f"save_history: nothing to plot; history has keys {sorted(h)}")
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-    for ax, k in zip(axes[0], keys, strict=False):
+    for k in keys:
         if k not in h:
             raise JaxdlError(f"save_history: no {k!r} in the history; it has {sorted(h)}")
+        if len(h[k]) == 0:
+            raise JaxdlError(f"save_history: {k!r} has no values (no epoch finished)")
+    plt = _pyplot()
+    fig, axes = panel_grid(len(keys))
+    for ax, k in zip(axes, keys, strict=True):
         epochs = np.arange(1, len(h[k]) + 1)
-        ax.plot(epochs, h[k], label="train" if f"val_{k}" in h else k)
+        _curve(ax, epochs, h[k], "train" if f"val_{k}" in h else k)
         if f"val_{k}" in h:
-            ax.plot(epochs, h[f"val_{k}"], label="validation")
+            _curve(ax, np.arange(1, len(h[f"val_{k}"]) + 1), h[f"val_{k}"], "validation")
         ax.set_xlabel("epoch")
         ax.set_title(k)
         ax.grid(alpha=0.3)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
         ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(_target(path), dpi=100)
+    fig.savefig(_target(path), dpi=100, format="png")
     plt.close(fig)
-    return Path(path)
+    return path if hasattr(path, "write") else Path(path)
 
 
 def save_confusion_matrix(
@@ -169,7 +209,74 @@ def save_confusion_matrix(
     return Path(path)
 
 
+def history_from_csv(path) -> dict[str, list[float]]:
+    """{column: [per-epoch values]} of a CSVLogger file (`jaxdl train --workdir W` writes
+    W/log.csv); the epoch column is dropped, empty cells skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise JaxdlError(f"{str(path)!r} is not a file: expected a CSV log (log.csv of a run)")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise JaxdlError(f"{str(path)!r} has no epoch rows yet: nothing to plot")
+    out: dict[str, list[float]] = {}
+    for name in rows[0]:
+        if name in (None, "epoch"):
+            continue
+        try:
+            values = [float(r[name]) for r in rows if r.get(name) not in (None, "")]
+        except ValueError:
+            continue  # a text column
+        if values:
+            out[name] = values
+    if not out:
+        raise JaxdlError(f"{str(path)!r} has no numeric columns to plot")
+    return out
+
+
+def save_run_pictures(
+    out,
+    history=None,
+    *,
+    confusion=None,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> list[Path]:
+    """What an experiment writes to its run directory `out`: curves.png (train and validation)
+    from `history` and confusion_matrix.png from `confusion` where given. A picture that cannot
+    be drawn (no matplotlib, a bad backend, nothing to plot) is a PictureWarning, never an
+    error: the run's results stand without it. Returns the paths written."""
+    out = Path(out)
+    jobs = []
+    if history is not None:
+        jobs.append(("curves.png", lambda p: save_history(history, p, title=title)))
+    if confusion is not None:
+        jobs.append(
+            (
+                "confusion_matrix.png",
+                lambda p: save_confusion_matrix(
+                    confusion, p, class_names, title=f"{title}: test set" if title else "test set"
+                ),
+            )
+        )
+    written = []
+    for name, draw in jobs:
+        try:
+            written.append(draw(out / name))
+        except Exception as e:  # a picture never breaks a run
+            warnings.warn(
+                f"could not draw {out / name}: {type(e).__name__}: {e}",
+                PictureWarning,
+                stacklevel=2,
+            )
+    return written
+
+
 __all__ = [
+    "PictureWarning",
+    "panel_grid",
+    "history_from_csv",
+    "save_run_pictures",
     "image_grid",
     "save_image_grid",
     "event_writer",

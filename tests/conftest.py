@@ -44,3 +44,18 @@ def digits():
 
 def pytest_report_header(config):
     return f"jax {jax.__version__}, devices: {jax.device_count()} x {jax.devices()[0].platform}"
+
+
+def assert_pictures(folder, names):
+    """Each of `names` in `folder` is a PNG of a readable size and aspect (no 2400x320 strips:
+    between 1:2 and 4:1)."""
+    from PIL import Image
+
+    for name in names:
+        path = Path(folder) / name
+        assert path.is_file(), f"{name} not written; {folder} holds {sorted(os.listdir(folder))}"
+        with Image.open(path) as im:
+            assert im.format == "PNG", name
+            w, h = im.size
+        assert w >= 300 and h >= 250, (name, w, h)
+        assert 0.5 <= w / h <= 4.0, (name, w, h)

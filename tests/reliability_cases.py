@@ -165,6 +165,14 @@ _cli(
     "profile",
 )
 _cli(
+    "train --log-every -1",
+    [*T, "--workdir", "{tmp}", "--tensorboard", "--log-every", "-1"],
+    "--log-every must be >= 0",
+)
+_cli("plot of a directory that is no run", ["plot", "{one_class}"], "log.csv")
+_cli("plot of a file", ["plot", "{file}"], "is not a directory")
+_cli("plot of a missing directory", ["plot", "{tmp}/nowhere"], "is not a directory")
+_cli(
     "train --early-stopping with --val-fraction 0",
     [*T, "--early-stopping", "2", "--val-fraction", "0"],
     "val",

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, assert_pictures
 
 ENV = {**os.environ, "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}  # one CPU device, as on a laptop
 
@@ -63,21 +63,56 @@ def test_workdir_that_is_a_file(tmp_path):
     assert r.returncode == 2 and "exists and is not a directory" in r.stderr
 
 
-def test_experiment_perceptron_or():
-    r = run("experiments/perceptron_or.py")
+def test_experiment_perceptron_or(tmp_path):
+    r = run("experiments/perceptron_or.py", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "converged after" in r.stdout and "d - y" in r.stdout
-    r = run("experiments/perceptron_or.py", "--gate", "xor", "--max-epochs", "10")
+    assert_pictures(tmp_path, ["curves.png"])
+    r = run(
+        "experiments/perceptron_or.py",
+        "--gate",
+        "xor",
+        "--max-epochs",
+        "10",
+        "--out",
+        str(tmp_path),
+    )
     assert "did NOT converge after 10 epoch(s)" in r.stdout
 
 
-def test_experiment_mlp_xor():
-    r = run("experiments/mlp_xor.py", "--smoke")
+def test_experiment_mlp_xor(tmp_path):
+    r = run("experiments/mlp_xor.py", "--smoke", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "accuracy 1.00" in r.stdout
+    assert_pictures(tmp_path, ["curves.png"])
 
 
-def test_experiment_mlp_digits_smoke():
-    r = run("experiments/mlp_digits.py", "--smoke")
+def test_experiment_mlp_digits_smoke(tmp_path):
+    r = run("experiments/mlp_digits.py", "--smoke", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout and "confusion matrix" in r.stdout
+    assert_pictures(tmp_path, ["curves.png", "confusion_matrix.png"])
+
+
+def test_train_says_what_each_slow_phase_is_doing(tmp_path, capsys):
+    """Loading the data, compiling the step and resuming are said as they happen; the compile
+    time is reported apart from samples/s; --quiet says none of it."""
+    from jaxdl.cli import main
+
+    w = tmp_path / "W"
+    args = ["train", "mlp", "--dataset", "digits", "--set", "hidden=(8,)", "--devices", "1"]
+    assert main([*args, "--epochs", "1", "--workdir", str(w)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "loading dataset digits..."
+    assert lines[1].startswith("mlp on digits (loaded in ") and "1259 train" in lines[1]
+    assert lines[2] == "compiling the training step..."
+    epoch = next(ln for ln in lines if ln.startswith("epoch 1/1"))
+    assert "samples/s" in epoch and "(compile " in epoch
+    assert main([*args, "--epochs", "2", "--workdir", str(w)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from step 40 (epoch 2)" in out
+    assert out.index("resuming from step") < out.index("compiling the training step...")
+    assert main([*args, "--epochs", "1", "--quiet"]) == 0
+    quiet = capsys.readouterr().out
+    assert "loading dataset" not in quiet and "compiling" not in quiet

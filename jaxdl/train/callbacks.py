@@ -190,7 +190,8 @@ def _fmt(logs: Mapping, keys: Iterable[str]) -> str:
 class ProgbarLogger(Callback):
     """A rich progress bar with loss, metrics and samples/s on a terminal; one line per epoch
     otherwise (logs, CI). Refreshes the metrics at most every `refresh_s` seconds, so it reads
-    (synchronises) only then."""
+    (synchronises) only then. The first step compiles the program: it says so while it waits,
+    reports the compile time, and leaves it out of samples/s."""
 
     SHOW = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
 
@@ -213,6 +214,7 @@ class ProgbarLogger(Callback):
         t = self.trainer
         self._t0 = self._last = time.perf_counter()
         self._epoch = epoch
+        self._compile0 = t.compile_seconds
         if self.live:
             from rich.progress import (
                 BarColumn,
@@ -236,6 +238,16 @@ class ProgbarLogger(Callback):
             self._progress.start()
             self._task = self._progress.add_task("train", total=t.steps_per_epoch, metrics="")
 
+    def _compile_in_epoch(self) -> float:
+        return self.trainer.compile_seconds - self._compile0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.trainer.compile_seconds == 0.0:  # this call compiles (XLA: seconds)
+            if self._progress is not None:
+                self._progress.update(self._task, metrics="compiling the training step...")
+            else:
+                self.console.print("compiling the training step...", soft_wrap=True)
+
     def on_train_batch_end(self, batch, logs=None):
         if self._progress is None:
             return
@@ -243,15 +255,19 @@ class ProgbarLogger(Callback):
         fields = {}
         if now - self._last >= self.refresh_s and logs is not None:
             self._last = now
-            rate = (batch + 1) * self.trainer.batch_size / max(now - self._t0, 1e-9)
+            busy = max(now - self._t0 - self._compile_in_epoch(), 1e-9)
+            rate = self.trainer.samples_seen_epoch / busy
             fields["metrics"] = _fmt(logs, ("loss", "accuracy")) + f"  {rate:,.0f} samples/s"
         self._progress.update(self._task, completed=batch + 1, **fields)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         dt = time.perf_counter() - self._t0
-        rate = self.trainer.samples_seen_epoch / max(dt, 1e-9)
+        compiled = self._compile_in_epoch()
+        rate = self.trainer.samples_seen_epoch / max(dt - compiled, 1e-9)
         text = f"{_fmt(logs, self.show)}  {rate:,.0f} samples/s  {dt:.1f}s"
+        if compiled > 0:
+            text += f" (compile {compiled:.1f}s)"
         if self._progress is not None:
             self._progress.update(self._task, metrics=text)
             self._progress.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -197,43 +198,66 @@ class SearchResult:
             )
         return t
 
-    def plot(self, path: str | Path) -> Path:
-        """A PNG with one panel per searched field: the metric of every trial against the field's
-        value (log axis for positive numbers spanning more than a decade)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def plot(self, path: str | Path, title: str | None = None) -> Path:
+        """A PNG with one panel per searched field (rows of at most three): the metric of every
+        trial against the field's value, the best starred. Numbers are a numeric axis (log for
+        positive ones spanning more than a decade); seeds, strings, booleans and tuples are
+        categories, one tick each. `title` defaults to what was searched and how many trials."""
+        from jaxdl.viz import panel_grid
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         names = list(self.searched)
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+        fig, axes = panel_grid(len(names))
         y = [t.metrics[self.metric] for t in self.trials]
         best = self.best
-        for ax, name in zip(axes[0], names, strict=False):
+        for ax, name in zip(axes, names, strict=True):
             vals = [t.overrides[name] for t in self.trials]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+            if numeric and not _is_seed(name):
                 x = np.asarray(vals, float)
                 if x.min() > 0 and x.max() / x.min() > 10:
                     ax.set_xscale("log")
             else:
-                labels = sorted({_fmt(v) for v in vals})
+                labels = sorted({_fmt(v) for v in vals}, key=_natural)
                 x = np.asarray([labels.index(_fmt(v)) for v in vals], float)
-                ax.set_xticks(range(len(labels)), labels, rotation=20)
-            ax.scatter(x, y, alpha=0.7)
+                ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0)
+                ax.set_xlim(-0.5, len(labels) - 0.5)
+            ax.scatter(x, y, alpha=0.7, label="trial")
             bx = x[self.trials.index(best)]
             ax.scatter(
                 [bx], [best.metrics[self.metric]], color="red", marker="*", s=150, label="best"
             )
             ax.set_xlabel(name)
             ax.set_ylabel(self.metric)
+            ax.set_title(f"{self.metric} against {name}")
             ax.grid(alpha=0.3)
-        axes[0][0].legend()
+        axes[0].legend()
+        best_text = ", ".join(f"{k}={_fmt(v)}" for k, v in best.overrides.items())
+        fig.suptitle(
+            title
+            or f"{len(self.trials)} trials over {', '.join(names)}; best {self.metric} "
+            f"{best.metrics[self.metric]:.4g} at {best_text}"
+        )
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _plt_close(fig)
         return path
+
+
+def _is_seed(name: str) -> bool:
+    """Seeds name random draws, not magnitudes: plotted as categories."""
+    return name == "seed" or name.endswith("_seed") or name.startswith("seed_")
+
+
+def _natural(label: str):
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", label)]
+
+
+def _plt_close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def _fmt(v) -> str:

@@ -1,7 +1,9 @@
 """Training logs on disk: TensorBoard event files (tensorboardX, no TensorFlow) and CSV.
 
 TensorBoard writes, under `log_dir/train` and `log_dir/validation` as Keras does:
-scalars (every epoch log: loss, metrics, lr, and samples/s), histograms of the weights and of the
+scalars (every epoch log: loss, metrics, lr, and samples/s; with an integer `update_freq`, also
+every N steps under `log_dir/train_steps`: batch_loss, the batch metrics (running means of the
+epoch so far) and batch_learning_rate, indexed by step), histograms of the weights and of the
 gradients (every `histogram_freq` epochs), images (a grid of input samples and the validation
 confusion matrix drawn with matplotlib, every `image_freq` epochs), the model structure as text
 (the jaxdl.bench.summary table), and on request a `jax.profiler` trace of batches
@@ -87,6 +89,9 @@ def image_grid(x: np.ndarray, max_images: int = 16) -> np.ndarray:
     return grid
 
 
+STEPS_RUN = "train_steps"  # the per-step scalars: a run of their own, indexed by step
+
+
 class TensorBoard(Callback):
     """Keras 3's TensorBoard callback over tensorboardX (defaults: histogram_freq 0,
     write_graph True, write_images False, update_freq 'epoch', profile_batch 0).
@@ -130,6 +135,7 @@ class TensorBoard(Callback):
         self._writers: dict = {}
         self._profiling = False
         self._purge_step: int | None = None
+        self._purge_batch: int | None = None
 
     def _writer(self, name: str):
         from jaxdl.train.checkpoint import check_not_link
@@ -138,22 +144,24 @@ class TensorBoard(Callback):
         if name not in self._writers:
             check_not_link(self.log_dir, what="TensorBoard log_dir")
             check_not_link(self.log_dir / name, what="TensorBoard log directory")
-            self._writers[name] = event_writer(self.log_dir / name, purge_step=self._purge_step)
+            purge = self._purge_step
+            if purge is not None and name == STEPS_RUN:  # indexed by step, not by epoch
+                purge = self._purge_batch
+            self._writers[name] = event_writer(self.log_dir / name, purge_step=purge)
         return self._writers[name]
 
     def set_state(self, state):
-        """On a resume: later writers carry a purge step (the restored epoch), so TensorBoard
-        drops the scalars an interrupted run wrote past its checkpoint and the curves equal an
-        uninterrupted run's (epoch-indexed events; with an integer update_freq the batch_loss
-        steps are not purged)."""
-        if self.update_freq == "epoch":
-            self._purge_step = int(self.trainer.position[0])
-            had_text = "train" in self._writers
-            for w in self._writers.values():
-                w.close()
-            self._writers = {}
-            if had_text and self._purge_step == 0:  # the model text (step 0) was purged too
-                self._writer("train").add_text("model", f"```\n{self._structure()}\n```", 0)
+        """On a resume: later writers carry a purge step (the restored epoch; the restored step
+        for the per-step run), so TensorBoard drops the scalars an interrupted run wrote past its
+        checkpoint and the curves equal an uninterrupted run's."""
+        self._purge_step = int(self.trainer.position[0])
+        self._purge_batch = int(self.trainer.step_count) + 1
+        had_text = "train" in self._writers
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
+        if had_text and self._purge_step == 0:  # the model text (step 0) was purged too
+            self._writer("train").add_text("model", f"```\n{self._structure()}\n```", 0)
 
     def on_train_begin(self, logs=None):
         from jaxdl.train.checkpoint import check_not_link
@@ -193,7 +201,14 @@ class TensorBoard(Callback):
             and t.step_count % self.update_freq == 0
             and logs is not None
         ):
-            self._writer("train").add_scalar("batch_loss", logs["loss"], t.step_count)
+            # the running means of the epoch so far, as Keras logs them (read here only: the
+            # one synchronisation per `update_freq` steps)
+            w = self._writer(STEPS_RUN)
+            for k, v in logs.items():
+                if isinstance(v, (int, float, np.floating)):
+                    w.add_scalar(f"batch_{k}", float(v), t.step_count)
+            if (lr := t.learning_rate) is not None:
+                w.add_scalar("batch_learning_rate", float(lr), t.step_count)
 
     def on_epoch_end(self, epoch, logs=None):
         t = self.trainer

@@ -813,7 +813,8 @@ class Trainer:
                 i = end - 1
                 if batch_hooks:
                     cb.on_train_batch_begin(i)
-                compiling = self.step_count == 0 and self.compile_seconds == 0.0
+                # the first call of this trainer's program compiles it (a resumed run too)
+                compiling = self.compile_seconds == 0.0
                 t0 = time.perf_counter() if compiling else 0.0
                 self._flat, acc = run(self._leaves(), acc)
                 inflight.append(acc["nonfinite"])  # ready when its whole step is

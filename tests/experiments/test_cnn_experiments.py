@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, assert_pictures
 
 ENV = {**os.environ, "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 
@@ -58,19 +58,23 @@ def test_cli_train_lenet5_on_digits():
     assert out["test_accuracy"] > 0.8  # 8x8 digits resized to LeNet's 32x32 field
 
 
-def test_experiment_smoke_modes():
-    r = run("experiments/lenet5_mnist.py", "--smoke")
+def test_experiment_smoke_modes(tmp_path):
+    r = run("experiments/lenet5_mnist.py", "--smoke", "--out", str(tmp_path / "lenet5"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "test accuracy" in r.stdout
-    r = run("experiments/cnn_cifar10.py", "--smoke")
+    assert_pictures(tmp_path / "lenet5", ["curves.png", "confusion_matrix.png"])
+    r = run("experiments/cnn_cifar10.py", "--smoke", "--out", str(tmp_path / "cifar"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "vgg_small: test accuracy" in r.stdout and "resnet18: test accuracy" in r.stdout
     # each model also with augmentation (the default second run)
     assert "vgg_small + flip,crop=4: test accuracy" in r.stdout
     assert "resnet18 + flip,crop=4: test accuracy" in r.stdout
-    r = run("experiments/resnet_cifar10.py", "--smoke")
+    for run_dir in ("vgg_small", "vgg_small_flip_crop_4", "resnet18", "resnet18_flip_crop_4"):
+        assert_pictures(tmp_path / "cifar" / run_dir, ["curves.png", "confusion_matrix.png"])
+    r = run("experiments/resnet_cifar10.py", "--smoke", "--out", str(tmp_path / "resnet"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resnet18 + flip,crop=4: test accuracy" in r.stdout
+    assert_pictures(tmp_path / "resnet" / "resnet18_flip_crop_4", ["curves.png"])
 
 
 def test_cifar10_without_data_says_how_to_get_it(tmp_path):

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, assert_pictures
 from flax import nnx
 
 from jaxdl import create_model, list_models
@@ -189,10 +189,11 @@ def run_experiment(*args):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_char_rnn_smoke(cell, shared_data):
-    r = run_experiment("experiments/char_rnn.py", "--cell", cell, "--smoke")
+def test_char_rnn_smoke(cell, shared_data, tmp_path):
+    r = run_experiment("experiments/char_rnn.py", "--cell", cell, "--smoke", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "validation bits per character" in r.stdout and "ROMEO:" in r.stdout
+    assert_pictures(tmp_path, ["curves.png"])
 
 
 def test_char_rnn_bad_input(tmp_path):
@@ -204,10 +205,11 @@ def test_char_rnn_bad_input(tmp_path):
     assert r.returncode != 0 and "--cell must be one of rnn, lstm, gru" in r.stderr
 
 
-def test_seq2seq_addition_smoke():
-    r = run_experiment("experiments/seq2seq_addition.py", "--smoke")
+def test_seq2seq_addition_smoke(tmp_path):
+    r = run_experiment("experiments/seq2seq_addition.py", "--smoke", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "held-out exact match" in r.stdout
+    assert_pictures(tmp_path, ["curves.png"])
 
 
 def test_summary_counts_recurrent_macs():

@@ -463,8 +463,9 @@ def test_tensorboard_scalars_histograms_images_text(small, tmp_path):
         "epoch_accuracy",
         "epoch_learning_rate",
         "epoch_samples_per_second",
-        "batch_loss",
     } <= kinds["simple_value"]
+    steps = {tag for tag, _ in _events(next((tmp_path / "train_steps").glob("events*")))}
+    assert {"batch_loss", "batch_accuracy", "batch_learning_rate"} <= steps
     assert {"weights/head/kernel", "gradients/head/kernel", "weights/layers/0/kernel"} <= kinds[
         "histo"
     ]

@@ -119,15 +119,15 @@ def test_bottleneck_head_equals_head_on_frozen_model(images, tmp_path):
     assert count_params(t1.state.params) == 2 * width + 2
 
 
-def test_transfer_learning_experiment_smoke():
+def test_transfer_learning_experiment_smoke(tmp_path):
     import os
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, assert_pictures
 
     r = subprocess.run(
-        [sys.executable, "experiments/transfer_learning.py", "--smoke"],
+        [sys.executable, "experiments/transfer_learning.py", "--smoke", "--out", str(tmp_path)],
         cwd=ROOT,
         env={**os.environ, "XLA_FLAGS": ""},
         capture_output=True,
@@ -138,3 +138,4 @@ def test_transfer_learning_experiment_smoke():
     assert "NO PRETRAINED WEIGHTS" in r.stderr  # said loudly when the backbone is random
     assert "head only (backbone frozen): test accuracy" in r.stdout
     assert "fine-tuned (top 1 blocks): test accuracy" in r.stdout
+    assert_pictures(tmp_path, ["curves.png", "confusion_matrix.png"])

@@ -58,7 +58,7 @@ def test_grid_search_finds_the_known_best_and_reports(tmp_path):
     assert "18 trials, ranked by score" in text and "adam" in text
     png = res.plot(tmp_path / "search.png")
     with Image.open(png) as im:
-        assert im.format == "PNG" and im.size == (1200, 320)  # 3 panels of 4 x 3.2 in at 100 dpi
+        assert im.format == "PNG" and im.size == (1260, 330)  # 3 panels of 4.2 x 3.3 in, 100 dpi
 
 
 def test_grid_order_and_random_points_are_seeded_and_in_range():

@@ -170,7 +170,13 @@ def test_transfer_learning_runs_both_phases_on_a_saved_checkpoint(tmp_path, caps
     spec.loader.exec_module(tl)
     src = jaxdl.create_model("resnet18", input_shape=(32, 32, 3), rngs=nnx.Rngs(11))
     path = jaxdl.save(src, tmp_path / "resnet18.safetensors")
-    cfg = tl.Config(smoke=True, weights=str(path), source="torchvision", backbone="resnet18")
+    cfg = tl.Config(
+        smoke=True,
+        weights=str(path),
+        source="torchvision",
+        backbone="resnet18",
+        out=str(tmp_path / "run"),
+    )
     backbone, _, _ = tl.pretrained_backbone(tl.Config(**{**cfg.__dict__, "size": 32}))
     a, b = model_tensors(src), model_tensors(backbone)
     assert set(b) == {k for k in a if not k.startswith("head/")}
