@@ -445,7 +445,7 @@ def mesh_bad(fx):
 
 @_api("read_idx of a file that is not IDX", "JaxdlError", "not an IDX file")
 def idx_garbage(fx):
-    from jaxdl.data.sources import read_idx
+    from jaxdl.data.loaders.idx import read_idx
 
     p = Path(fx["file"])
     read_idx(p)

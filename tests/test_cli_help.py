@@ -48,7 +48,7 @@ def test_every_option_has_help_text_and_a_clean_metavar(name):
 def test_choices_match_the_engine_tables():
     from typing import get_args
 
-    from jaxdl.data.sources import DATASETS
+    from jaxdl.data.registry import DATASETS
     from jaxdl.train.optim import OPTIMIZERS, SCHEDULES
 
     assert get_args(cli.Optimizer) == OPTIMIZERS

@@ -1,7 +1,8 @@
 """The allowed import directions between jaxdl's packages, read from the AST of every module
 (function-level imports included). Layers (nn) know nothing of models, training, data, benchmarks
 or weight files; models know nothing of training, data or benchmarks; training does not depend on
-the benchmarks; only the CLI and the package root see everything."""
+the benchmarks; only the CLI and the package root see everything. Inside jaxdl/data no module
+imports another that (directly or through others) imports it back."""
 
 import ast
 import re
@@ -73,6 +74,81 @@ def test_the_rule_catches_a_wrong_way_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from jaxdl.bench.flops import xla_flops\n")
     assert list(jaxdl_imports(f)) == [(2, "bench")]
+
+
+def module_imports(package_dir: Path, prefix: str) -> dict[str, set[str]]:
+    """module -> the modules of the same package it imports (function-level imports included).
+
+    `from P import name` counts as importing P.name when that is a module of the package, else P;
+    a package's own __init__ is the module P."""
+    files = {}
+    for path in package_dir.rglob("*.py"):
+        parts = path.relative_to(package_dir).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        files[".".join((prefix, *parts))] = path
+    graph = {}
+    for name, path in files.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
+                    for a in node.names
+                ]
+            else:
+                continue
+            deps |= {t for t in targets if t in files and t != name}
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle [a, b, ..., a] in `graph`, or None."""
+    done, path = set(), []
+
+    def visit(node):
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if cycle := visit(dep):
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        if cycle := visit(node):
+            return cycle
+    return None
+
+
+def test_data_modules_import_no_circle():
+    graph = module_imports(PACKAGE / "data", "jaxdl.data")
+    assert "jaxdl.data.registry" in graph and "jaxdl.data.loaders.idx" in graph
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_circle_check_catches_a_circle(tmp_path):
+    pkg = tmp_path / "data"
+    (pkg / "loaders").mkdir(parents=True)
+    (pkg / "core.py").write_text("import numpy\n")
+    (pkg / "text.py").write_text("from jaxdl.data.core import A\n")
+    (pkg / "loaders" / "__init__.py").write_text("")
+    (pkg / "loaders" / "text.py").write_text("from jaxdl.data.text import B\n")
+    assert find_cycle(module_imports(pkg, "jaxdl.data")) is None
+    (pkg / "core.py").write_text("def f():\n    from jaxdl.data.loaders import text\n")
+    assert find_cycle(module_imports(pkg, "jaxdl.data")) == [
+        "jaxdl.data.core",
+        "jaxdl.data.loaders.text",
+        "jaxdl.data.text",
+        "jaxdl.data.core",
+    ]
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -254,7 +254,7 @@ def test_every_checkpoint_corrupt_warns_that_training_starts_from_scratch(tmp_pa
 
 def test_one_class_folder_loads_with_a_warning(fixtures):
     from jaxdl.data import load_dataset
-    from jaxdl.data.sources import OneClassWarning
+    from jaxdl.data.core import OneClassWarning
 
     with pytest.warns(OneClassWarning, match="single class"):
         s = load_dataset(f"folder:{fixtures['one_class']},size=8x8", test_fraction=0.3)

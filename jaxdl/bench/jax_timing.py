@@ -114,7 +114,7 @@ class _EpochTimer:
 def time_fit(trainer, host_data: dict[str, Any], batch: int) -> float:
     """Seconds per sample of `trainer.fit` over `host_data` (an in-memory data set of whole
     batches), from the second of two epochs (the first compiles and warms up)."""
-    from jaxdl.data.sources import ArrayDataset
+    from jaxdl.data.core import ArrayDataset
 
     ds = ArrayDataset(host_data["x"], host_data["y"])
     timer = _EpochTimer()

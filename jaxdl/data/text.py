@@ -6,7 +6,7 @@ the same ids); `encode` of a character outside the vocabulary is an error naming
 `level='word'` splits into words and punctuation marks (`WORD_PATTERN`), keeps the `max_size`
 most frequent ones and maps the rest to '<unk>' (id 0); decode joins words with spaces.
 `lm_windows(ids, seq_len)` cuts a token stream into (x, y) pairs with y shifted by one.
-`load_text('text:PATH[,level=word,seq_len=T]')` is the dataset kind `text`.
+The dataset kind `text` (`jaxdl.data.loaders.text`) loads a file through these.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data.sources import ArrayDataset, Splits, register_dataset, spec_options
-from jaxdl.errors import JaxdlError, check_positive, unknown_name
+from jaxdl.data.core import ArrayDataset
+from jaxdl.errors import JaxdlError, unknown_name
 
 LEVELS = ("char", "byte", "word")
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -136,48 +136,3 @@ def lm_windows(ids: np.ndarray, seq_len: int, *, stride: int | None = None) -> A
     starts = np.arange(n) * stride
     idx = starts[:, None] + np.arange(seq_len)[None, :]
     return ArrayDataset(ids[idx].astype(np.int32), ids[idx + 1].astype(np.int32))
-
-
-def load_text(
-    *, arg=None, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
-) -> Splits:
-    """`text:PATH[,level=char|byte|word,seq_len=128,max_size=N]`: next-token windows of a UTF-8
-    file. The token stream is cut into contiguous train / val / test parts (in that order, by the
-    fractions), so no window of one part overlaps another; x, y: [N, seq_len] int32, y shifted by
-    one. `info['vocab']` is the CharVocab (built on the whole file). `seed` is unused: the split is
-    positional."""
-    del seed
-    path, opts = spec_options("text", arg, {"level": str, "seq_len": int, "max_size": int})
-    text = read_text(Path(path).expanduser())
-    vocab = CharVocab.from_text(text, opts.get("level", "char"), opts.get("max_size"))
-    ids = vocab.encode(text)
-    seq_len = opts.get("seq_len", 128)
-    check_positive("text: seq_len", seq_len, integer=True)
-    if "max_size" in opts:
-        check_positive("text: max_size", opts["max_size"], integer=True)
-    n = len(ids)
-    n_test, n_val = int(n * test_fraction), int(n * val_fraction)
-    cuts = {
-        "train": ids[: n - n_val - n_test],
-        "val": ids[n - n_val - n_test : n - n_test],
-        "test": ids[n - n_test :],
-    }
-    parts = {k: lm_windows(v, seq_len) if len(v) > seq_len else None for k, v in cuts.items()}
-    for k in ("train", "test"):
-        if parts[k] is None:
-            raise JaxdlError(
-                f"text: the {k} part of {path} ({len(cuts[k])} tokens) is too short for windows of "
-                f"{seq_len}; use a smaller seq_len or another {k} fraction"
-            )
-    return Splits(
-        name=Path(path).stem,
-        train=parts["train"],
-        val=parts["val"],
-        test=parts["test"],
-        num_classes=len(vocab),
-        input_shape=(seq_len,),
-        info={"vocab": vocab},
-    )
-
-
-register_dataset("text", load_text)

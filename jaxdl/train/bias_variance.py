@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxdl.data.sources import ArrayDataset
+from jaxdl.data.core import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
 
 LOSSES = ("mse", "0-1")

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxdl.data.core import ArrayDataset
 from jaxdl.data.pipeline import batches
-from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError
 from jaxdl.functional import pure
 

@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxdl.data.core import ArrayDataset
 from jaxdl.data.pipeline import Pipeline
-from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
 from jaxdl.functional import make_apply, named_leaves, path_str
 from jaxdl.models.vae import kl_divergence

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxdl.data.sources import ArrayDataset
+from jaxdl.data.core import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive, unknown_name
 from jaxdl.functional import output_shape, split
 from jaxdl.train.optim import set_learning_rate

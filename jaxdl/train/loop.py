@@ -49,8 +49,8 @@ from jax.experimental.multihost_utils import process_allgather
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxdl.data.core import ArrayDataset
 from jaxdl.data.pipeline import Pipeline, batches, index_batches, prefetch
-from jaxdl.data.sources import ArrayDataset
 from jaxdl.errors import JaxdlError, check_positive
 from jaxdl.functional import make_apply, output_shape, split
 from jaxdl.nn.freeze import freeze_batchnorm_of_params

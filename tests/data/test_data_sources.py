@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from jaxdl.data import CharVocab, ImageFolder, Pipeline, load_dataset
-from jaxdl.data.sources import decode_image, list_image_folder
+from jaxdl.data.loaders.folder import decode_image, list_image_folder
 from jaxdl.errors import JaxdlError
 
 # ---- image folders ------------------------------------------------------------------------------
