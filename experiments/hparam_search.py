@@ -69,7 +69,7 @@ def main(cfg: Config) -> dict:
             "mlp", input_shape=splits.input_shape, hidden=(run.width,) * run.depth, rngs=rngs
         )
 
-    def fit(run: MLPRun, train):
+    def fit(run: MLPRun, train, val=None):
         t = Trainer(
             build(run, nnx.Rngs(run.seed)),
             optimizer=run.optimizer,
@@ -77,7 +77,7 @@ def main(cfg: Config) -> dict:
             seed=run.seed,
             mesh=mesh,
         )
-        t.fit(train, epochs=run.epochs, batch_size=run.batch_size, verbose=0)
+        t.fit(train, epochs=run.epochs, batch_size=run.batch_size, validation_data=val, verbose=0)
         return t
 
     def trial(run: MLPRun) -> dict:
@@ -146,10 +146,11 @@ def main(cfg: Config) -> dict:
 
     # 4. the chosen config: test accuracy, bias and variance
     best = g.best_config
-    chosen = fit(best, splits.train)
+    chosen = fit(best, splits.train, val=splits.val)  # its curves show the validation too
     ev = chosen.evaluate(splits.test, detailed=True)
     test_acc = ev["accuracy"]
-    save_history(chosen.history, out / "best_curves.png", title=f"best grid config: {best}")
+    chosen_text = ", ".join(f"{k}={v}" for k, v in g.best.overrides.items())
+    save_history(chosen.history, out / "best_curves.png", title=f"best grid config: {chosen_text}")
     save_confusion_matrix(
         ev["confusion_matrix"],
         out / "best_confusion.png",

@@ -42,21 +42,21 @@ def _commands() -> list:
         code = code.replace("\\\n", " ")
         for line in code.splitlines():
             line = line.split(" #")[0].strip().rstrip("&").strip()
-            for part in line.split("&&"):
-                part = part.strip()
-                if part.startswith("srun "):
-                    part = part[5:]
-                if not part.startswith("jaxdl "):
-                    continue
-                reason = None
-                if "not run here" in heading:
-                    reason = "README: written for GPU hosts, Slurm and TPU pods, not run here"
-                elif "--coordinator" in part:
-                    reason = "multi-process: run by tests/parallel/test_parallel_multiprocess.py"
-                elif "--compare torch" in part and importlib.util.find_spec("torch") is None:
-                    reason = "--compare torch needs torch (not installed)"
-                marks = [pytest.mark.skip(reason=reason)] if reason else []
-                cmds.append(pytest.param(_shrink(part), marks=marks, id=part[:60]))
+            # `jaxdl A && jaxdl B` on one line is one test: B runs after A, in A's directory
+            parts = [p.strip().removeprefix("srun ") for p in line.split("&&")]
+            parts = [p for p in parts if p.startswith("jaxdl ")]
+            if not parts:
+                continue
+            part = " && ".join(parts)
+            reason = None
+            if "not run here" in heading:
+                reason = "README: written for GPU hosts, Slurm and TPU pods, not run here"
+            elif "--coordinator" in part:
+                reason = "multi-process: run by tests/parallel/test_parallel_multiprocess.py"
+            elif "--compare torch" in part and importlib.util.find_spec("torch") is None:
+                reason = "--compare torch needs torch (not installed)"
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            cmds.append(pytest.param(_shrink(part), marks=marks, id=part[:60]))
     return cmds
 
 
@@ -77,6 +77,19 @@ def test_readme_python_block(index, tmp_path, monkeypatch):
     exec(compile("\n".join(lines), f"README.md python block {index}", "exec"), namespace)
 
 
+def _run_jaxdl(argv, cwd):
+    flags = "--xla_force_host_platform_device_count=8" if "--devices" in argv else ""
+    env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "jaxdl.cli", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", _commands())
 def test_readme_command(command, tmp_path, request):
@@ -85,18 +98,10 @@ def test_readme_command(command, tmp_path, request):
     if "mnist_idx:../shared/data/mnist" in command:
         mnist = request.getfixturevalue("mnist_dir")  # skips without ../shared/data
         command = command.replace("../shared/data/mnist", str(mnist))
-    argv = shlex.split(command)[1:]
-    flags = "--xla_force_host_platform_device_count=8" if "--devices" in argv else ""
-    env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    r = subprocess.run(
-        [sys.executable, "-m", "jaxdl.cli", *argv],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for step in command.split(" && "):
+        argv = shlex.split(step)[1:]
+        r = _run_jaxdl(argv, tmp_path)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     if argv[:2] == ["summary", "resnet50"]:
         assert "Trainable params: 25,557,032" in r.stdout
     if "--json" in argv:

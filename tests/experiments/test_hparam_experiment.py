@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+import numpy as np
+from conftest import ROOT, assert_pictures
 from PIL import Image
 
 
@@ -36,3 +37,9 @@ def test_hparam_search_smoke(tmp_path):
     ):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG"
+    assert_pictures(tmp_path, ["grid_search.png", "vmapped_lr_seed.png", "best_curves.png"])
+    # the best config's curves have their validation line (matplotlib's second colour, C1)
+    with Image.open(tmp_path / "best_curves.png") as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    orange = np.abs(rgb - [255, 127, 14]).sum(-1) < 30
+    assert orange.sum() > 200
