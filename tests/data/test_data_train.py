@@ -137,7 +137,7 @@ def test_experiment_cnn_augment_smoke(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, assert_pictures
 
     png = tmp_path / "curves.png"
     env = {**os.environ, "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}
@@ -152,6 +152,7 @@ def test_experiment_cnn_augment_smoke(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "no augmentation" in r.stdout and "gap" in r.stdout and "curves saved" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_pictures(tmp_path, ["curves.png"])
 
 
 def test_cli_text_needs_a_language_model(tmp_path, capsys):
