@@ -7,7 +7,7 @@ context 1024, dropout 0 on both sides (as llm.c and nanoGPT benchmark it).
 
 MFU in two conventions, both against the 989 TFLOP/s spec and the measured bf16 matmul peak:
 XLA's count of the jitted step (mfu_measured / mfu_spec) and PaLM's 6 N + 12 L d T per token
-(palm_mfu_*; N without the position table, jaxdl.bench.flops.transformer_training_flops).
+(palm_mfu_*; N without the position table, jaxdl.bench.mfu.palm_columns).
 Target (one H100): at least 45% MFU of the spec. Writes results/gpt2_train_mfu.*.
 """
 
@@ -19,33 +19,10 @@ from pathlib import Path
 import tyro
 from _common import RESULTS, bench, console, registered, smoke_options
 
-from jaxdl.bench.flops import transformer_training_flops
+from jaxdl.bench.mfu import palm_columns
 from jaxdl.bench.runner import BenchOptions, fmt
-from jaxdl.models import get_config
 
 TARGET_MFU_SPEC = 0.45
-
-
-def palm_columns(name: str, overrides: dict):
-    """extra(row) for _common.bench: the PaLM-convention FLOPs and MFU of a measured row (MFU is
-    proportional to the FLOPs counted, so each PaLM MFU is the row's MFU scaled by PaLM / XLA)."""
-    c = get_config(name, **overrides)
-
-    def extra(row):
-        t = int(row["input_shape"])
-        positions = c.context * c.d_model if getattr(c, "positions", "learned") == "learned" else 0
-        flops = transformer_training_flops(
-            row["params_trainable"] - positions, c.num_layers, c.d_model, t, tokens=row["batch"] * t
-        )
-        scale = flops / (row["gflops_step_xla"] * 1e9)
-        return {
-            "palm_gflops_step": flops / 1e9,
-            "palm_tflops": row["tflops"] * scale,
-            "palm_mfu_measured": row["mfu_measured"] and row["mfu_measured"] * scale,
-            "palm_mfu_spec": row["mfu_spec"] and row["mfu_spec"] * scale,
-        }
-
-    return extra
 
 
 @dataclass(frozen=True)

@@ -375,26 +375,10 @@ def stage_resnet50(run: Run) -> None:
 
 
 def stage_gpt2(run: Run) -> None:
+    from jaxdl.bench.mfu import palm_columns
+
     s = run.sizes
-
-    def palm(row: dict) -> dict:
-        from jaxdl.bench.flops import transformer_training_flops
-        from jaxdl.models import get_config
-
-        c = get_config("gpt2", **dict(s.gpt))
-        t = int(row["input_shape"])
-        positions = c.context * c.d_model if getattr(c, "positions", "learned") == "learned" else 0
-        flops = transformer_training_flops(
-            row["params_trainable"] - positions, c.num_layers, c.d_model, t, tokens=row["batch"] * t
-        )
-        scale = flops / (row["gflops_step_xla"] * 1e9)
-        return {
-            "palm_gflops_step": flops / 1e9,
-            "palm_tflops": row["tflops"] * scale,
-            "palm_mfu_measured": row["mfu_measured"] and row["mfu_measured"] * scale,
-            "palm_mfu_spec": row["mfu_spec"] and row["mfu_spec"] * scale,
-        }
-
+    palm = palm_columns("gpt2", dict(s.gpt))
     _model_stage(run, "gpt2", "gpt2", s.gpt_batch, s.gpt, input=s.gpt_input, lr=6e-4, extra=palm)
 
 

@@ -9,8 +9,8 @@
 
 MFU = model FLOPs per step / step time / peak. Which FLOPs the model does is a convention that
 must be stated: the bench uses XLA's count of the jitted step (multiply-add = 2 FLOPs, forward +
-backward + optimizer for a training step, no rematerialisation); benchmarks/gpt2_mfu.py also
-reports the PaLM count (6 N + 12 L d T per token) for decoder LMs.
+backward + optimizer for a training step, no rematerialisation); for decoder LMs
+`palm_columns` adds the PaLM count (6 N + 12 L d T per token) and the MFU it gives.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from jaxdl.bench.flops import transformer_training_flops
+from jaxdl.models import get_config
 
 # (substring of the lower-cased jax device_kind, dense bf16 TFLOP/s). First match wins, so
 # the specific spellings precede the generic one (an 'NVIDIA H100 PCIe' is not an SXM part).
@@ -78,3 +81,27 @@ def mfu(
     if not flops_per_step or not step_s or not peak_tflops:
         return None
     return flops_per_step / step_s / (peak_tflops * 1e12)
+
+
+def palm_columns(name: str, overrides: dict):
+    """extra(row) for a measured bench row of the decoder LM `name` (with config `overrides`):
+    the PaLM-convention FLOPs per step and the TFLOP/s and MFU they give. N leaves out the
+    learned position table (added, not multiplied); MFU is proportional to the FLOPs counted,
+    so each PaLM figure is the row's (XLA-count) figure scaled by PaLM / XLA."""
+    c = get_config(name, **overrides)
+
+    def extra(row: dict) -> dict:
+        t = int(row["input_shape"])
+        positions = c.context * c.d_model if getattr(c, "positions", "learned") == "learned" else 0
+        flops = transformer_training_flops(
+            row["params_trainable"] - positions, c.num_layers, c.d_model, t, tokens=row["batch"] * t
+        )
+        scale = flops / (row["gflops_step_xla"] * 1e9)
+        return {
+            "palm_gflops_step": flops / 1e9,
+            "palm_tflops": row["tflops"] * scale,
+            "palm_mfu_measured": row["mfu_measured"] and row["mfu_measured"] * scale,
+            "palm_mfu_spec": row["mfu_spec"] and row["mfu_spec"] * scale,
+        }
+
+    return extra

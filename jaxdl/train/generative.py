@@ -54,21 +54,12 @@ class ReconstructionTask(Task):
             return jnp.mean(optax.sigmoid_binary_cross_entropy(out, x), axis=-1)
         return jnp.mean(jnp.square(out - x), axis=-1)
 
-    def init_metrics(self):
-        return {**super().init_metrics(), "mse_sum": jnp.zeros((), jnp.float32)}
+    def means(self):
+        return {"pixel_mse": "mse_sum"}
 
-    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
-        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
+    def example_metrics(self, outputs, batch):
         pixels = jax.nn.sigmoid(_flat(outputs)) if self.kind == "bce" else _flat(outputs)
-        mse = jnp.mean(jnp.square(pixels - _flat(batch["x"])), axis=-1)
-        new["mse_sum"] = acc["mse_sum"] + jnp.sum(mse * weights)
-        return new
-
-    def compute(self, acc, detailed: bool = False):
-        acc = jax.device_get(acc)
-        out = super().compute(acc)
-        out["pixel_mse"] = float(acc["mse_sum"] / max(float(acc["weight_sum"]), 1e-12))
-        return out
+        return {"pixel_mse": jnp.mean(jnp.square(pixels - _flat(batch["x"])), axis=-1)}
 
 
 class ELBOTask(Task):
@@ -92,28 +83,12 @@ class ELBOTask(Task):
         rec, kl = self.terms(outputs, batch)
         return rec + self.beta * kl
 
-    def init_metrics(self):
-        # distinct buffers: the Trainer donates the accumulators
-        return {
-            **super().init_metrics(),
-            "rec_sum": jnp.zeros((), jnp.float32),
-            "kl_sum": jnp.zeros((), jnp.float32),
-        }
+    def means(self):
+        return {"reconstruction": "rec_sum", "kl": "kl_sum"}
 
-    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
-        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
+    def example_metrics(self, outputs, batch):
         rec, kl = self.terms(outputs, batch)
-        new["rec_sum"] = acc["rec_sum"] + jnp.sum(rec * weights)
-        new["kl_sum"] = acc["kl_sum"] + jnp.sum(kl * weights)
-        return new
-
-    def compute(self, acc, detailed: bool = False):
-        acc = jax.device_get(acc)
-        out = super().compute(acc)
-        w = max(float(acc["weight_sum"]), 1e-12)
-        out["reconstruction"] = float(acc["rec_sum"] / w)
-        out["kl"] = float(acc["kl_sum"] / w)
-        return out
+        return {"reconstruction": rec, "kl": kl}
 
 
 def inception_score(probs) -> float:

@@ -23,7 +23,9 @@ _classification_metrics = jax.jit(metrics.classification_metrics)
 
 class Task:
     """Base class. Subclasses define `loss` and the metric accumulators (all sums, so one step's
-    metrics add to the running ones).
+    metrics add to the running ones). A per-example metric reported as its weighted mean over
+    the examples needs only `means()` (its name and accumulator) and `example_metrics`; the base
+    class accumulates and reports it.
 
     The engine asks the task for the train state, the step and the evaluation step, so a task
     with its own state or step (a GAN: two optimizers in one step) runs on the same `Trainer`,
@@ -87,20 +89,42 @@ class Task:
             w.reshape(w.shape + (1,) * (per_example.ndim - w.ndim)), per_example.shape
         )
 
+    def means(self) -> dict[str, str]:
+        """{metric name: accumulator key} of the per-example metrics, beyond the loss, reported
+        as weighted means over the examples (in this order, after the loss)."""
+        return {}
+
+    def example_metrics(self, outputs, batch) -> dict[str, jax.Array]:
+        """{metric name: per-example values, the shape of the weights} for each of `means()`."""
+        return {}
+
     def init_metrics(self) -> dict[str, jax.Array]:
-        return {"loss_sum": jnp.zeros((), jnp.float32), "weight_sum": jnp.zeros((), jnp.float32)}
+        # distinct buffers: the Trainer donates the accumulators
+        keys = ("loss_sum", "weight_sum", *self.means().values())
+        return {k: jnp.zeros((), jnp.float32) for k in keys}
 
     def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
         wsum = jnp.sum(weights)
-        return {
+        new = {
             **acc,
             "loss_sum": acc["loss_sum"] + jnp.sum(per_example * weights) + extra_loss * wsum,
             "weight_sum": acc["weight_sum"] + wsum,
         }
+        means = self.means()
+        if means:
+            values = self.example_metrics(outputs, batch)
+            for name, key in means.items():
+                new[key] = acc[key] + jnp.sum(values[name] * weights)
+        return new
 
-    def compute(self, acc) -> dict[str, float]:
+    def compute(self, acc, detailed: bool = False) -> dict[str, float]:
+        """The metrics of the accumulated sums (`detailed`: a subclass may add more)."""
         acc = jax.device_get(acc)
-        return {"loss": float(acc["loss_sum"] / max(float(acc["weight_sum"]), 1e-12))}
+        w = max(float(acc["weight_sum"]), 1e-12)
+        out = {"loss": float(acc["loss_sum"] / w)}
+        for name, key in self.means().items():
+            out[name] = float(acc[key] / w)
+        return out
 
     def check_labels(self, y: np.ndarray, *, where: str = "labels") -> None:
         """Host-side validation of a dataset's labels (before any step runs)."""
@@ -141,33 +165,30 @@ class ClassificationTask(Task):
             return jnp.argmax(y, axis=-1)  # one-hot labels
         return y.reshape(y.shape[0]).astype(jnp.int32)
 
+    def means(self):
+        return {f"top{self.top_k}_accuracy": "topk"} if self.top_k else {}
+
+    def example_metrics(self, outputs, batch):
+        correct = metrics.top_k_correct(outputs, self.labels(batch), self.top_k)
+        return {f"top{self.top_k}_accuracy": correct}
+
     def init_metrics(self):
         acc = super().init_metrics()
         acc["cm"] = jnp.zeros((self.cm_size, self.cm_size), jnp.float32)
-        if self.top_k:
-            acc["topk"] = jnp.zeros((), jnp.float32)
         return acc
 
     def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
         new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
-        y = self.labels(batch)
-        w = weights.reshape(-1)
         new["cm"] = acc["cm"] + metrics.confusion_matrix(
-            y, self.predictions(outputs), self.cm_size, w
+            self.labels(batch), self.predictions(outputs), self.cm_size, weights.reshape(-1)
         )
-        if self.top_k:
-            new["topk"] = acc["topk"] + jnp.sum(metrics.top_k_correct(outputs, y, self.top_k) * w)
         return new
 
     def compute(self, acc, detailed: bool = False) -> dict[str, Any]:
         acc = jax.device_get(acc)
-        out = super().compute(acc)
+        base = super().compute(acc)  # the loss and the top-k accuracy
         m = jax.device_get(_classification_metrics(acc["cm"]))
-        out["accuracy"] = float(m["accuracy"])
-        if self.top_k:
-            out[f"top{self.top_k}_accuracy"] = float(
-                acc["topk"] / max(float(acc["weight_sum"]), 1e-12)
-            )
+        out = {"loss": base.pop("loss"), "accuracy": float(m["accuracy"]), **base}
         for k in ("precision_macro", "recall_macro", "f1_macro"):
             out[k] = float(m[k])
         if detailed:
@@ -208,22 +229,12 @@ class RegressionTask(Task):
     def loss(self, outputs, batch):
         return losses.mean_squared_error(outputs, batch["y"])
 
-    def init_metrics(self):
-        return {**super().init_metrics(), "abs_sum": jnp.zeros((), jnp.float32)}
+    def means(self):
+        return {"mae": "abs_sum"}
 
-    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
-        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
-        err = jnp.mean(
-            jnp.abs(outputs.astype(jnp.float32) - batch["y"].reshape(outputs.shape)), axis=-1
-        )
-        new["abs_sum"] = acc["abs_sum"] + jnp.sum(err * weights)
-        return new
-
-    def compute(self, acc, detailed: bool = False):
-        acc = jax.device_get(acc)
-        out = super().compute(acc)
-        out["mae"] = float(acc["abs_sum"] / max(float(acc["weight_sum"]), 1e-12))
-        return out
+    def example_metrics(self, outputs, batch):
+        err = jnp.abs(outputs.astype(jnp.float32) - batch["y"].reshape(outputs.shape))
+        return {"mae": jnp.mean(err, axis=-1)}
 
 
 class LanguageModelTask(Task):
@@ -245,22 +256,21 @@ class LanguageModelTask(Task):
             w = w * batch["mask"].astype(jnp.float32)
         return w
 
-    def init_metrics(self):
-        return {**super().init_metrics(), "correct": jnp.zeros((), jnp.float32)}
+    def means(self):
+        return {"accuracy": "correct"}
 
-    def update_metrics(self, acc, outputs, batch, per_example, weights, extra_loss=0.0):
-        new = super().update_metrics(acc, outputs, batch, per_example, weights, extra_loss)
-        hit = (jnp.argmax(outputs, -1) == batch["y"]).astype(jnp.float32)
-        new["correct"] = acc["correct"] + jnp.sum(hit * weights)
-        return new
+    def example_metrics(self, outputs, batch):
+        return {"accuracy": (jnp.argmax(outputs, -1) == batch["y"]).astype(jnp.float32)}
 
     def compute(self, acc, detailed: bool = False):
-        acc = jax.device_get(acc)
-        out = super().compute(acc)
-        out["perplexity"] = float(np.exp(min(out["loss"], 50.0)))
-        out["bits_per_token"] = out["loss"] / float(np.log(2.0))
-        out["accuracy"] = float(acc["correct"] / max(float(acc["weight_sum"]), 1e-12))
-        return out
+        out = super().compute(acc)  # the loss and the token accuracy
+        loss = out["loss"]
+        return {
+            "loss": loss,
+            "perplexity": float(np.exp(min(loss, 50.0))),
+            "bits_per_token": loss / float(np.log(2.0)),
+            "accuracy": out["accuracy"],
+        }
 
     def check_labels(self, y, *, where="labels"):
         y = np.asarray(y)

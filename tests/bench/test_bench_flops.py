@@ -105,3 +105,29 @@ def test_lowered_flops_is_xla_flops():
     x, w = S((8, 16), f32), S((16, 4), f32)
     f = lambda x, w: jnp.tanh(x @ w)
     assert lowered_flops(jax.jit(f).lower(x, w)) == xla_flops(f, x, w)
+
+
+def test_palm_columns_count_6n_plus_12ldt_without_the_position_table():
+    """gpt2 (12 layers, d 768, context 1024, learned positions): N excludes 1024 x 768 position
+    weights; the PaLM figures are the row's XLA-count figures scaled by PaLM / XLA FLOPs."""
+    from jaxdl.bench.mfu import palm_columns
+
+    n, t, batch = 124_439_808, 1024, 8
+    palm_flops = batch * t * (6 * (n - 1024 * 768) + 12 * 12 * 768 * t)
+    row = {
+        "input_shape": t,
+        "params_trainable": n,
+        "batch": batch,
+        "gflops_step_xla": palm_flops / 2e9,  # XLA counted half: the PaLM figures double
+        "tflops": 100.0,
+        "mfu_measured": 0.25,
+        "mfu_spec": None,
+    }
+    got = palm_columns("gpt2", {})(row)
+    assert got["palm_gflops_step"] == pytest.approx(palm_flops / 1e9)
+    assert got["palm_tflops"] == pytest.approx(200.0)
+    assert got["palm_mfu_measured"] == pytest.approx(0.5) and got["palm_mfu_spec"] is None
+    rotary = palm_columns("gpt2", {"positions": "rotary"})(row)  # no position table to leave out
+    assert rotary["palm_gflops_step"] == pytest.approx(
+        batch * t * (6 * n + 12 * 12 * 768 * t) / 1e9
+    )
