@@ -141,5 +141,5 @@ def bytes_per_device(state, mesh: Mesh, *, fsdp: bool = False, sharding=None, ru
     )
     for x, s in zip(jax.tree.leaves(state), shardings, strict=True):
         shard = s.shard_shape(tuple(np.shape(x)))
-        total += int(np.prod(shard, dtype=np.int64)) * x.dtype.itemsize  # key dtypes too
+        total += int(np.prod(shard, dtype=np.int64)) * np.dtype(x.dtype).itemsize
     return total
