@@ -151,6 +151,20 @@ def test_the_circle_check_catches_a_circle(tmp_path):
     ]
 
 
+def test_keys_are_typed():
+    """Random keys are made with jax.random.key (typed); the legacy raw-key constructor appears
+    in no module of the package, the experiments or the benchmarks."""
+    legacy = "PRNG" + "Key("
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for folder in ("jaxdl", "experiments", "benchmarks")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if legacy in line
+    ]
+    assert not found, found
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     """.ci/run's last line is README.md's second opening command, which runs ruff first."""
     readme = (ROOT / "README.md").read_text()

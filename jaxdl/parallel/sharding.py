@@ -116,11 +116,39 @@ def state_shardings(
     return out
 
 
+def is_key(x) -> bool:
+    """Whether `x` (an array or ShapeDtypeStruct) is a typed PRNG key (`jax.random.key`)."""
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def key_data_sharding(sharding, key_ndim: int, data_ndim: int):
+    """The sharding of `jax.random.key_data` of a key array of `key_ndim` dimensions placed with
+    `sharding`: the same split, the trailing key-data dimensions whole."""
+    if not isinstance(sharding, NamedSharding):
+        return sharding
+    spec = (*sharding.spec, *(None,) * (data_ndim - len(sharding.spec)))
+    return NamedSharding(sharding.mesh, P(*spec[:data_ndim]))
+
+
+def put(tree, shardings):
+    """`jax.device_put(tree, shardings)` that also places typed PRNG keys on a mesh spanning
+    several processes (multi-host): a key leaf travels as its raw key data (plain uint32, which
+    device_put places on any mesh when every process holds the same value) and is wrapped back
+    into a key of its own implementation on the devices."""
+
+    def leaf(x, s):
+        if not is_key(x):
+            return jax.device_put(x, s)
+        data = np.asarray(jax.random.key_data(x))
+        placed = jax.device_put(data, key_data_sharding(s, np.ndim(x), data.ndim))
+        return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(x))
+
+    return jax.tree.map(leaf, tree, shardings)
+
+
 def place_state(state, mesh: Mesh, *, fsdp: bool = False, sharding=None, rules=None):
     """`state` moved onto `mesh` with `state_shardings` (resharding if it lives elsewhere)."""
-    return jax.device_put(
-        state, state_shardings(state, mesh, fsdp=fsdp, sharding=sharding, rules=rules)
-    )
+    return put(state, state_shardings(state, mesh, fsdp=fsdp, sharding=sharding, rules=rules))
 
 
 def abstract_state(state, mesh: Mesh, *, fsdp: bool = False, sharding=None, rules=None):
@@ -141,5 +169,5 @@ def bytes_per_device(state, mesh: Mesh, *, fsdp: bool = False, sharding=None, ru
     )
     for x, s in zip(jax.tree.leaves(state), shardings, strict=True):
         shard = s.shard_shape(tuple(np.shape(x)))
-        total += int(np.prod(shard, dtype=np.int64)) * np.dtype(x.dtype).itemsize
+        total += int(np.prod(shard, dtype=np.int64)) * x.dtype.itemsize  # key dtypes too
     return total

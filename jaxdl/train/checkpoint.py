@@ -8,6 +8,11 @@ A checkpoint is one orbax step directory with two items:
 - `meta`: a JSON document (`JsonSave`): the data-iterator position, callback state, the model's
   fingerprint, and for every array leaf its shape, dtype and a 32-bit digest of its bytes.
 
+Typed PRNG keys (`jax.random.key`, e.g. the TrainState's `rng`) are stored as their raw key data
+(`jax.random.key_data`: uint32, the key's shape plus the implementation's key shape) and made
+keys again on restore (`jax.random.wrap_key_data` with the target's key dtype), so a key
+restores bit for bit and the files hold only plain arrays.
+
 The digests and the NaN/inf check run on the devices, as one compiled reduction over each
 (possibly sharded) array, so that no host ever needs a whole array: multi-host FSDP states are
 saved and verified by every process together. The digest of an array is the wrap-around uint32
@@ -65,6 +70,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from jaxdl.errors import JaxdlError
+from jaxdl.parallel.sharding import is_key, key_data_sharding
 
 TREE, META = "tree", "meta"
 
@@ -283,6 +289,36 @@ def check_safe_tree(directory: str | os.PathLike) -> None:
 # ---- tree descriptions ----------------------------------------------------------------------
 
 
+def _key_data_abstract(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+    """The ShapeDtypeStruct of `jax.random.key_data` of an abstract key array, its sharding
+    extended over the trailing key-data dimensions (not split)."""
+    data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    sharding = key_data_sharding(getattr(x, "sharding", None), len(x.shape), len(data.shape))
+    return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
+
+
+def keys_as_data(tree):
+    """`tree` (arrays or ShapeDtypeStructs) with every typed PRNG key leaf replaced by its raw
+    key data (uint32), the form a checkpoint stores."""
+
+    def leaf(x):
+        if not is_key(x):
+            return x
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return _key_data_abstract(x)
+        return jax.random.key_data(x)
+
+    return jax.tree.map(leaf, tree)
+
+
+def data_as_keys(target, tree):
+    """`tree` as restored from `keys_as_data(target)`, with the leaves that are typed keys in
+    `target` wrapped back into keys of the target's key dtype."""
+    return jax.tree.map(
+        lambda t, x: jax.random.wrap_key_data(x, dtype=t.dtype) if is_key(t) else x, target, tree
+    )
+
+
 def _leaves(tree) -> dict[str, Any]:
     return {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
@@ -308,7 +344,7 @@ def _words(x: jax.Array) -> jax.Array:
     """The elements' bytes as uint32 words (one per element; two for 64-bit types)."""
     import jax.numpy as jnp
 
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if is_key(x):
         x = jax.random.key_data(x)
     if x.dtype == jnp.bool_:
         return x.astype(jnp.uint32)
@@ -466,6 +502,7 @@ class Checkpoints:
     ) -> None:
         """Write `tree` (arrays) and `meta` (JSON) as checkpoint `step`. Raises NonFiniteError,
         writing nothing, if any floating-point leaf holds NaN or inf."""
+        tree = keys_as_data(tree)
         sums, bad = digests(tree)
         if bad:
             raise NonFiniteError(
@@ -560,10 +597,11 @@ class Checkpoints:
             if meta_check is not None:
                 meta_check(meta)
             target = abstract_tree(meta) if callable(abstract_tree) else abstract_tree
-            self._check_match(s, meta, saved, tree_spec(target), fingerprint)
+            stored = keys_as_data(target)
+            self._check_match(s, meta, saved, tree_spec(stored), fingerprint)
             try:
                 restored = self._manager.restore(
-                    s, args=ocp.args.Composite(**{TREE: ocp.args.StandardRestore(target)})
+                    s, args=ocp.args.Composite(**{TREE: ocp.args.StandardRestore(stored)})
                 )[TREE]
             except Exception as e:
                 self._quarantine(s, f"its arrays cannot be read ({type(e).__name__}: {e})")
@@ -587,7 +625,7 @@ class Checkpoints:
             if non_finite:
                 self._quarantine(s, "it holds non-finite values")
                 continue
-            return s, restored, meta
+            return s, data_as_keys(target, restored), meta
         if candidates:
             warnings.warn(
                 f"every checkpoint in {str(self.directory)!r} ({len(candidates)}) was unusable "

@@ -56,6 +56,7 @@ from jaxdl.functional import make_apply, output_shape, split
 from jaxdl.nn.freeze import freeze_batchnorm_of_params
 from jaxdl.parallel import layout_rules, local_rows, state_shardings, with_rules
 from jaxdl.parallel.mesh import check_batch_size, data_sharding, make_mesh, replicated, shard_batch
+from jaxdl.parallel.sharding import put
 from jaxdl.train.callbacks import (
     BackupAndRestore,
     Callback,
@@ -303,7 +304,7 @@ class Trainer:
             loss_scale=initial_loss_scale if self.policy.loss_scaling else None,
         )
         self._flat = None
-        self.state = jax.device_put(state, self.state_shardings(state))
+        self.state = put(state, self.state_shardings(state))
         self.state_sharding = self.state_shardings()
         self.step_count = 0
         self.position = (0, 0)

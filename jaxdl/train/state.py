@@ -16,7 +16,7 @@ class TrainState:
     params: Any  # nnx.State of nnx.Param
     model_state: Any  # nnx.State of the rest (BatchNorm statistics, ...)
     opt_state: Any
-    rng: jax.Array  # raw uint32[2] key; step t uses fold_in(rng, t)
+    rng: jax.Array  # typed key (jax.random.key); step t uses fold_in(rng, t)
     ema_params: Any = None  # exponential moving average of params (Trainer(ema_decay=...))
     loss_scale: Any = None  # dynamic fp16 loss scale {'scale': f32, 'good_steps': i32}
     # int32 scalar: 1 once a step had a NaN or inf loss; from then on steps change nothing
@@ -38,7 +38,7 @@ class TrainState:
             params=params,
             model_state=model_state,
             opt_state=tx.init(params),
-            rng=jax.random.PRNGKey(seed),
+            rng=jax.random.key(seed),
             ema_params=jax.tree.map(jnp.copy, params) if ema else None,
             loss_scale=None
             if loss_scale is None

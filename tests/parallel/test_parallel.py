@@ -183,7 +183,7 @@ def test_batchnorm_statistics_are_over_the_global_batch():
 def test_state_restores_onto_other_meshes(tmp_path):
     """A state written through jaxdl.train.checkpoint from an FSDP 8-device mesh restores, with
     `abstract_state` as the target, on one device and on a 2x4 mesh with the target's shardings."""
-    from jaxdl.train.checkpoint import Checkpoints
+    from jaxdl.train.checkpoint import Checkpoints, keys_as_data
 
     t = _mlp_trainer(make_mesh(), fsdp=True)
     ckpts = Checkpoints(tmp_path / "ckpt", async_save=False)
@@ -192,10 +192,14 @@ def test_state_restores_onto_other_meshes(tmp_path):
         target = abstract_state(t.state, mesh, fsdp=fsdp)
         _, restored, _ = ckpts.restore(target)
         want = state_shardings(t.state, mesh, fsdp=fsdp)
-        for a, b, s in zip(
-            jax.tree.leaves(restored), jax.tree.leaves(t.state), jax.tree.leaves(want), strict=True
-        ):
+        for a, s in zip(jax.tree.leaves(restored), jax.tree.leaves(want), strict=True):
             assert a.sharding.is_equivalent_to(s, a.ndim)
+        assert restored.rng.dtype == t.state.rng.dtype  # the typed key comes back a key
+        for a, b in zip(
+            jax.tree.leaves(keys_as_data(restored)),
+            jax.tree.leaves(keys_as_data(t.state)),
+            strict=True,
+        ):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     kernel = restored.params["layers"][0]["kernel"]  # on 2x4: [64, 64] over data and model
     assert kernel.sharding.spec == P("data", "model")

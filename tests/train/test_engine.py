@@ -22,6 +22,7 @@ from jaxdl.train import (
     Trainer,
     loop,
 )
+from jaxdl.train.checkpoint import keys_as_data
 from jaxdl.train.generative import GANTrainer
 from jaxdl.train.hparam import train_vmapped
 
@@ -41,7 +42,7 @@ def _trainer(model=None, **kw):
 
 
 def _leaves(tree):
-    return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(tree))]
+    return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(keys_as_data(tree)))]
 
 
 def _equal(a, b):
