@@ -12,17 +12,13 @@ https://yann.lecun.com/exdb/mnist/ (train-images-idx3-ubyte.gz and friends).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tyro
+from _common import fit_mnist
 
-from jaxdl import create_model
-from jaxdl.data import load_mnist
-from jaxdl.errors import JaxdlError
-from jaxdl.train import Trainer
 from jaxdl.train.generative import ReconstructionTask
 from jaxdl.viz import log_image_grid, save_history, save_image_grid
 
@@ -41,24 +37,8 @@ class Config:
 
 
 def main(cfg: Config) -> dict:
-    splits = load_mnist(cfg.data, seed=cfg.seed)
-    if cfg.smoke:
-        splits = splits.head(256, 64, 128)
-    train, val, test = splits.train, splits.val, splits.test
-    name = {"conv": "conv_autoencoder", "dense": "autoencoder"}.get(cfg.kind)
-    if name is None:
-        raise JaxdlError(f"--kind must be 'conv' or 'dense', got {cfg.kind!r}")
-    model = create_model(name, latent_dim=cfg.latent_dim)
-    t = Trainer(model, task=ReconstructionTask("bce"), learning_rate=cfg.lr, seed=cfg.seed)
-    t0 = time.perf_counter()
-    h = t.fit(
-        train,
-        epochs=1 if cfg.smoke else cfg.epochs,
-        batch_size=cfg.batch_size,
-        validation_data=val,
-        verbose=1,
-    )
-    dt = time.perf_counter() - t0
+    kinds = {"conv": "conv_autoencoder", "dense": "autoencoder"}
+    name, t, h, dt, test = fit_mnist(cfg, kinds, ReconstructionTask("bce"))
     ev = t.evaluate(test)
 
     out = Path(cfg.out)

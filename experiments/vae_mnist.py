@@ -13,19 +13,15 @@ nats are not comparable with binarised-MNIST log-likelihoods in the literature.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 import tyro
+from _common import fit_mnist
 
-from jaxdl import create_model
-from jaxdl.data import load_mnist
-from jaxdl.errors import JaxdlError
 from jaxdl.functional import pure
-from jaxdl.train import Trainer
 from jaxdl.train.generative import ELBOTask
 from jaxdl.viz import log_image_grid, save_history, save_image_grid
 
@@ -45,24 +41,8 @@ class Config:
 
 
 def main(cfg: Config) -> dict:
-    splits = load_mnist(cfg.data, seed=cfg.seed)
-    if cfg.smoke:
-        splits = splits.head(256, 64, 128)
-    train, val, test = splits.train, splits.val, splits.test
-    name = {"dense": "vae", "conv": "conv_vae"}.get(cfg.kind)
-    if name is None:
-        raise JaxdlError(f"--kind must be 'dense' or 'conv', got {cfg.kind!r}")
-    model = create_model(name, latent_dim=cfg.latent_dim)
-    t = Trainer(model, task=ELBOTask(cfg.beta), learning_rate=cfg.lr, seed=cfg.seed)
-    t0 = time.perf_counter()
-    h = t.fit(
-        train,
-        epochs=1 if cfg.smoke else cfg.epochs,
-        batch_size=cfg.batch_size,
-        validation_data=val,
-        verbose=1,
-    )
-    dt = time.perf_counter() - t0
+    kinds = {"dense": "vae", "conv": "conv_vae"}
+    name, t, h, dt, test = fit_mnist(cfg, kinds, ELBOTask(cfg.beta))
     ev = t.evaluate(test)  # z = mean: the decoder's reconstruction term at the code's centre
     vae = t.model
     # the bound itself: z sampled with the reparameterisation, one draw per test image
