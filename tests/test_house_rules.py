@@ -182,6 +182,7 @@ CROSS_CUTTING = {
     "test_fault_injection.py",
     "test_functional.py",
     "test_house_rules.py",
+    "test_docs.py",
     "test_readme.py",
     "test_reliability.py",
     "test_viz.py",

@@ -64,7 +64,7 @@ def test_readme_has_no_link_outside_the_repository():
     for target in re.findall(r"\]\(([^)]+)\)", README):
         if not target.startswith("http"):
             assert not target.startswith(".."), target
-            assert (ROOT / target.split("#")[0]).exists() or target == "docs/design.md", target
+            assert (ROOT / target.split("#")[0]).exists(), target
 
 
 @pytest.mark.slow
