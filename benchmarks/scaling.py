@@ -71,7 +71,7 @@ from jaxdl.train.steps import make_train_step  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# Parameter counts (REFERENCE.md; the models' own tests pin them).
+# Parameter counts (published; the models' own tests pin them).
 MODELS = {"resnet50": 25_557_032, "gpt2": 124_439_808}
 NVLINK4_BIDIRECTIONAL = 900e9  # H100 SXM, per GPU; half of it each way
 H100_DEVICES = 8

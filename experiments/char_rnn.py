@@ -28,7 +28,7 @@ from jaxdl.functional import param_counts
 from jaxdl.train import Callback, LanguageModelTask, Trainer, make_schedule
 from jaxdl.viz import save_run_pictures
 
-CELL_PARAMS = {  # REFERENCE.md: parameters of one layer of u units on d inputs
+CELL_PARAMS = {  # the closed-form parameters of one layer of u units on d inputs
     "rnn": lambda d, u: u * d + u * u + u,
     "lstm": lambda d, u: 4 * (u * d + u * u + u),
     "gru": lambda d, u: 3 * (u * d + u * u + 2 * u),  # reset_after=True

@@ -10,7 +10,7 @@
 Exit codes of `train`: 0 done, 2 bad input, 3 the loss became NaN or inf (EXIT_NONFINITE),
 75 stopped by SIGTERM after saving a checkpoint (EXIT_PREEMPTED: run it again to resume).
 
-Each subcommand is a frozen dataclass parsed by tyro (DESIGN.md decision 9); `--set KEY=VALUE`
+Each subcommand is a frozen dataclass parsed by tyro (docs/design.md, decision 9); `--set KEY=VALUE`
 overrides a field of the model's config (values are Python literals: `--set hidden=(256,128)`).
 """
 

@@ -1,4 +1,4 @@
-"""The pure view of any jaxdl model (DESIGN.md decision 1).
+"""The pure view of any jaxdl model (docs/design.md, decision 1).
 
 Every model is a Flax NNX module whose `__call__(x, *, train=False, rngs=None)` takes the training
 flag and the random streams explicitly. `split` turns it into (graphdef, params, state): `params`

@@ -2,7 +2,7 @@
 test battery (test_registry_battery.py) checks every one; family tests reuse them."""
 
 PINNED = {
-    # REFERENCE.md, trainable parameters with 1000 classes (unet: 2 classes, lenet5: 10).
+    # published trainable parameters with 1000 classes (unet: 2 classes, lenet5: 10).
     "lenet5": 61_706,
     "alexnet": 62_378_344,
     "vgg11": 132_863_336,
@@ -42,7 +42,7 @@ PINNED = {
     "efficientnet_b6": 43_040_704,
     "efficientnet_b7": 66_347_960,
     "unet": 31_030_658,
-    # published counts (REFERENCE.md; timm for ViT-Ti/S/L; Hugging Face BertForMaskedLM, which like
+    # published counts (the papers; timm for ViT-Ti/S/L; Hugging Face BertForMaskedLM, which like
     # ours has no pooler) and, for the encoder-decoder, the count from the paper's shapes
     "gpt2": 124_439_808,
     "vit_b16": 86_567_656,

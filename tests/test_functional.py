@@ -1,4 +1,4 @@
-"""The pure-function core composes with jit, grad and vmap (DESIGN.md decision 1)."""
+"""The pure-function core composes with jit, grad and vmap (docs/design.md, decision 1)."""
 
 import jax
 import jax.numpy as jnp

@@ -205,3 +205,23 @@ def test_tests_are_laid_out_as_the_package():
     subfolders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert subfolders <= folders, sorted(subfolders - folders)
     assert not (folders - {"fixtures"}) - subfolders - {"viz"}, "a package without tests"
+
+
+def test_no_citation_of_documents_outside_the_repository():
+    """Code, tests and docs cite docs/design.md and published sources, never the planning
+    documents that sit beside the repository (a newcomer's clone does not have them)."""
+    outside = [name + ".md" for name in ("DESIGN", "SCOPE", "REFERENCE")]
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for folder in ("jaxdl", "experiments", "benchmarks", "tests", "docs")
+        for p in sorted((ROOT / folder).rglob("*"))
+        if p.suffix in (".py", ".md")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if any(name in line for name in outside)
+    ]
+    found += [
+        f"README.md:{i}"
+        for i, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1)
+        if any(n in line for n in outside)
+    ]
+    assert not found, found

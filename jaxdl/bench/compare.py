@@ -30,7 +30,7 @@ TORCH_MISSING = (
 
 # jaxdl name -> (torchvision.models builder, keyword options). Options keep the architecture the
 # one jaxdl registers: GoogLeNet's auxiliary heads are active in training (as in jaxdl),
-# Inception-v3's is not (REFERENCE.md counts it without).
+# Inception-v3's is not (the published count is without it).
 TORCHVISION: dict[str, tuple[str, dict]] = {
     **{
         n: (n, {})

@@ -1,4 +1,4 @@
-"""FLOPs and MACs (DESIGN.md decision 7).
+"""FLOPs and MACs (docs/design.md, decision 7).
 
 Two conventions, always labelled: MACs count one multiply-add as 1 (torchvision "GFLOPS", timm
 "GMACs", fvcore); FLOPs count it as 2 (XLA's `cost_analysis()['flops']`, MFU). Analytic MACs come

@@ -4,7 +4,7 @@
   device kind, from `SPEC_PEAK_TFLOPS`; None (printed 'n/a') for a device not in the table.
 - The **measured peak**: the FLOP/s of a large bf16 matmul on the device itself
   (`measure_matmul_peak`), what a perfect kernel reaches here in practice (about 790 TFLOP/s
-  for 8192^3 on an H100 SXM, REFERENCE.md), so MFU against it says how far the model's kernels
+  for 8192^3 on an H100 SXM, published), so MFU against it says how far the model's kernels
   are from the device's best, and MFU against the spec compares with published MFU figures.
 
 MFU = model FLOPs per step / step time / peak. Which FLOPs the model does is a convention that

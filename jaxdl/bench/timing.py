@@ -1,4 +1,4 @@
-"""Timing of jitted steps: compile time apart from step time (DESIGN.md, Conventions).
+"""Timing of jitted steps: compile time apart from step time (docs/design.md, Conventions).
 
     compiled, ct = compile_timed(jax.jit(step, donate_argnums=0), state, batch)
     st = time_steps(lambda: ..., warmup=3, steps=20)   # st.median_s, st.pipelined_s

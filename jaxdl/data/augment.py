@@ -1,4 +1,4 @@
-"""Image augmentation in pure JAX, run inside the jitted train step (DESIGN.md decision 8).
+"""Image augmentation in pure JAX, run inside the jitted train step (docs/design.md, decision 8).
 
 Each op is a frozen dataclass called on ONE image `x [H, W, C]` with its own key; `Augment`
 vmaps a sequence of ops over the batch with one key per example, so it is jit-able and runs on the

@@ -1,4 +1,4 @@
-"""Input pipelines (DESIGN.md decision 8): the one way jaxdl iterates over data.
+"""Input pipelines (docs/design.md, decision 8): the one way jaxdl iterates over data.
 
 A source is random access: `len(source)` and `source[i] -> {'x': ..., 'y': ...}` (an
 `ArrayDataset`, an image folder, a TFDS data source, ...); a source may also offer

@@ -1,4 +1,4 @@
-"""The dataset kinds and the one entry point, `load_dataset(spec)` (DESIGN.md decision 8).
+"""The dataset kinds and the one entry point, `load_dataset(spec)` (docs/design.md, decision 8).
 
 A dataset spec is `KIND` or `KIND:ARGUMENT[,OPTION=VALUE...]`:
 

@@ -1,6 +1,6 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton 2012, "ImageNet classification with deep
 convolutional neural networks", Fig. 2) as one tower on 227x227x3, the course's table:
-62,378,344 parameters for 1000 classes (REFERENCE.md).
+62,378,344 parameters for 1000 classes (published).
 
     conv 96@11x11/4 valid -> max 3/2 -> conv 256@5x5 same -> max 3/2 -> conv 384@3x3 ->
     conv 384@3x3 -> conv 256@3x3 -> max 3/2 (6x6x256) -> fc 4096 -> fc 4096 -> fc classes

@@ -1,10 +1,10 @@
-"""Autoencoders (SCOPE.md section 9), and the encoder / decoder bodies the VAE and DCGAN reuse.
+"""Autoencoders, and the encoder / decoder bodies the VAE and DCGAN reuse.
 
 An autoencoder maps x to a code z = encode(x) of `latent_dim` numbers and back to a
 reconstruction decode(z) of x's shape; training minimises a reconstruction loss (per-pixel binary
 cross-entropy on [0, 1] images, or MSE: `jaxdl.train.generative.ReconstructionTask`).
 
-Two bodies, chosen by `kind` in the config (variants are rows, DESIGN.md decision 2):
+Two bodies, chosen by `kind` in the config (variants are rows, docs/design.md, decision 2):
 
 - 'dense': flatten, Linear layers of widths `hidden`, a Linear to the code; the decoder mirrors
   the widths and reshapes to the input shape.

@@ -1,4 +1,4 @@
-"""Models used as layers inside other models (SCOPE.md section 6: the inner/outer model).
+"""Models used as layers inside other models (the inner/outer model).
 
 `Chain(backbone=..., head=...)` calls its named children in order; their parameters are
 addressed by path ('backbone/stages/0/...', 'head/kernel'), which is what freezing by pattern,

@@ -1,6 +1,6 @@
 """LeNet-5 (LeCun, Bottou, Bengio & Haffner 1998, "Gradient-based learning applied to document
 recognition", Fig. 2). `lenet5` has full C3 connectivity (the common modern reading): 61,706
-parameters for 10 classes (REFERENCE.md).
+parameters for 10 classes (published).
 
 `lenet5_paper` is the paper's network (section II.B): S2 and S4 are trainable subsamplings (the
 sum of each 2x2 window times a trainable coefficient plus a trainable bias per map, then the

@@ -1,4 +1,4 @@
-"""Neurons and multilayer perceptrons (SCOPE.md section 1).
+"""Neurons and multilayer perceptrons.
 
 - `Perceptron`: Rosenblatt's neuron, y = H(w.x + b) with the Heaviside step H, trained by the delta
   rule w <- w + eta (d - y) x (and b <- b + eta (d - y)), observation by observation, epoch by

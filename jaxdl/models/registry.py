@@ -1,4 +1,4 @@
-"""Registry of model names -> (family builder, frozen config), DESIGN.md decision 2.
+"""Registry of model names -> (family builder, frozen config), docs/design.md, decision 2.
 
 A family is written once; variants are rows (frozen dataclass configs). `create_model` applies
 keyword overrides to the config with `dataclasses.replace`, so an override that is not a field of

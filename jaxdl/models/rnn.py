@@ -1,4 +1,4 @@
-"""Recurrent networks over sequences (SCOPE.md section 7): one family, `RecurrentNet`.
+"""Recurrent networks over sequences: one family, `RecurrentNet`.
 
     tokens [B, T] (or features [B, T, F]) -> Embedding -> RecurrentStack -> Dense
         many-to-many: logits [B, T, num_classes]  (language models, taggers)

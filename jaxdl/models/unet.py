@@ -2,7 +2,7 @@
 segmentation", Fig. 1): a contracting path of double 3x3 valid convs and 2x2 max pools (64 to
 1024 channels), an expanding path of 2x2 up-convolutions, concatenation with the cropped
 skip connection and double convs, and a 1x1 conv to the classes. 572x572x1 -> 388x388x2,
-31,030,658 parameters (REFERENCE.md). `padding='same'` (and `batch_norm=True`) give the common
+31,030,658 parameters (published). `padding='same'` (and `batch_norm=True`) give the common
 modern variant whose output has the input's size (input side divisible by 2^depth).
 """
 

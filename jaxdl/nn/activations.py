@@ -1,4 +1,4 @@
-"""Activations by name (SCOPE.md section 1) and the Maxout unit (Goodfellow et al., 2013)."""
+"""Activations by name and the Maxout unit (Goodfellow et al., 2013)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Convolutional building blocks (SCOPE.md section 5), NHWC, each an NNX module.
+"""Convolutional building blocks, NHWC, each an NNX module.
 
 Residual (He et al. 2016, "Deep Residual Learning", Fig. 5) basic and bottleneck blocks with
 ResNeXt groups (Xie et al. 2017) and squeeze-and-excitation (Hu et al. 2018); DenseNet's dense

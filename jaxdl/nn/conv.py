@@ -1,4 +1,4 @@
-"""Convolution layers, pooling and the arithmetic of convolutions (SCOPE.md section 2).
+"""Convolution layers, pooling and the arithmetic of convolutions.
 
 Layout is channels-last: 1D inputs are [B, T, C], 2D inputs [B, H, W, C]. Kernels are
 [*kernel, Cin / groups, Cout] (nnx.Conv's layout, the same as Keras's).

@@ -1,4 +1,4 @@
-"""Freezing parts of a model (SCOPE.md section 6), with Keras's semantics: a frozen layer's
+"""Freezing parts of a model, with Keras's semantics: a frozen layer's
 weights do not change and its BatchNorm layers run in inference mode (moving statistics fixed and
 used for normalisation) even while the rest of the model trains.
 

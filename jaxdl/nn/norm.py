@@ -1,4 +1,4 @@
-"""Normalisation layers of their own (SCOPE.md section 3): layer, group and instance
+"""Normalisation layers of their own: layer, group and instance
 normalisation with Keras 3's definitions and defaults, and AlexNet's local response
 normalisation (Krizhevsky et al. 2012, section 3.3).
 

@@ -1,4 +1,4 @@
-"""Recurrent layers (SCOPE.md section 7, DESIGN.md decision 3): a cell plus one `lax.scan` driver.
+"""Recurrent layers (docs/design.md, decision 3): a cell plus one `lax.scan` driver.
 
 Cells compute the equations of Keras 3 (`keras.layers.SimpleRNNCell`, `LSTMCell`, `GRUCell`) with
 Keras's parameter names, shapes and gate order, so Keras weights copy in unchanged:

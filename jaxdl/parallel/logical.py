@@ -1,4 +1,4 @@
-"""Logical axis names and the rules that map them to mesh axes (DESIGN.md decision 14).
+"""Logical axis names and the rules that map them to mesh axes (docs/design.md, decision 11).
 
 Every parameter of the transformer, embedding, normalisation and CNN layers declares, where it
 is created, one logical name per dimension (`axes("embed", "heads", "head_dim")`, stored as the

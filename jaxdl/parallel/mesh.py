@@ -1,4 +1,4 @@
-"""Meshes and batch shardings for data parallelism (DESIGN.md decision 4: jit + Mesh, no pmap).
+"""Meshes and batch shardings for data parallelism (docs/design.md, decision 4: no pmap).
 
 By default every device of every process goes on one `data` axis; batches are sharded on it and
 parameters are replicated (or sharded, see `jaxdl.parallel.sharding`), so XLA inserts the gradient

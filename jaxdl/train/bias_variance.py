@@ -1,4 +1,4 @@
-"""Bias and variance of a learning algorithm, estimated on a test set (SCOPE.md section 1).
+"""Bias and variance of a learning algorithm, estimated on a test set.
 
 The course's estimate: train the same model on M bootstrap resamples of the training set (draw N
 of the N examples with replacement, Efron, 1979), predict the test set with each, and split the

@@ -1,4 +1,4 @@
-"""Bottleneck features (SCOPE.md section 6, the lighter transfer-learning route): run a dataset
+"""Bottleneck features (the lighter transfer-learning route): run a dataset
 once through a frozen backbone in inference mode, cache the features on disk, then train a small
 model on them. Equivalent to training the same head on top of the frozen model with the same data
 order, at a fraction of the cost per epoch.

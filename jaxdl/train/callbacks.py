@@ -1,4 +1,4 @@
-"""Keras-style callbacks (SCOPE.md sections 3 and 4) with Keras 3's semantics and defaults.
+"""Keras-style callbacks with Keras 3's semantics and defaults.
 
 Callbacks run on the host, outside the jitted step. Batch-end `logs` are lazy: reading a key
 fetches the running metrics from the device (one synchronisation); a callback that does not read

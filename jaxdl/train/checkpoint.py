@@ -1,4 +1,4 @@
-"""Checkpoints through orbax (DESIGN.md decision 5); the only jaxdl module that imports orbax.
+"""Checkpoints through orbax (docs/design.md, decision 5); the only jaxdl module that imports orbax.
 
 A checkpoint is one orbax step directory with two items:
 

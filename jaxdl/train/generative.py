@@ -1,4 +1,4 @@
-"""Training generative models (SCOPE.md section 9).
+"""Training generative models.
 
 - `ReconstructionTask`: an autoencoder's loss against its own input (batch['x']), per-pixel
   binary cross-entropy on logits ('bce', for images in [0, 1]) or mean squared error ('mse').

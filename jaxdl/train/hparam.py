@@ -1,4 +1,4 @@
-"""Hyperparameter search (SCOPE.md section 1): grid and random search over the fields of any
+"""Hyperparameter search: grid and random search over the fields of any
 frozen-dataclass config, and the JAX-native form that trains K configurations in one program.
 
     space = {"lr": [1e-3, 3e-3], "hidden": [(64,), (128, 64)], "optimizer": ["adam", "sgd"]}

@@ -1,4 +1,4 @@
-"""Losses (SCOPE.md section 1). Each returns the loss per example (the label's shape), so that the
+"""Losses. Each returns the loss per example (the label's shape), so that the
 caller weights and reduces: padded examples get weight 0, sequences get a mask.
 
 Labels may be integers (`sparse`) or one-hot / probability vectors, told apart by rank:

@@ -1,4 +1,4 @@
-"""Classification metrics, jit-able (SCOPE.md section 1).
+"""Classification metrics, jit-able.
 
 Everything derives from the confusion matrix, which sums over batches: accumulate
 `confusion_matrix` on the device, then call `classification_metrics` once. Conventions follow

@@ -1,4 +1,4 @@
-"""Optimizers, schedules, clipping and regularisers over optax (DESIGN.md decision 6).
+"""Optimizers, schedules, clipping and regularisers over optax (docs/design.md, decision 6).
 
 `make_optimizer` wraps the whole chain in `optax.inject_hyperparams`, so the current learning rate
 is readable (and writable, for ReduceLROnPlateau) at `opt_state.hyperparams['learning_rate']`.

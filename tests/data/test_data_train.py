@@ -161,3 +161,17 @@ def test_cli_text_needs_a_language_model(tmp_path, capsys):
     rc = main(["train", "mlp", "--dataset", spec, "--epochs", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and "must map tokens (1, 16) to logits (1, 16, " in err and "mlp gives" in err
+
+
+def test_cli_trains_a_language_model_on_a_text_file(tmp_path, capsys):
+    """`jaxdl train lstm_lm --dataset text:PATH`: LanguageModelTask, the model's vocab_size set
+    from the file's vocabulary, a finite test loss below the uniform guess's log(V)."""
+    (tmp_path / "t.txt").write_text("to be or not to be, that is the question. " * 40)
+    spec = f"text:{tmp_path / 't.txt'},seq_len=16"
+    argv = ["train", "lstm_lm", "--dataset", spec, "--epochs", "3", "--quiet", "--json"]
+    rc = main([*argv, "--set", "units=(16,)", "embed_dim=8", "--lr", "1e-2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    vocab = len(set("to be or not to be, that is the question. "))
+    assert np.isfinite(metrics["test_loss"]) and metrics["test_loss"] < np.log(vocab)

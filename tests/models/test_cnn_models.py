@@ -1,4 +1,4 @@
-"""CNN families: pinned parameter counts (REFERENCE.md), MACs, options and bad input.
+"""CNN families: pinned published parameter counts, MACs, options and bad input.
 
 Every model is built abstractly (nnx.eval_shape), so nothing large is allocated."""
 
@@ -43,7 +43,7 @@ def test_parameter_count_conventions(name, overrides, expected):
     assert n_params(name, **overrides) == expected
 
 
-# REFERENCE.md GMACs at the family's resolution (224, inception_v3 299).
+# published GMACs at the family's resolution (224, inception_v3 299).
 MACS = {
     "resnet50": 4.09,
     "vgg16": 15.47,

@@ -160,7 +160,7 @@ def test_googlenet_adaptive_aux_pool_count_and_torchvision_layout():
     from jaxdl.weights.convert import check_tensors, model_tensors
     from jaxdl.weights.torchvision import convert_torchvision
 
-    # torchvision googlenet with both aux heads (REFERENCE.md, test_cnn_models)
+    # torchvision googlenet with both aux heads (published, test_cnn_models)
     assert n_params("googlenet", aux_logits=True, aux_pool="adaptive") == 13_004_888
     shapes = _recorded("torchvision/googlenet")
     assert shapes["aux1.fc1.weight"] == [1024, 2048]  # 128 x 4 x 4, whatever the input size

@@ -1,4 +1,4 @@
-"""Perceptron (delta rule) and MLP (SCOPE.md section 1)."""
+"""Perceptron (delta rule) and MLP."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Convolution arithmetic and the course's worked examples (SCOPE.md section 2)."""
+"""Convolution arithmetic and the course's worked examples."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Freezing and fine-tuning (SCOPE.md section 6): frozen parameters do not move and hold no
+"""Freezing and fine-tuning: frozen parameters do not move and hold no
 optimizer state, frozen BatchNorm keeps its statistics, per-group learning rates, the top-N
 blocks, and bottleneck features equal to training on top of the frozen model."""
 
