@@ -106,3 +106,12 @@ def test_readme_command(command, tmp_path, request):
         assert "Trainable params: 25,557,032" in r.stdout
     if "--json" in argv:
         assert '"test_accuracy"' in r.stdout.splitlines()[-1]
+
+
+def test_readme_counts_the_reliability_cases():
+    """README's count of bad inputs and faults is the number of rows of docs/reliability.md."""
+    stated = re.search(r"the (\d+) cases of\s+\[docs/reliability\.md\]", README)
+    table = (ROOT / "docs" / "reliability.md").read_text()
+    rows = len(re.findall(r"^\| \d+ \|", table, flags=re.M))
+    assert stated and int(stated.group(1)) == rows, (stated and stated.group(1), rows)
+    assert table.splitlines()[2].startswith(f"{rows} cases.")
