@@ -19,38 +19,23 @@ import tyro
 from _common import RESULTS, bar_plot, bench, registered, smoke_options
 
 from jaxdl.bench.runner import BenchOptions
+from jaxdl.models import get_entry, list_models
 
-CNNS = (
-    "lenet5",
+# every registered model of the convolutional families, in the registry's order
+CNN_FAMILIES = (
+    "lenet",
     "alexnet",
-    "vgg11",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-    "vgg16_bn",
-    "googlenet",
-    "inception_v3",
-    "inception_resnet_v2",
+    "vgg",
+    "inception",
     "xception",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "seresnet50",
-    "densenet121",
-    "densenet169",
-    "densenet201",
-    "densenet264",
-    "mobilenet_v1",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    *(f"efficientnet_b{i}" for i in range(8)),
+    "resnet",
+    "densenet",
+    "mobilenet",
+    "efficientnet",
     "unet",
+    "fcn",
 )
+CNNS = tuple(n for n in list_models() if get_entry(n).family in CNN_FAMILIES)
 
 
 @dataclass(frozen=True)

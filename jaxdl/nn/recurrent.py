@@ -540,19 +540,14 @@ class GRU(_CellRNN):
     cell_class = GRUCell
 
 
-LAYERS: dict[str, type[_CellRNN]] = {
-    "rnn": SimpleRNN,
-    "simple_rnn": SimpleRNN,
-    "lstm": LSTM,
-    "gru": GRU,
-}
+# the layer of each cell name in CELLS: one table of names
+_LAYER_OF_CELL = {layer.cell_class: layer for layer in (SimpleRNN, LSTM, GRU)}
+LAYERS: dict[str, type[_CellRNN]] = {name: _LAYER_OF_CELL[c] for name, c in CELLS.items()}
 
 
 def get_layer(name: str) -> type[_CellRNN]:
     """A recurrent layer class by cell name: 'rnn' (= 'simple_rnn'), 'lstm', 'gru'."""
-    if name not in LAYERS:
-        raise unknown_name("recurrent cell", name, LAYERS)
-    return LAYERS[name]
+    return _LAYER_OF_CELL[get_cell(name)]
 
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
