@@ -192,6 +192,7 @@ class Models:
       jaxdl models
       jaxdl models vit             # names containing 'vit'
       jaxdl models 'resnet*'       # a shell pattern
+      jaxdl models resnet50 --where   # its source, variants table, docs page and tests
     """
 
     pattern: Annotated[tyro.conf.Positional[str | None], _meta("PATTERN")] = None
@@ -200,11 +201,14 @@ class Models:
     """Only models with a weight converter from this source."""
     params: bool = True
     """Show trainable parameter counts (from shapes only; cached in $JAXDL_CACHE)."""
+    where: bool = False
+    """Show where each model lives: its source module and class, its config (the variants
+    table), its docs page and its tests (e.g. `jaxdl models resnet50 --where`)."""
 
     def run(self) -> int:
         from rich.table import Table
 
-        from jaxdl.models.registry import get_entry, list_models
+        from jaxdl.models.registry import get_entry, list_models, where
 
         names = list_models(self.pattern)
         if self.pretrained is not None:
@@ -217,12 +221,19 @@ class Models:
         console = _console()
         counts = param_counts(names) if self.params else {}
         t = Table(title=f"{len(names)} models")
-        for col in ("name", "family", "params", "description"):
+        info = ("source", "config", "docs", "tests") if self.where else ("description",)
+        for col in ("name", "family", "params", *info):
             if col != "params" or counts:
-                t.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
+                right, wrap = col == "params", col in ("tests", "source")
+                t.add_column(col, justify="right" if right else "left", no_wrap=not wrap)
         for n in names:
             e = get_entry(n)
-            cells = [n, e.family] + ([f"{counts[n]:,}"] if counts else []) + [e.description]
+            cells = [n, e.family] + ([f"{counts[n]:,}"] if counts else [])
+            if self.where:
+                w = where(n)
+                cells += [f"{w['source']}:{w['builder']}", w["config"], w["docs"], w["tests"]]
+            else:
+                cells.append(e.description)
             t.add_row(*cells)
         console.print(t)
         return 0

@@ -15,6 +15,7 @@ import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +40,49 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 # The model contract's task kinds; `jaxdl.models.inputs.task_output_spec` gives each one's output.
 TASKS = ("classify", "tag", "lm", "seq2seq", "reconstruct", "vae", "gan", "segment", "perceptron")
+
+
+# Where each family lives in the repository besides its module: the docs page that describes it
+# and the test module of what is specific to it (every model is also in the registry battery,
+# tests/models/test_registry_battery.py). `jaxdl models NAME --where` prints them; a family
+# registered without a row here fails tests/models/test_registry.py.
+_CNN = ("docs/cnn.md", "tests/models/test_cnn_models.py")
+FAMILY_FILES: dict[str, tuple[str, str]] = {
+    "perceptron": ("README.md", "tests/models/test_neurons.py"),
+    "mlp": ("README.md", "tests/models/test_neurons.py"),
+    **dict.fromkeys(("lenet", "vgg", "inception", "xception", "resnet", "densenet"), _CNN),
+    "alexnet": ("docs/cnn.md", "tests/models/test_course_items.py"),
+    **dict.fromkeys(("mobilenet", "efficientnet", "unet"), _CNN),
+    "fcn": ("docs/cnn.md", "tests/models/test_fcn.py"),
+    "rnn": ("docs/rnn.md", "tests/models/test_rnn_models.py"),
+    "seq2seq": ("docs/rnn.md", "tests/models/test_rnn_models.py"),
+    **dict.fromkeys(
+        ("transformer", "gpt", "bert", "vit"),
+        ("docs/transformers.md", "tests/models/test_transformer.py"),
+    ),
+    **dict.fromkeys(
+        ("autoencoder", "vae", "gan"), ("docs/generative.md", "tests/models/test_generative.py")
+    ),
+}
+BATTERY = "tests/models/test_registry_battery.py"
+
+
+def where(name: str) -> dict[str, str]:
+    """Where model `name` lives: its source module, the class and variant row that build it,
+    its docs page and its tests (paths relative to the repository root)."""
+    import inspect
+
+    e = get_entry(name)
+    source = Path(inspect.getsourcefile(e.builder)).resolve()
+    root = Path(__file__).resolve().parents[2]
+    docs, tests = FAMILY_FILES.get(e.family, ("", ""))
+    return {
+        "source": source.relative_to(root).as_posix(),
+        "builder": e.builder.__qualname__,
+        "config": type(e.config).__name__,
+        "docs": docs,
+        "tests": f"{tests}, {BATTERY}" if tests else BATTERY,
+    }
 
 
 def register(
