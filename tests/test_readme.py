@@ -1,7 +1,7 @@
 """README.md stays true: every ```python block and every `jaxdl ...` command of its ```bash
 blocks is run, shrunk to 1 epoch (`epochs=N` / `--epochs N` become 1), in a temporary
 directory. Commands that cannot run here are skipped with the reason: the install and test
-lines (they are what runs this), the GPU / Slurm / TPU section (marked 'not run here' in
+lines (they are what runs this), the GPU / Slurm / TPU section (marked 'not run' in
 README), multi-process commands (tests/parallel/test_parallel_multiprocess.py runs those),
 `--compare torch` without torch, and MNIST without ../shared/data."""
 
@@ -49,7 +49,7 @@ def _commands() -> list:
                 continue
             part = " && ".join(parts)
             reason = None
-            if "not run here" in heading:
+            if re.search(r"\bnot run\b", heading):
                 reason = "README: written for GPU hosts, Slurm and TPU pods, not run here"
             elif "--coordinator" in part:
                 reason = "multi-process: run by tests/parallel/test_parallel_multiprocess.py"
