@@ -121,9 +121,9 @@ def is_key(x) -> bool:
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def key_data_sharding(sharding, key_ndim: int, data_ndim: int):
-    """The sharding of `jax.random.key_data` of a key array of `key_ndim` dimensions placed with
-    `sharding`: the same split, the trailing key-data dimensions whole."""
+def key_data_sharding(sharding, data_ndim: int):
+    """The sharding of `jax.random.key_data` (`data_ndim` dimensions) of a key array placed with
+    `sharding`: the key's split, the trailing key-data dimensions whole."""
     if not isinstance(sharding, NamedSharding):
         return sharding
     spec = (*sharding.spec, *(None,) * (data_ndim - len(sharding.spec)))
@@ -140,8 +140,8 @@ def put(tree, shardings):
         if not is_key(x):
             return jax.device_put(x, s)
         data = np.asarray(jax.random.key_data(x))
-        placed = jax.device_put(data, key_data_sharding(s, np.ndim(x), data.ndim))
-        return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(x))
+        placed = jax.device_put(data, key_data_sharding(s, data.ndim))
+        return jax.random.wrap_key_data(placed, dtype=x.dtype)
 
     return jax.tree.map(leaf, tree, shardings)
 

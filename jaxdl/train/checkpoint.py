@@ -293,7 +293,7 @@ def _key_data_abstract(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
     """The ShapeDtypeStruct of `jax.random.key_data` of an abstract key array, its sharding
     extended over the trailing key-data dimensions (not split)."""
     data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(x.shape, x.dtype))
-    sharding = key_data_sharding(getattr(x, "sharding", None), len(x.shape), len(data.shape))
+    sharding = key_data_sharding(getattr(x, "sharding", None), len(data.shape))
     return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=sharding)
 
 
